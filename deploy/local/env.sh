@@ -1,0 +1,48 @@
+# Shared settings of the local stack; sourced by the other scripts. Override any of them in the
+# environment of `make up` / `make test`.
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+LOCAL_DIR="${LOCAL_DIR:-$REPO_ROOT/.local}"
+RUN_DIR="$LOCAL_DIR/run"
+LOG_DIR="$LOCAL_DIR/log"
+VENV="${VENV:-$REPO_ROOT/.venv}"
+
+KAFKA_VERSION="${KAFKA_VERSION:-3.9.1}"
+KAFKA_HOST="${KAFKA_HOST:-127.0.0.1}"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_CACHE_DIR="${KAFKA_CACHE_DIR:-$LOCAL_DIR/cache/kafka-$KAFKA_VERSION}"
+KAFKA_DIR="$LOCAL_DIR/kafka"
+KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"
+
+PG_HOST="${PG_HOST:-127.0.0.1}"
+PG_PORT="${PG_PORT:-55432}"
+PG_USER="${PG_USER:-achievements}"
+PG_PASSWORD="${PG_PASSWORD:-achievements}"
+PG_DATABASE="${PG_DATABASE:-achievements}"
+PG_STANDIN_DATABASE="${PG_STANDIN_DATABASE:-grant_standin}"
+
+export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-$KAFKA_HOST:$KAFKA_PORT}"
+export DATABASE_URL="${DATABASE_URL:-postgresql://$PG_USER:$PG_PASSWORD@$PG_HOST:$PG_PORT/$PG_DATABASE}"
+export GRANT_STANDIN_DATABASE_URL="${GRANT_STANDIN_DATABASE_URL:-postgresql://$PG_USER:$PG_PASSWORD@$PG_HOST:$PG_PORT/$PG_STANDIN_DATABASE}"
+export STORAGE_ROOT="${STORAGE_ROOT:-$LOCAL_DIR/storage}"
+# One development token for both sides of the grant API, unless set.
+export GRANT_STANDIN_TOKEN="${GRANT_STANDIN_TOKEN:-dev-grant-token}"
+export GRANT_BRIDGE_TOKEN="${GRANT_BRIDGE_TOKEN:-$GRANT_STANDIN_TOKEN}"
+export GRANT_BRIDGE_GRANT_API_URL="${GRANT_BRIDGE_GRANT_API_URL:-http://127.0.0.1:8090}"
+
+pg_bin() {
+    local dir
+    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+    echo "$dir"
+}
+
+wait_for_port() {  # host port seconds
+    local host=$1 port=$2 seconds=$3 i
+    for ((i = 0; i < seconds * 5; i++)); do
+        if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.2
+    done
+    return 1
+}

@@ -1,0 +1,192 @@
+"""`achievements`: the operator's and the demo's command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+
+from services.core.db import migrate
+from services.core.events import Topics
+from services.core.kafka import ensure_topics
+from services.core.settings import CommonSettings
+
+
+async def _with_connection(
+    action: Callable[[asyncpg.Connection], Awaitable[int]],
+) -> int:
+    settings = CommonSettings()
+    connection = await asyncpg.connect(settings.postgres.database_url.get_secret_value())
+    try:
+        return await action(connection)
+    finally:
+        await connection.close()
+
+
+async def _migrate(_: argparse.Namespace) -> int:
+    async def run(connection: asyncpg.Connection) -> int:
+        applied = await migrate(connection)
+        print(f"migrations applied: {len(applied)}")
+        return 0
+
+    return await _with_connection(run)
+
+
+async def _topics(_: argparse.Namespace) -> int:
+    settings = CommonSettings()
+    await ensure_topics(settings.kafka, Topics(settings.kafka.topic_prefix))
+    print("topics ready")
+    return 0
+
+
+async def _reference_load(args: argparse.Namespace) -> int:
+    from services.core.reference_store import load_into_database
+
+    async def run(connection: asyncpg.Connection) -> int:
+        version = await load_into_database(connection, Path(args.dir) if args.dir else None)
+        print(f"reference data loaded (version {version})")
+        return 0
+
+    return await _with_connection(run)
+
+
+async def _ato_create(args: argparse.Namespace) -> int:
+    from services.upload_gateway.keys import create_ato
+
+    async def run(connection: asyncpg.Connection) -> int:
+        key = await create_ato(connection, args.name, args.policy)
+        if args.json:
+            print(
+                json.dumps(
+                    {"ato_id": key.ato_id, "api_key": key.api_key, "key_id": str(key.key_id)}
+                )
+            )
+        else:
+            print(f"ATO {key.ato_id} created; API key (shown once): {key.api_key}")
+        return 0
+
+    return await _with_connection(run)
+
+
+async def _key_create(args: argparse.Namespace) -> int:
+    from services.upload_gateway.keys import create_key
+
+    async def run(connection: asyncpg.Connection) -> int:
+        key = await create_key(connection, args.ato_id)
+        if args.json:
+            print(
+                json.dumps(
+                    {"ato_id": key.ato_id, "api_key": key.api_key, "key_id": str(key.key_id)}
+                )
+            )
+        else:
+            print(f"key {key.key_id} for {key.ato_id} (shown once): {key.api_key}")
+        return 0
+
+    return await _with_connection(run)
+
+
+async def _key_revoke(args: argparse.Namespace) -> int:
+    from services.upload_gateway.keys import revoke_key
+
+    async def run(connection: asyncpg.Connection) -> int:
+        revoked = await revoke_key(connection, uuid.UUID(args.key_id))
+        print("revoked" if revoked else "no such active key")
+        return 0 if revoked else 1
+
+    return await _with_connection(run)
+
+
+async def _upload(args: argparse.Namespace) -> int:
+    from services.upload_client import upload_file
+
+    result = await upload_file(
+        Path(args.file),
+        api_key=args.api_key,
+        gateway_url=args.gateway,
+        policy=args.policy,
+        wait=args.wait,
+        timeout_s=args.timeout,
+    )
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for name, value in result.items():
+            print(f"{name}: {value}")
+    return 0
+
+
+def _check(argv: list[str]) -> int:
+    from services.validator.offline_check import main as check_main
+
+    return check_main(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="achievements")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    admin = commands.add_parser("admin", help="set up the database and topics").add_subparsers(
+        dest="admin_command", required=True
+    )
+    admin.add_parser("migrate").set_defaults(action=_migrate)
+    admin.add_parser("topics").set_defaults(action=_topics)
+
+    reference = commands.add_parser("reference", help="reference data").add_subparsers(
+        dest="reference_command", required=True
+    )
+    load = reference.add_parser("load", help="load courses.csv and employers.csv from DIR")
+    load.add_argument("dir", nargs="?", help="folder with the two CSVs (default: bundled copy)")
+    load.set_defaults(action=_reference_load)
+
+    ato = commands.add_parser("ato", help="training organisations and API keys").add_subparsers(
+        dest="ato_command", required=True
+    )
+    create = ato.add_parser("create")
+    create.add_argument("name")
+    create.add_argument(
+        "--policy", default="all_or_nothing", choices=["all_or_nothing", "valid_rows"]
+    )
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(action=_ato_create)
+    key = ato.add_parser("key").add_subparsers(dest="key_command", required=True)
+    key_create = key.add_parser("create")
+    key_create.add_argument("ato_id")
+    key_create.add_argument("--json", action="store_true")
+    key_create.set_defaults(action=_key_create)
+    key_revoke = key.add_parser("revoke")
+    key_revoke.add_argument("key_id")
+    key_revoke.set_defaults(action=_key_revoke)
+
+    upload = commands.add_parser("upload", help="upload a CSV through the gateway")
+    upload.add_argument("file")
+    upload.add_argument("--api-key", required=True)
+    upload.add_argument("--gateway", default="http://127.0.0.1:8080")
+    upload.add_argument("--policy", choices=["all_or_nothing", "valid_rows"])
+    upload.add_argument("--wait", action="store_true", help="wait for the final status")
+    upload.add_argument("--timeout", type=float, default=600.0)
+    upload.add_argument("--json", action="store_true")
+    upload.set_defaults(action=_upload)
+
+    commands.add_parser("check", help="validate a file offline (see `achievements check -h`)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # The offline check owns its own argument parsing (section 7 of the scheme).
+    if argv[:1] == ["check"]:
+        return _check(argv[1:])
+    args = build_parser().parse_args(argv)
+    result: int = asyncio.run(args.action(args))
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""PostgreSQL: the connection pool and the numbered migrations."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+import asyncpg
+
+from services.core.settings import PostgresSettings
+
+# Any constant will do: it only has to be the same for every process that migrates.
+_MIGRATION_LOCK_ID = 7_300_117
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    for type_name in ("json", "jsonb"):
+        await connection.set_type_codec(
+            type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        )
+
+
+async def create_pool(settings: PostgresSettings, dsn: str | None = None) -> asyncpg.Pool:
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        dsn or settings.database_url.get_secret_value(),
+        min_size=settings.db_pool_min_size,
+        max_size=settings.db_pool_max_size,
+        command_timeout=settings.db_command_timeout_s,
+        init=_init_connection,
+    )
+    return pool
+
+
+def migration_files(package: str) -> list[tuple[str, str]]:
+    """(name, sql) for every `NNNN_*.sql` of a package, in order."""
+    folder = resources.files(package)
+    files = sorted(
+        entry.name for entry in folder.iterdir() if entry.name.endswith(".sql") and entry.is_file()
+    )
+    return [(name, folder.joinpath(name).read_text(encoding="utf-8")) for name in files]
+
+
+async def migrate(
+    connection: asyncpg.Connection, package: str = "services.core.migrations"
+) -> list[str]:
+    """Applies the migrations not yet applied; safe when several processes start at once."""
+    applied_now: list[str] = []
+    await connection.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK_ID)
+    try:
+        await connection.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["name"] for r in await connection.fetch("SELECT name FROM schema_migrations")}
+        for name, sql in migration_files(package):
+            if name in done:
+                continue
+            async with connection.transaction():
+                await connection.execute(sql)
+                await connection.execute("INSERT INTO schema_migrations (name) VALUES ($1)", name)
+            applied_now.append(name)
+    finally:
+        await connection.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK_ID)
+    return applied_now
+
+
+async def migrate_dsn(dsn: str, package: str = "services.core.migrations") -> list[str]:
+    connection: asyncpg.Connection = await asyncpg.connect(dsn)
+    try:
+        return await migrate(connection, package)
+    finally:
+        await connection.close()
+
+
+def record_to_dict(record: asyncpg.Record) -> dict[str, Any]:
+    return dict(record.items())

@@ -1,0 +1,102 @@
+"""Kafka clients with the settings the contract asks for, set explicitly (design.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from services.core.events import Topics
+from services.core.settings import KafkaSettings
+
+
+def make_producer(settings: KafkaSettings, client_id: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        request_timeout_ms=30_000,
+    )
+
+
+def make_consumer(
+    settings: KafkaSettings,
+    *topics: str,
+    group_id: str,
+    client_id: str,
+    max_poll_records: int = 50,
+    max_poll_interval_ms: int = 600_000,
+) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=settings.bootstrap_servers,
+        group_id=group_id,
+        client_id=client_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=max_poll_records,
+        max_poll_interval_ms=max_poll_interval_ms,
+        session_timeout_ms=10_000,
+        heartbeat_interval_ms=3_000,
+        isolation_level="read_committed",
+    )
+
+
+async def ensure_topics(settings: KafkaSettings, topics: Topics, attempts: int = 30) -> None:
+    """Creates the contract's topics if missing; waits for a broker that is still starting."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    for attempt in range(attempts):
+        try:
+            await admin.start()
+            break
+        except KafkaConnectionError:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(1)
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name, settings.topic_partitions, settings.replication_factor)
+            for name in topics.all()
+            if name not in existing
+        ]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass  # another process created them first
+    finally:
+        await admin.close()
+
+
+async def send_dead_letter(
+    producer: AIOKafkaProducer,
+    topics: Topics,
+    record: ConsumerRecord,
+    *,
+    stage: str,
+    error: str,
+) -> None:
+    """The original bytes and key, with headers that say where they came from and why."""
+    headers: Sequence[tuple[str, bytes]] = [
+        *(record.headers or ()),
+        ("dlq.source_topic", record.topic.encode()),
+        ("dlq.source_partition", str(record.partition).encode()),
+        ("dlq.source_offset", str(record.offset).encode()),
+        ("dlq.stage", stage.encode()),
+        ("dlq.error", error[:500].encode()),
+    ]
+    await producer.send_and_wait(
+        topics.dead_letter, value=record.value, key=record.key, headers=list(headers)
+    )
+
+
+def json_bytes(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()

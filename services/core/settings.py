@@ -1,0 +1,52 @@
+"""Settings shared by every service: where PostgreSQL and Kafka are, and where files live.
+
+Each service has its own settings class with its own `env_prefix`; these groups read
+unprefixed variables so one stack configuration serves every process.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "postgresql://achievements:achievements@127.0.0.1:55432/achievements"
+
+
+class PostgresSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
+    db_pool_min_size: int = 1
+    db_pool_max_size: int = 10
+    db_acquire_timeout_s: float = 10.0
+    db_command_timeout_s: float = 120.0
+
+
+class KafkaSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    # Lets several isolated pipelines (tests, staging) share one cluster.
+    topic_prefix: str = ""
+    topic_partitions: int = 4
+    replication_factor: int = 1
+
+
+class StorageSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STORAGE_", extra="ignore")
+
+    # A folder every worker can reach: local disk on one machine, a shared mount beyond it.
+    root: Path = Path(".local/storage")
+
+
+class CommonSettings(BaseSettings):
+    """The groups every pipeline service needs."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    log_level: str = "INFO"

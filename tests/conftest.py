@@ -1,0 +1,122 @@
+"""Fixtures shared by the integration and end-to-end tests: a fresh database and a fresh set of
+topics for every test, on the real local PostgreSQL and Kafka (`make infra` starts them)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from services.core.db import migrate_dsn
+from services.core.events import Topics
+from services.core.kafka import ensure_topics
+from services.core.settings import KafkaSettings, PostgresSettings
+
+
+def _with_database(dsn: str, database: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+STACK_DSN = PostgresSettings().database_url.get_secret_value()
+ADMIN_DSN = _with_database(STACK_DSN, "postgres")
+
+
+async def _admin(sql: str) -> None:
+    connection = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+class DatabaseFactory:
+    """Creates databases cloned from a migrated template (fast), and drops them afterwards."""
+
+    def __init__(self) -> None:
+        self._templates: dict[str, str] = {}
+        self._created: list[str] = []
+
+    async def template(self, package: str) -> str:
+        if package not in self._templates:
+            name = f"tpl_{os.getpid()}_{len(self._templates)}"
+            await _admin(f"DROP DATABASE IF EXISTS {name}")
+            await _admin(f"CREATE DATABASE {name}")
+            await migrate_dsn(_with_database(STACK_DSN, name), package)
+            self._templates[package] = name
+        return self._templates[package]
+
+    async def create(self, package: str = "services.core.migrations") -> str:
+        template = await self.template(package)
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        await _admin(f"CREATE DATABASE {name} TEMPLATE {template}")
+        self._created.append(name)
+        return _with_database(STACK_DSN, name)
+
+    async def drop_created(self) -> None:
+        while self._created:
+            await _admin(f"DROP DATABASE IF EXISTS {self._created.pop()} WITH (FORCE)")
+
+    async def drop_templates(self) -> None:
+        for name in self._templates.values():
+            await _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="session")
+def database_factory() -> Iterator[DatabaseFactory]:
+    import asyncio
+
+    factory = DatabaseFactory()
+    yield factory
+    asyncio.run(factory.drop_templates())
+
+
+@pytest.fixture
+async def database_url(database_factory: DatabaseFactory) -> AsyncIterator[str]:
+    """A fresh, migrated pipeline database for one test."""
+    url = await database_factory.create()
+    yield url
+    await database_factory.drop_created()
+
+
+@pytest.fixture
+async def make_database(
+    database_factory: DatabaseFactory,
+) -> AsyncIterator[Callable[[str], object]]:
+    """Fresh databases of another schema (e.g. the grant stand-in's migrations package)."""
+    yield database_factory.create
+    await database_factory.drop_created()
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    from services.core.db import create_pool
+
+    pool = await create_pool(PostgresSettings(), dsn=database_url)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def kafka_settings() -> AsyncIterator[KafkaSettings]:
+    """Kafka settings whose topics belong to this test alone (a unique prefix)."""
+    settings = KafkaSettings(topic_prefix=f"t{uuid.uuid4().hex[:10]}.", topic_partitions=4)
+    topics = Topics(settings.topic_prefix)
+    await ensure_topics(settings, topics)
+    yield settings
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.delete_topics(topics.all())
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def topics(kafka_settings: KafkaSettings) -> Topics:
+    return Topics(kafka_settings.topic_prefix)
