@@ -35,12 +35,21 @@ async def _admin(sql: str) -> None:
         await connection.close()
 
 
+async def _load_reference(dsn: str) -> None:
+    from services.core.reference_store import load_into_database
+
+    connection = await asyncpg.connect(dsn)
+    try:
+        await load_into_database(connection)
+    finally:
+        await connection.close()
+
+
 class DatabaseFactory:
     """Creates databases cloned from a migrated template (fast), and drops them afterwards."""
 
     def __init__(self) -> None:
         self._templates: dict[str, str] = {}
-        self._created: list[str] = []
 
     async def template(self, package: str) -> str:
         if package not in self._templates:
@@ -48,6 +57,8 @@ class DatabaseFactory:
             await _admin(f"DROP DATABASE IF EXISTS {name}")
             await _admin(f"CREATE DATABASE {name}")
             await migrate_dsn(_with_database(STACK_DSN, name), package)
+            if package == "services.core.migrations":
+                await _load_reference(_with_database(STACK_DSN, name))
             self._templates[package] = name
         return self._templates[package]
 
@@ -55,12 +66,12 @@ class DatabaseFactory:
         template = await self.template(package)
         name = f"t_{uuid.uuid4().hex[:16]}"
         await _admin(f"CREATE DATABASE {name} TEMPLATE {template}")
-        self._created.append(name)
         return _with_database(STACK_DSN, name)
 
-    async def drop_created(self) -> None:
-        while self._created:
-            await _admin(f"DROP DATABASE IF EXISTS {self._created.pop()} WITH (FORCE)")
+    @staticmethod
+    async def drop(url: str) -> None:
+        name = urlsplit(url).path.lstrip("/")
+        await _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     async def drop_templates(self) -> None:
         for name in self._templates.values():
@@ -81,7 +92,7 @@ async def database_url(database_factory: DatabaseFactory) -> AsyncIterator[str]:
     """A fresh, migrated pipeline database for one test."""
     url = await database_factory.create()
     yield url
-    await database_factory.drop_created()
+    await database_factory.drop(url)
 
 
 @pytest.fixture
@@ -89,8 +100,15 @@ async def make_database(
     database_factory: DatabaseFactory,
 ) -> AsyncIterator[Callable[[str], object]]:
     """Fresh databases of another schema (e.g. the grant stand-in's migrations package)."""
-    yield database_factory.create
-    await database_factory.drop_created()
+    made: list[str] = []
+
+    async def make(package: str) -> str:
+        made.append(await database_factory.create(package))
+        return made[-1]
+
+    yield make
+    for url in made:
+        await database_factory.drop(url)
 
 
 @pytest.fixture

@@ -37,7 +37,8 @@ def make_consumer(
     return AIOKafkaConsumer(
         *topics,
         bootstrap_servers=settings.bootstrap_servers,
-        group_id=group_id,
+        # Pipelines isolated by a topic prefix must not share consumer groups either.
+        group_id=settings.topic_prefix + group_id,
         client_id=client_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",

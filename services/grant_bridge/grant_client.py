@@ -1,0 +1,262 @@
+"""The grant API client (shared/spec/grant-api.md): claim bodies, idempotency keys, and the
+translation of every answer into a small result type. Everything but `GrantClient` is pure."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import aiohttp
+
+from services.grant_bridge.backoff import parse_retry_after
+
+# Fixed for ever: changing it would give every achievement a new claim id (and a second claim).
+CLAIM_NAMESPACE = uuid.UUID("6f1d3c2a-8e4b-5b7a-9c0d-2e4f6a8b0c1d")
+BATCH_NAMESPACE = uuid.UUID("0b9e7d5c-3a1f-5e2d-8c4b-6a9f1e3d5c7b")
+
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
+IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+
+
+def claim_id_for(achievement_id: uuid.UUID) -> uuid.UUID:
+    """The claim id, and so the Idempotency-Key, of an achievement: the same on every retry."""
+    return uuid.uuid5(CLAIM_NAMESPACE, str(achievement_id))
+
+
+def batch_key_for(claim_ids: Sequence[uuid.UUID]) -> str:
+    """A batch's Idempotency-Key from its sorted claim ids: a retried identical batch replays."""
+    joined = ",".join(sorted(str(claim_id) for claim_id in claim_ids))
+    return str(uuid.uuid5(BATCH_NAMESPACE, joined))
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """201: the claim was stored now."""
+
+    grant_amount_pence: int
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """200: the stored first answer to this key; the claim was stored earlier."""
+
+    grant_amount_pence: int
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A permanent answer (409, 422): recorded, never retried."""
+
+    code: str
+
+
+@dataclass(frozen=True, slots=True)
+class Transient:
+    """Try again later with the same key; the claim may or may not have been stored."""
+
+    reason: str
+    retry_after_s: float | None = None
+
+
+ClaimResult = Accepted | Replayed | Refused | Transient
+
+
+class BatchRejected(Exception):
+    """The grant API refused a whole batch request (not 207, not transient)."""
+
+    def __init__(self, status: int, code: str | None) -> None:
+        super().__init__(f"claim batch rejected with HTTP {status} {code or ''}".strip())
+        self.status = status
+        self.code = code
+
+
+def _amount(body: Any) -> int | None:
+    if isinstance(body, Mapping):
+        amount = body.get("grant_amount_pence")
+        if isinstance(amount, int) and not isinstance(amount, bool):
+            return amount
+    return None
+
+
+def _code(body: Any) -> str | None:
+    if isinstance(body, Mapping):
+        code = body.get("code")
+        if isinstance(code, str) and code:
+            return code
+    return None
+
+
+def classify(status: int, body: Any, retry_after: str | None = None) -> ClaimResult:
+    """One claim's answer, from a single request or an entry of a 207 batch answer."""
+    if status == 201:
+        amount = _amount(body)
+        # A 201 we cannot read is still stored: the retry with the same key replays it.
+        return Accepted(amount) if amount is not None else Transient("BAD_RESPONSE")
+    if status == 200:
+        amount = _amount(body)
+        if amount is not None:
+            return Replayed(amount)
+        code = _code(body)
+        return Refused(code) if code is not None else Transient("BAD_RESPONSE")
+    if status == 409:
+        return Refused(_code(body) or "CONFLICT")
+    if status == 422:
+        return Refused(_code(body) or "INVALID_CLAIM")
+    if status == 429:
+        return Transient("RATE_LIMITED", parse_retry_after(retry_after))
+    if status in TRANSIENT_STATUSES:
+        return Transient(f"HTTP_{status}", parse_retry_after(retry_after))
+    # 401, 400, 404...: a configuration or contract problem. Waiting keeps every claim; the
+    # breaker stops the hammering and the logs say what is wrong.
+    return Transient(f"HTTP_{status}")
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimData:
+    """What a claim is built from: one `achievements` row, read at send time."""
+
+    claim_id: uuid.UUID
+    achievement_id: uuid.UUID
+    upload_id: uuid.UUID
+    row_number: int
+    ato_id: str
+    levy_number: str | None
+    course_code: str
+    achievement_date: date
+    provider_reference: str | None
+    forename: str
+    surname: str
+    date_of_birth: date
+    uln: str | None
+    ni_number: str | None
+    citb_individual_id: str | None
+    notes: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ClaimData:
+        return cls(
+            claim_id=row["claim_id"],
+            achievement_id=row["achievement_id"],
+            upload_id=row["upload_id"],
+            row_number=row["row_number"],
+            ato_id=row["ato_id"],
+            levy_number=row["levy_number"],
+            course_code=row["course_code"],
+            achievement_date=row["achievement_date"],
+            provider_reference=row["provider_reference"],
+            forename=row["forename"],
+            surname=row["surname"],
+            date_of_birth=row["date_of_birth"],
+            uln=row["uln"],
+            ni_number=row["ni_number"],
+            citb_individual_id=row["citb_individual_id"],
+            notes=row["notes"],
+        )
+
+    def __repr__(self) -> str:
+        # Keeps the learner's personal data out of logs and tracebacks.
+        return f"ClaimData(claim_id={self.claim_id}, upload_id={self.upload_id})"
+
+    def body(self) -> dict[str, Any]:
+        """The claim object of grant-api.md."""
+        return {
+            "claim_id": str(self.claim_id),
+            "ato_id": self.ato_id,
+            "levy_registration_number": self.levy_number,
+            "course_code": self.course_code,
+            "achievement_date": self.achievement_date.isoformat(),
+            "provider_reference": self.provider_reference,
+            "learner": {
+                "forename": self.forename,
+                "surname": self.surname,
+                "date_of_birth": self.date_of_birth.isoformat(),
+                "uln": self.uln,
+                "ni_number": self.ni_number,
+                "citb_individual_id": self.citb_individual_id,
+            },
+            "notes": self.notes,
+            "upload_id": str(self.upload_id),
+            "row_number": self.row_number,
+        }
+
+
+def batch_results(claim_ids: Sequence[uuid.UUID], body: Any) -> list[ClaimResult]:
+    """Results of a 207 answer in claim order; a result missing for a claim means retry it."""
+    by_id: dict[str, ClaimResult] = {}
+    entries = body.get("results") if isinstance(body, Mapping) else None
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, Mapping) and isinstance(entry.get("status"), int):
+            by_id[str(entry.get("claim_id"))] = classify(entry["status"], entry.get("body"))
+    return [by_id.get(str(claim_id), Transient("BAD_RESPONSE")) for claim_id in claim_ids]
+
+
+def new_session(*, token: str, timeout_s: float, max_connections: int) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=aiohttp.ClientTimeout(total=timeout_s),
+        connector=aiohttp.TCPConnector(limit=max_connections),
+        raise_for_status=False,
+    )
+
+
+class GrantClient:
+    """HTTP at the edge: network errors and timeouts become `Transient`, never exceptions."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+
+    async def submit(self, claim: ClaimData) -> ClaimResult:
+        try:
+            async with self._session.post(
+                f"{self._base_url}/v1/claims",
+                json=claim.body(),
+                headers={"Idempotency-Key": str(claim.claim_id)},
+            ) as response:
+                body = await _json_or_none(response)
+                return classify(response.status, body, response.headers.get("Retry-After"))
+        except TimeoutError:
+            return Transient("TIMEOUT")
+        except aiohttp.ClientError:
+            return Transient("CONNECTION_ERROR")
+
+    async def submit_batch(self, claims: Sequence[ClaimData]) -> list[ClaimResult]:
+        """One result per claim, in order. Raises `BatchRejected` for a refused whole batch."""
+        claim_ids = [claim.claim_id for claim in claims]
+        try:
+            async with self._session.post(
+                f"{self._base_url}/v1/claim-batches",
+                json={"claims": [claim.body() for claim in claims]},
+                headers={"Idempotency-Key": batch_key_for(claim_ids)},
+            ) as response:
+                body = await _json_or_none(response)
+                if response.status == 207:
+                    return batch_results(claim_ids, body)
+                result = classify(response.status, body, response.headers.get("Retry-After"))
+        except TimeoutError:
+            result = Transient("TIMEOUT")
+        except aiohttp.ClientError:
+            result = Transient("CONNECTION_ERROR")
+        if not isinstance(result, Transient):
+            raise BatchRejected(response.status, _code(body))
+        return [result] * len(claims)
+
+    async def get_claim(self, claim_id: uuid.UUID) -> dict[str, Any] | None:
+        """The stored claim, or None when the grant system has none under this id."""
+        async with self._session.get(f"{self._base_url}/v1/claims/{claim_id}") as response:
+            if response.status == 404:
+                return None
+            response.raise_for_status()
+            body: dict[str, Any] = await response.json()
+            return body
+
+
+async def _json_or_none(response: aiohttp.ClientResponse) -> Any:
+    try:
+        return await response.json(content_type=None)
+    except (ValueError, aiohttp.ContentTypeError, asyncio.IncompleteReadError):
+        return None

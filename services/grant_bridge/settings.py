@@ -1,0 +1,61 @@
+"""The grant bridge's settings (env prefix `GRANT_BRIDGE_`).
+
+The amendment window itself (`GRANT_BRIDGE_AMENDMENT_WINDOW_S`) lives in the core
+`AmendmentSettings`: the validator stamps `release_at` with it; the bridge reads that column.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.core.settings import CommonSettings
+
+# The grant API's limit for POST /v1/claim-batches.
+MAX_BATCH_SIZE = 500
+
+
+class GrantBridgeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GRANT_BRIDGE_", extra="ignore")
+
+    grant_api_url: str = "http://127.0.0.1:8090"
+    token: SecretStr = SecretStr("dev-grant-token")
+    client_timeout_s: float = Field(default=10.0, gt=0)
+
+    # Retries: capped exponential backoff with full jitter; Retry-After is a floor.
+    backoff_base_s: float = Field(default=0.5, gt=0)
+    backoff_cap_s: float = Field(default=60.0, gt=0)
+
+    # Claims per POST /v1/claim-batches; batching off sends every claim alone.
+    batching: bool = True
+    batch_size: int = Field(default=MAX_BATCH_SIZE, ge=1, le=MAX_BATCH_SIZE)
+    # Single claims in flight at once when batching is off (or a batch falls back to singles).
+    single_concurrency: int = Field(default=8, ge=1)
+
+    # How long a leased claim is reserved for one bridge; must outlive one request.
+    lease_s: float = Field(default=60.0, gt=0)
+    # Claims are sent this long after `release_at`, so a withdrawal whose transaction started just
+    # before the window closed (its now() is its start time) has committed before the send.
+    release_grace_s: float = Field(default=2.0, ge=0)
+
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    breaker_cooldown_s: float = Field(default=30.0, gt=0)
+
+    # Sleep of the due-claims loop when nothing is due.
+    poll_interval_s: float = Field(default=1.0, gt=0)
+
+    consumer_group: str = "grant-bridge"
+    consumer_max_poll_records: int = Field(default=50, ge=1)
+    consumer_poll_timeout_ms: int = Field(default=1_000, ge=1)
+    # Pause before retrying a Kafka record whose database write failed.
+    store_retry_s: float = Field(default=1.0, gt=0)
+
+    common: CommonSettings = Field(default_factory=CommonSettings)
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_request(self) -> GrantBridgeSettings:
+        if self.lease_s <= self.client_timeout_s:
+            raise ValueError("lease_s must be longer than client_timeout_s")
+        if self.backoff_cap_s < self.backoff_base_s:
+            raise ValueError("backoff_cap_s must be at least backoff_base_s")
+        return self
