@@ -1,0 +1,178 @@
+"""Upload throughput of the gateway against raw disk writes, and the process's peak memory.
+
+Starts the gateway app in this process on a free port (outbox relay off, so Kafka is not
+involved) against a fresh database migrated for the run and dropped afterwards, then uploads a
+generated CSV several times through a streaming client. It also writes the same bytes straight
+to a file in the same folder (same chunk size, fsync'd like the gateway's storage), so the
+gateway's MB/s can be read as a share of what the disk allows. Client and server share this
+process and its one event loop, so the figures include the client's own work.
+
+    .venv/bin/python bench/bench_gateway_upload.py [--mb 100] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import resource
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+from aiohttp.test_utils import TestServer
+from pydantic import SecretStr
+
+from services.core.db import migrate_dsn
+from services.core.settings import CommonSettings, PostgresSettings, StorageSettings
+from services.upload_gateway.app import create_app
+from services.upload_gateway.keys import create_ato
+from services.upload_gateway.settings import GatewaySettings
+
+STACK_DSN = PostgresSettings().database_url.get_secret_value()
+MB = 1024 * 1024
+HEADER = (
+    b"ProviderReference,CourseCode,AchievementDate,LearnerForename,LearnerSurname,DateOfBirth,"
+    b"ULN,NINumber,CITBIndividualId,EmployerLevyNumber,Notes\r\n"
+)
+
+
+def _dsn(database: str) -> str:
+    return urlunsplit(urlsplit(STACK_DSN)._replace(path=f"/{database}"))
+
+
+async def _admin(sql: str) -> None:
+    connection = await asyncpg.connect(_dsn("postgres"))
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def generate(path: Path, size_bytes: int) -> int:
+    """A valid-looking CSV of about `size_bytes`, written in blocks (never whole in memory)."""
+    rows = b"".join(
+        b"REF-%07d,SMSTS-R,01/03/2026,Learner,Surname,01/01/1990,1000000043,,,L1234567,\r\n" % i
+        for i in range(10_000)
+    )
+    written = 0
+    with path.open("wb") as out:
+        out.write(HEADER)
+        written += len(HEADER)
+        while written < size_bytes:
+            block = rows[: size_bytes - written]
+            out.write(block)
+            written += len(block)
+    return written
+
+
+def raw_disk_write_s(source: Path, target: Path, chunk_bytes: int) -> float:
+    started = time.perf_counter()
+    with source.open("rb") as src, target.open("wb") as out:
+        while chunk := src.read(chunk_bytes):
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    elapsed_s = time.perf_counter() - started
+    target.unlink()
+    return elapsed_s
+
+
+async def _file_chunks(path: Path, chunk_bytes: int) -> AsyncIterator[bytes]:
+    with path.open("rb") as file:
+        while chunk := file.read(chunk_bytes):
+            yield chunk
+
+
+async def run(size_mb: int, runs: int, chunk_kb: int, tmp_root: str | None) -> None:
+    chunk_bytes = chunk_kb * 1024
+    database = f"bench_gateway_{uuid.uuid4().hex[:10]}"
+    await _admin(f"CREATE DATABASE {database}")
+    try:
+        await migrate_dsn(_dsn(database))
+        with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
+            folder = Path(tmp)
+            source = folder / "bench.csv"
+            size_bytes = generate(source, size_mb * MB)
+            disk_s = min(
+                raw_disk_write_s(source, folder / "raw.bin", chunk_bytes) for _ in range(runs)
+            )
+            settings = GatewaySettings(
+                run_outbox_relay=False,
+                max_upload_bytes=size_bytes + MB,
+                read_chunk_bytes=chunk_bytes,
+                common=CommonSettings(
+                    postgres=PostgresSettings(database_url=SecretStr(_dsn(database))),
+                    storage=StorageSettings(root=folder / "storage"),
+                ),
+            )
+            connection = await asyncpg.connect(_dsn(database))
+            try:
+                key = await create_ato(connection, "Bench ATO")
+            finally:
+                await connection.close()
+            server = TestServer(create_app(settings), port=0)
+            await server.start_server()
+            rss_before_mb = _peak_rss_mb()
+            upload_s: list[float] = []
+            try:
+                async with aiohttp.ClientSession() as session:
+                    for _ in range(runs):
+                        started = time.perf_counter()
+                        async with session.post(
+                            server.make_url("/v1/uploads"),
+                            data=_file_chunks(source, chunk_bytes),
+                            params={"file_name": "bench.csv", "terms_accepted": "true"},
+                            headers={
+                                "Authorization": f"Bearer {key.api_key}",
+                                "Content-Type": "text/csv",
+                            },
+                        ) as response:
+                            body = await response.json()
+                            assert response.status == 202, body
+                            assert body["size_bytes"] == size_bytes
+                        upload_s.append(time.perf_counter() - started)
+            finally:
+                await server.close()
+    finally:
+        await _admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+    size_mb_f = size_bytes / MB
+    gateway_mb_s = [size_mb_f / s for s in upload_s]
+    disk_mb_s = size_mb_f / disk_s
+    best = max(gateway_mb_s)
+    print(f"file: {size_mb_f:.0f} MB, {runs} uploads, {chunk_kb} KiB chunks")
+    print("gateway MB/s per upload: " + ", ".join(f"{v:.0f}" for v in gateway_mb_s))
+    print(f"gateway MB/s median: {statistics.median(gateway_mb_s):.0f}  best: {best:.0f}")
+    print(f"raw disk write MB/s (best of {runs}, fsync'd): {disk_mb_s:.0f}")
+    print(f"gateway / disk: {statistics.median(gateway_mb_s) / disk_mb_s:.2f} (median upload)")
+    print(
+        f"peak RSS: {_peak_rss_mb():.0f} MB (before the uploads: {rss_before_mb:.0f} MB),"
+        f" i.e. {_peak_rss_mb() - rss_before_mb:.0f} MB grown while uploading"
+        f" {runs} x {size_mb_f:.0f} MB"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=100, help="size of the generated file")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--chunk-kb", type=int, default=256, help="read and write size")
+    args = parser.parse_args()
+    # The project's own scratch folder when there is one: the same disk as the stack's storage.
+    tmp_root = ".local" if Path(".local").is_dir() else None
+    asyncio.run(run(args.mb, args.runs, args.chunk_kb, tmp_root))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Accepted achievements as the ATO sees them (no learner data), and withdrawing one."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+
+from services.core.events import ClaimWithdrawn, Topics
+from services.core.outbox import enqueue
+from services.upload_gateway.errors import ApiError, not_found
+from services.upload_gateway.uploads import ACCEPTED_STATUSES, get_upload, window_closed
+
+GRANT_STATES = ("held", "not_eligible", "claimed", "refused", "withdrawn")
+# Deliberately no names, dates of birth or identifiers: this listing is about grant state.
+_COLUMNS = (
+    "a.achievement_id, a.upload_id, a.row_number, a.course_code, a.achievement_date,"
+    " a.grant_eligible, a.grant_state, a.release_at, a.grant_code, a.grant_amount_pence,"
+    " a.claimed_at, a.withdrawn_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Achievement:
+    achievement_id: uuid.UUID
+    upload_id: uuid.UUID
+    row_number: int
+    course_code: str
+    achievement_date: date
+    grant_eligible: bool
+    grant_state: str
+    release_at: datetime
+    grant_code: str | None
+    grant_amount_pence: int | None
+    claimed_at: datetime | None
+    withdrawn_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> Achievement:
+        return cls(**{field.name: row[field.name] for field in dataclasses.fields(cls)})
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "achievement_id": str(self.achievement_id),
+            "upload_id": str(self.upload_id),
+            "row_number": self.row_number,
+            "course_code": self.course_code,
+            "achievement_date": self.achievement_date.isoformat(),
+            "grant_eligible": self.grant_eligible,
+            "grant_state": self.grant_state,
+            "release_at": self.release_at.isoformat(),
+            "grant_code": self.grant_code,
+            "grant_amount_pence": self.grant_amount_pence,
+            "claimed_at": self.claimed_at.isoformat() if self.claimed_at else None,
+            "withdrawn_at": self.withdrawn_at.isoformat() if self.withdrawn_at else None,
+        }
+
+
+async def list_achievements(
+    connection: asyncpg.Connection,
+    ato_id: str,
+    upload_id: uuid.UUID,
+    *,
+    limit: int,
+    offset: int,
+) -> tuple[list[Achievement], int]:
+    """(one page in row order, how many the upload has)."""
+    await get_upload(connection, ato_id, upload_id)  # 404 for a missing or foreign upload
+    total: int = await connection.fetchval(
+        "SELECT count(*) FROM achievements WHERE upload_id = $1", upload_id
+    )
+    rows = await connection.fetch(
+        f"SELECT {_COLUMNS} FROM achievements a WHERE a.upload_id = $1"
+        " ORDER BY a.row_number LIMIT $2 OFFSET $3",
+        upload_id,
+        limit,
+        offset,
+    )
+    return [Achievement.from_row(row) for row in rows], total
+
+
+async def withdraw_achievement(
+    pool: asyncpg.Pool, topics: Topics, ato_id: str, achievement_id: uuid.UUID
+) -> Achievement:
+    """Withdraws one achievement while it is still inside its amendment window.
+
+    The row lock taken first orders this against the grant bridge: whichever locks the row
+    first wins, and the loser sees the winner's committed state.
+    """
+    async with pool.acquire(timeout=10) as connection, connection.transaction():
+        row = await connection.fetchrow(
+            f"SELECT {_COLUMNS}, u.status AS upload_status, a.release_at > now() AS in_window"
+            " FROM achievements a JOIN uploads u USING (upload_id)"
+            " WHERE a.achievement_id = $1 AND u.ato_id = $2 AND a.ato_id = $2"
+            " FOR UPDATE OF a",
+            achievement_id,
+            ato_id,
+        )
+        if row is None:
+            raise not_found("achievement")
+        if row["grant_state"] == "withdrawn":
+            raise ApiError(409, "ALREADY_WITHDRAWN", "This achievement has already been withdrawn.")
+        if row["upload_status"] not in ACCEPTED_STATUSES:
+            raise ApiError(
+                409, "UPLOAD_NOT_ACCEPTED", "The upload of this achievement was not accepted."
+            )
+        if row["grant_state"] not in ("held", "not_eligible") or not row["in_window"]:
+            raise window_closed()
+        updated = await connection.fetchrow(
+            "UPDATE achievements a SET grant_state = 'withdrawn', withdrawn_at = now()"
+            " WHERE a.achievement_id = $1 AND a.grant_state IN ('held', 'not_eligible')"
+            f" AND a.release_at > now() RETURNING {_COLUMNS}",
+            achievement_id,
+        )
+        if updated is None:
+            raise window_closed()
+        await enqueue(
+            connection,
+            topics,
+            ClaimWithdrawn(achievement_id=achievement_id, upload_id=row["upload_id"]),
+        )
+        return Achievement.from_row(updated)

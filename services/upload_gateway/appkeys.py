@@ -1,0 +1,29 @@
+"""Every `web.AppKey` / `web.RequestKey` the gateway uses, declared in one place."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import asyncpg
+from aiohttp import web
+
+from services.core.events import Topics
+from services.core.storage import FolderStorage
+
+if TYPE_CHECKING:
+    from services.upload_gateway.auth import Principal
+    from services.upload_gateway.metrics import GatewayMetrics
+    from services.upload_gateway.relay import OutboxRelay
+    from services.upload_gateway.settings import GatewaySettings
+
+SETTINGS: web.AppKey[GatewaySettings] = web.AppKey("settings")
+POOL: web.AppKey[asyncpg.Pool] = web.AppKey("pool")
+STORAGE: web.AppKey[FolderStorage] = web.AppKey("storage")
+TOPICS: web.AppKey[Topics] = web.AppKey("topics")
+METRICS: web.AppKey[GatewayMetrics] = web.AppKey("metrics")
+# Absent when the relay is turned off (GATEWAY_RUN_OUTBOX_RELAY=false).
+RELAY: web.AppKey[OutboxRelay] = web.AppKey("relay")
+# Route names that need no API key (health, metrics, the scheme, the documents).
+PUBLIC_ROUTES: web.AppKey[frozenset[str]] = web.AppKey("public_routes")
+
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")

@@ -1,0 +1,103 @@
+"""The error report: the issues the validator stored for an upload, as JSON or CSV.
+
+The validator caps the issues it stores per upload while `counts_by_code` stays exact, so the
+report says how many there are in all and whether it is truncated. Values are read as the
+validator masked them; this module never sees a full identifier.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+CSV_HEADER = ("row", "column", "code", "severity", "message", "value")
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+_SELECT = (
+    "SELECT row_number, column_name, code, severity, message, masked_value FROM row_issues"
+    " WHERE upload_id = $1 ORDER BY row_number, position"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    row: int
+    column: str | None
+    code: str
+    severity: str
+    message: str
+    value: str | None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> Issue:
+        return cls(
+            row["row_number"],
+            row["column_name"],
+            row["code"],
+            row["severity"],
+            row["message"],
+            row["masked_value"],
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "row": self.row,
+            "column": self.column,
+            "code": self.code,
+            "severity": self.severity,
+            "message": self.message,
+            "value": self.value,
+        }
+
+
+def neutralise(cell: str) -> str:
+    """Prefix a `'` so a spreadsheet shows the text instead of running it."""
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+
+
+def csv_lines(issues: Iterable[Issue], *, header: bool) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    if header:
+        writer.writerow(CSV_HEADER)
+    for issue in issues:
+        writer.writerow(
+            [
+                issue.row,
+                neutralise(issue.column or ""),
+                neutralise(issue.code),
+                neutralise(issue.severity),
+                neutralise(issue.message),
+                neutralise(issue.value or ""),
+            ]
+        )
+    return buffer.getvalue()
+
+
+async def count_stored(connection: asyncpg.Connection, upload_id: Any) -> int:
+    count: int = await connection.fetchval(
+        "SELECT count(*) FROM row_issues WHERE upload_id = $1", upload_id
+    )
+    return count
+
+
+async def page(
+    connection: asyncpg.Connection, upload_id: Any, *, limit: int, offset: int
+) -> list[Issue]:
+    rows = await connection.fetch(f"{_SELECT} LIMIT $2 OFFSET $3", upload_id, limit, offset)
+    return [Issue.from_row(row) for row in rows]
+
+
+async def stream_all(
+    connection: asyncpg.Connection, upload_id: Any, batch_rows: int = 2000
+) -> AsyncIterator[list[Issue]]:
+    """Every stored issue in batches, through a server-side cursor (call inside a transaction)."""
+    cursor = await connection.cursor(_SELECT, upload_id)
+    while batch := await cursor.fetch(batch_rows):
+        yield [Issue.from_row(row) for row in batch]

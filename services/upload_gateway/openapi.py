@@ -1,0 +1,474 @@
+"""The OpenAPI 3 document, built from the app's route table so it cannot drift from it.
+
+Each registered route's name is looked up in `OPERATIONS`; a route without an entry fails the
+build (and the coverage test), and an entry without a route is reported by the same test.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from services.upload_gateway.appkeys import PUBLIC_ROUTES, SETTINGS
+
+JSON = "application/json"
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {**schema, "nullable": True}
+
+
+def _json(description: str, schema: Schema) -> Schema:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _error(description: str) -> Schema:
+    return _json(description, _ref("Error"))
+
+
+_STRING = {"type": "string"}
+_INT = {"type": "integer"}
+_TIME = {"type": "string", "format": "date-time"}
+_STATUSES = [
+    "received",
+    "validating",
+    "rejected",
+    "failed",
+    "partially_accepted",
+    "passed_with_warnings",
+    "passed",
+]
+_POLICY = {"type": "string", "enum": ["all_or_nothing", "valid_rows"]}
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": {
+        "type": "object",
+        "required": ["code", "message"],
+        "properties": {"code": _STRING, "message": _STRING},
+    },
+    "FileError": {
+        "type": "object",
+        "required": ["code", "message"],
+        "properties": {"code": _STRING, "message": _STRING},
+    },
+    "Upload": {
+        "type": "object",
+        "required": [
+            "upload_id",
+            "file_name",
+            "size_bytes",
+            "sha256",
+            "policy",
+            "status",
+            "message",
+            "encoding",
+            "rows_total",
+            "rows_valid",
+            "rows_invalid",
+            "rows_warned",
+            "rows_processed",
+            "counts_by_code",
+            "file_errors",
+            "upload_date",
+            "received_at",
+            "terms_accepted_at",
+            "validation_started_at",
+            "validated_at",
+            "withdrawn_at",
+        ],
+        "properties": {
+            "upload_id": {"type": "string", "format": "uuid"},
+            "file_name": _STRING,
+            "size_bytes": {"type": "integer", "minimum": 0},
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+            "policy": _POLICY,
+            "status": {"type": "string", "enum": _STATUSES},
+            "message": {
+                **_STRING,
+                "description": '"The data is valid" when the status is passed.',
+            },
+            "encoding": _nullable({"type": "string"}),
+            "rows_total": _INT,
+            "rows_valid": _INT,
+            "rows_invalid": _INT,
+            "rows_warned": _INT,
+            "rows_processed": {**_INT, "description": "Progress while validating."},
+            "counts_by_code": {"type": "object", "additionalProperties": _INT},
+            "file_errors": {"type": "array", "items": _ref("FileError")},
+            "upload_date": {"type": "string", "format": "date"},
+            "received_at": _TIME,
+            "terms_accepted_at": _TIME,
+            "validation_started_at": _nullable(_TIME),
+            "validated_at": _nullable(_TIME),
+            "withdrawn_at": _nullable(_TIME),
+        },
+    },
+    "UploadPage": {
+        "type": "object",
+        "required": ["items", "limit", "next_cursor"],
+        "properties": {
+            "items": {"type": "array", "items": _ref("Upload")},
+            "limit": _INT,
+            "next_cursor": _nullable(_STRING),
+        },
+    },
+    "Issue": {
+        "type": "object",
+        "required": ["row", "column", "code", "severity", "message", "value"],
+        "properties": {
+            "row": _INT,
+            "column": _nullable(_STRING),
+            "code": _STRING,
+            "severity": {"type": "string", "enum": ["error", "warning"]},
+            "message": _STRING,
+            "value": _nullable({**_STRING, "description": "As the validator masked it."}),
+        },
+    },
+    "IssueReport": {
+        "type": "object",
+        "required": [
+            "upload_id",
+            "issues_total",
+            "issues_stored",
+            "truncated",
+            "limit",
+            "offset",
+            "next_offset",
+            "issues",
+        ],
+        "properties": {
+            "upload_id": {"type": "string", "format": "uuid"},
+            "issues_total": {**_INT, "description": "Every issue found (from counts_by_code)."},
+            "issues_stored": {**_INT, "description": "Issues kept for the report (capped)."},
+            "truncated": {"type": "boolean"},
+            "limit": _INT,
+            "offset": _INT,
+            "next_offset": _nullable(_INT),
+            "issues": {"type": "array", "items": _ref("Issue")},
+        },
+    },
+    "Achievement": {
+        "type": "object",
+        "required": [
+            "achievement_id",
+            "upload_id",
+            "row_number",
+            "course_code",
+            "achievement_date",
+            "grant_eligible",
+            "grant_state",
+            "release_at",
+            "grant_code",
+            "grant_amount_pence",
+            "claimed_at",
+            "withdrawn_at",
+        ],
+        "properties": {
+            "achievement_id": {"type": "string", "format": "uuid"},
+            "upload_id": {"type": "string", "format": "uuid"},
+            "row_number": _INT,
+            "course_code": _STRING,
+            "achievement_date": {"type": "string", "format": "date"},
+            "grant_eligible": {"type": "boolean"},
+            "grant_state": {
+                "type": "string",
+                "enum": ["held", "not_eligible", "claimed", "refused", "withdrawn"],
+            },
+            "release_at": {**_TIME, "description": "Held until: the amendment window's end."},
+            "grant_code": _nullable(_STRING),
+            "grant_amount_pence": _nullable(_INT),
+            "claimed_at": _nullable(_TIME),
+            "withdrawn_at": _nullable(_TIME),
+        },
+    },
+    "AchievementPage": {
+        "type": "object",
+        "required": ["upload_id", "total", "limit", "offset", "next_offset", "items"],
+        "properties": {
+            "upload_id": {"type": "string", "format": "uuid"},
+            "total": _INT,
+            "limit": _INT,
+            "offset": _INT,
+            "next_offset": _nullable(_INT),
+            "items": {"type": "array", "items": _ref("Achievement")},
+        },
+    },
+    "Readiness": {
+        "type": "object",
+        "required": ["status", "checks"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ready", "not_ready"]},
+            "checks": {"type": "object", "additionalProperties": _STRING},
+        },
+    },
+}
+
+
+def _path_id(name: str) -> Schema:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "format": "uuid"},
+    }
+
+
+def _query(name: str, schema: Schema, description: str) -> Schema:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _page_params(default: int, maximum: int) -> list[Schema]:
+    return [
+        _query(
+            "limit",
+            {"type": "integer", "minimum": 1, "maximum": maximum, "default": default},
+            "Page size.",
+        ),
+        _query(
+            "offset", {"type": "integer", "minimum": 0, "maximum": 1_000_000_000}, "Items to skip."
+        ),
+    ]
+
+
+# Answers every API-key route can give besides its own.
+_PROTECTED = {
+    "401": _error("No valid API key."),
+    "503": _error("The database is temporarily unavailable."),
+}
+_NOT_FOUND = {"404": _error("No such resource for this ATO (another ATO's looks the same).")}
+_BAD_PARAMS = {"400": _error("A query parameter is out of range or malformed.")}
+_UPLOAD_ANSWER = {"Location": {"schema": _STRING, "description": "/v1/uploads/{upload_id}"}}
+
+OPERATIONS: dict[str, Schema] = {
+    "healthz": {
+        "summary": "The process answers.",
+        "tags": ["operations"],
+        "responses": {
+            "200": _json("Alive.", {"type": "object", "properties": {"status": _STRING}})
+        },
+    },
+    "readyz": {
+        "summary": "PostgreSQL and Kafka are reachable.",
+        "tags": ["operations"],
+        "responses": {
+            "200": _json("Ready.", _ref("Readiness")),
+            "503": _json("A dependency is unreachable.", _ref("Readiness")),
+        },
+    },
+    "metrics": {
+        "summary": "Prometheus metrics.",
+        "tags": ["operations"],
+        "responses": {
+            "200": {
+                "description": "Prometheus text.",
+                "content": {"text/plain": {"schema": _STRING}},
+            }
+        },
+    },
+    "openapi": {
+        "summary": "This document.",
+        "tags": ["documents"],
+        "responses": {"200": _json("OpenAPI 3.", {"type": "object"})},
+    },
+    "template_csv": {
+        "summary": "The blank CSV template (the scheme's headers).",
+        "tags": ["documents"],
+        "responses": {
+            "200": {
+                "description": "bulk-achievements-template.csv",
+                "headers": {"Content-Disposition": {"schema": _STRING}},
+                "content": {"text/csv": {"schema": _STRING}},
+            }
+        },
+    },
+    "scheme": {
+        "summary": "The technical CSV scheme: columns, rules and codes.",
+        "tags": ["documents"],
+        "responses": {"200": _json("The scheme.", {"type": "object"})},
+    },
+    "events_schema": {
+        "summary": "JSON Schema of the events on Kafka.",
+        "tags": ["documents"],
+        "responses": {"200": _json("JSON Schema.", {"type": "object"})},
+    },
+    "create_upload": {
+        "summary": "Upload a CSV file of learner achievements.",
+        "description": (
+            "The body is the CSV (text/csv) with file_name, policy and terms_accepted as query"
+            " parameters, or multipart/form-data with a `file` part and those as fields (before"
+            " or after the file). The file is streamed to storage and checked while it arrives."
+        ),
+        "tags": ["uploads"],
+        "parameters": [
+            _query("file_name", {"type": "string", "maxLength": 255}, "Shown back to the ATO."),
+            _query("policy", _POLICY, "Defaults to the ATO's policy."),
+            _query("terms_accepted", {"type": "boolean"}, "Must be true."),
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+                "description": "A retry with the same key and bytes returns the same upload.",
+            },
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "text/csv": {"schema": _STRING},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            "file_name": {"type": "string", "maxLength": 255},
+                            "policy": _POLICY,
+                            "terms_accepted": {"type": "string", "enum": ["true", "false"]},
+                        },
+                    }
+                },
+            },
+        },
+        "responses": {
+            "202": {
+                **_json("Received; validation follows.", _ref("Upload")),
+                "headers": _UPLOAD_ANSWER,
+            },
+            "200": {
+                **_json("A retry: the first upload with this Idempotency-Key.", _ref("Upload")),
+                "headers": _UPLOAD_ANSWER,
+            },
+            "400": _error("Malformed request (policy, Idempotency-Key, multipart body)."),
+            "409": _error("IDEMPOTENCY_KEY_REUSED: the key was used for different bytes."),
+            "413": _error("FILE_03: larger than the size limit."),
+            "415": _error("The body is neither CSV nor multipart/form-data."),
+            "422": _error("FILE_01 (workbook or binary), FILE_02 (empty) or TERMS_NOT_ACCEPTED."),
+            **_PROTECTED,
+        },
+    },
+    "list_uploads": {
+        "summary": "The ATO's uploads, newest first.",
+        "tags": ["uploads"],
+        "parameters": [
+            *_page_params(50, 200),
+            _query("cursor", _STRING, "next_cursor of the previous page."),
+            _query("status", {"type": "string", "enum": _STATUSES}, "Only uploads in this status."),
+        ],
+        "responses": {
+            "200": _json("A page of uploads.", _ref("UploadPage")),
+            **_BAD_PARAMS,
+            **_PROTECTED,
+        },
+    },
+    "get_upload": {
+        "summary": "One upload: status, counts, progress, file errors.",
+        "tags": ["uploads"],
+        "parameters": [_path_id("upload_id")],
+        "responses": {"200": _json("The upload.", _ref("Upload")), **_NOT_FOUND, **_PROTECTED},
+    },
+    "upload_errors": {
+        "summary": "The error report: every stored issue by row, as JSON or CSV.",
+        "description": (
+            "CSV with `Accept: text/csv` or `?format=csv`;"
+            " cells a spreadsheet would run as formulas are prefixed with '."
+        ),
+        "tags": ["uploads"],
+        "parameters": [
+            _path_id("upload_id"),
+            _query("format", {"type": "string", "enum": ["json", "csv"]}, "Overrides Accept."),
+            *_page_params(1000, 10_000),
+        ],
+        "responses": {
+            "200": {
+                "description": "The report (JSON is paged; CSV holds every stored issue).",
+                "headers": {
+                    "X-Issues-Total": {"schema": _STRING, "description": "CSV only."},
+                    "X-Issues-Truncated": {"schema": _STRING, "description": "CSV only."},
+                },
+                "content": {JSON: {"schema": _ref("IssueReport")}, "text/csv": {"schema": _STRING}},
+            },
+            **_BAD_PARAMS,
+            **_NOT_FOUND,
+            **_PROTECTED,
+        },
+    },
+    "upload_achievements": {
+        "summary": "The upload's accepted rows and their grant state (no learner data).",
+        "tags": ["achievements"],
+        "parameters": [_path_id("upload_id"), *_page_params(100, 1000)],
+        "responses": {
+            "200": _json("A page of achievements.", _ref("AchievementPage")),
+            **_BAD_PARAMS,
+            **_NOT_FOUND,
+            **_PROTECTED,
+        },
+    },
+    "withdraw_upload": {
+        "summary": "Withdraw every achievement of an upload during the amendment window.",
+        "tags": ["achievements"],
+        "parameters": [_path_id("upload_id")],
+        "responses": {
+            "200": _json("The withdrawn upload.", _ref("Upload")),
+            "409": _error("AMENDMENT_WINDOW_CLOSED, ALREADY_WITHDRAWN or UPLOAD_NOT_ACCEPTED."),
+            **_NOT_FOUND,
+            **_PROTECTED,
+        },
+    },
+    "withdraw_achievement": {
+        "summary": "Withdraw one accepted achievement during the amendment window.",
+        "tags": ["achievements"],
+        "parameters": [_path_id("achievement_id")],
+        "responses": {
+            "200": _json("The withdrawn achievement.", _ref("Achievement")),
+            "409": _error("AMENDMENT_WINDOW_CLOSED, ALREADY_WITHDRAWN or UPLOAD_NOT_ACCEPTED."),
+            **_NOT_FOUND,
+            **_PROTECTED,
+        },
+    },
+}
+
+
+def build_document(app: web.Application) -> Schema:
+    public = app[PUBLIC_ROUTES]
+    paths: dict[str, dict[str, Schema]] = {}
+    for route in app.router.routes():
+        if route.name is None or route.resource is None:
+            continue
+        operation: Schema = {"operationId": route.name, **OPERATIONS[route.name]}
+        if route.name in public:
+            operation["security"] = []
+        paths.setdefault(route.resource.canonical, {})[route.method.lower()] = operation
+    settings = app[SETTINGS]
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "Bulk learner achievements: upload gateway",
+            "version": "1.0.0",
+            "description": (
+                "The front door for ATOs. Every query is scoped to the API key's ATO. Files up to"
+                f" {settings.max_upload_bytes} bytes; errors are JSON {{code, message}}."
+            ),
+        },
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearerAuth": []}],
+    }
+
+
+async def openapi_handler(request: web.Request) -> web.Response:
+    return web.json_response(build_document(request.app))

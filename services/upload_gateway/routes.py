@@ -1,0 +1,57 @@
+"""The route table: one line per endpoint. The app and the OpenAPI document are built from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from services.upload_gateway import handlers, health, metrics, openapi
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    name: str  # the route name, which is also the OpenAPI operationId
+    public: bool = False  # True: no API key needed
+
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("GET", "/healthz", health.healthz, "healthz", public=True),
+    Endpoint("GET", "/readyz", health.readyz, "readyz", public=True),
+    Endpoint("GET", "/metrics", metrics.metrics_handler, "metrics", public=True),
+    Endpoint("GET", "/v1/openapi.json", openapi.openapi_handler, "openapi", public=True),
+    Endpoint("GET", "/v1/template.csv", handlers.template_csv, "template_csv", public=True),
+    Endpoint("GET", "/v1/scheme", handlers.scheme, "scheme", public=True),
+    Endpoint("GET", "/v1/events/schema", handlers.events_schema, "events_schema", public=True),
+    Endpoint("POST", "/v1/uploads", handlers.create_upload, "create_upload"),
+    Endpoint("GET", "/v1/uploads", handlers.list_uploads, "list_uploads"),
+    Endpoint("GET", "/v1/uploads/{upload_id}", handlers.get_upload, "get_upload"),
+    Endpoint("GET", "/v1/uploads/{upload_id}/errors", handlers.upload_errors, "upload_errors"),
+    Endpoint(
+        "GET",
+        "/v1/uploads/{upload_id}/achievements",
+        handlers.upload_achievements,
+        "upload_achievements",
+    ),
+    Endpoint(
+        "POST", "/v1/uploads/{upload_id}/withdraw", handlers.withdraw_upload, "withdraw_upload"
+    ),
+    Endpoint(
+        "DELETE",
+        "/v1/achievements/{achievement_id}",
+        handlers.withdraw_achievement,
+        "withdraw_achievement",
+    ),
+)
+
+PUBLIC_ROUTE_NAMES = frozenset(e.name for e in ENDPOINTS if e.public)
+
+
+def add_routes(app: web.Application) -> None:
+    for endpoint in ENDPOINTS:
+        # add_route (not add_get) registers no implicit HEAD, so the table is the whole API.
+        app.router.add_route(endpoint.method, endpoint.path, endpoint.handler, name=endpoint.name)

@@ -1,0 +1,330 @@
+"""The upload domain: recording a received file, reading uploads back, withdrawing them.
+
+Every query takes the caller's `ato_id`: another ATO's upload is indistinguishable from a
+missing one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import asyncpg
+
+from services.core.events import ClaimWithdrawn, Topics, UploadReceived, UploadWithdrawn
+from services.core.outbox import enqueue, enqueue_many
+from services.core.scheme.codes import UploadStatus
+from services.core.storage import StoredFile
+from services.upload_gateway.errors import ApiError, not_found
+
+STATUSES = tuple(status.value for status in UploadStatus)
+ACCEPTED_STATUSES = frozenset(
+    {UploadStatus.PARTIALLY_ACCEPTED, UploadStatus.PASSED_WITH_WARNINGS, UploadStatus.PASSED}
+)
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+
+_COLUMNS = (
+    "upload_id, file_name, size_bytes, sha256, policy, status, encoding, rows_total, rows_valid,"
+    " rows_invalid, rows_warned, rows_processed, counts_by_code, file_error_code,"
+    " file_error_message, received_at, upload_date, terms_accepted_at, validation_started_at,"
+    " validated_at, withdrawn_at"
+)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def status_message(status: str, rows_processed: int, file_error_message: str | None) -> str:
+    """The line the portal shows next to the upload (the portal flow's "the data is valid")."""
+    match status:
+        case "passed":
+            return "The data is valid"
+        case "passed_with_warnings":
+            return "The data is valid, with warnings: see the error report."
+        case "partially_accepted":
+            return "Some rows have errors and were not accepted; the valid rows were accepted."
+        case "failed":
+            return "Some rows have errors, so nothing was accepted: correct them and upload again."
+        case "rejected":
+            return file_error_message or "The file was refused."
+        case "validating":
+            return f"Validating: {rows_processed} rows checked so far."
+        case _:
+            return "The file was received and is waiting to be validated."
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    upload_id: uuid.UUID
+    file_name: str
+    size_bytes: int
+    sha256: str
+    policy: str
+    status: str
+    encoding: str | None
+    rows_total: int
+    rows_valid: int
+    rows_invalid: int
+    rows_warned: int
+    rows_processed: int
+    counts_by_code: dict[str, int]
+    file_error_code: str | None
+    file_error_message: str | None
+    received_at: datetime
+    upload_date: date
+    terms_accepted_at: datetime
+    validation_started_at: datetime | None
+    validated_at: datetime | None
+    withdrawn_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> Upload:
+        return cls(**{field.name: row[field.name] for field in dataclasses.fields(cls)})
+
+    @property
+    def issues_total(self) -> int:
+        return sum(self.counts_by_code.values())
+
+    def to_json(self) -> dict[str, Any]:
+        file_errors = (
+            [{"code": self.file_error_code, "message": self.file_error_message or ""}]
+            if self.file_error_code
+            else []
+        )
+        return {
+            "upload_id": str(self.upload_id),
+            "file_name": self.file_name,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "policy": self.policy,
+            "status": self.status,
+            "message": status_message(self.status, self.rows_processed, self.file_error_message),
+            "encoding": self.encoding,
+            "rows_total": self.rows_total,
+            "rows_valid": self.rows_valid,
+            "rows_invalid": self.rows_invalid,
+            "rows_warned": self.rows_warned,
+            "rows_processed": self.rows_processed,
+            "counts_by_code": dict(self.counts_by_code),
+            "file_errors": file_errors,
+            "upload_date": self.upload_date.isoformat(),
+            "received_at": _iso(self.received_at),
+            "terms_accepted_at": _iso(self.terms_accepted_at),
+            "validation_started_at": _iso(self.validation_started_at),
+            "validated_at": _iso(self.validated_at),
+            "withdrawn_at": _iso(self.withdrawn_at),
+        }
+
+
+def check_idempotency_key(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or len(value) > MAX_IDEMPOTENCY_KEY_CHARS:
+        raise ApiError(
+            400,
+            "INVALID_IDEMPOTENCY_KEY",
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters.",
+        )
+    return value
+
+
+async def record_upload(
+    pool: asyncpg.Pool,
+    topics: Topics,
+    *,
+    upload_id: uuid.UUID,
+    ato_id: str,
+    file_name: str,
+    policy: str,
+    stored: StoredFile,
+    idempotency_key: str | None,
+    terms_accepted_at: datetime,
+) -> tuple[Upload, bool]:
+    """(upload, created). A retry with the same key and bytes returns the first upload.
+
+    The row and its `upload.received` event commit together. Concurrent retries race on the
+    `(ato_id, idempotency_key)` constraint: the losers wait for the winner's commit, insert
+    nothing, and read the winner.
+    """
+    async with pool.acquire(timeout=10) as connection, connection.transaction():
+        row = await connection.fetchrow(
+            "INSERT INTO uploads (upload_id, ato_id, file_name, size_bytes, sha256, policy,"
+            " storage_key, idempotency_key, terms_accepted_at, upload_date)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
+            " (now() AT TIME ZONE 'Europe/London')::date)"
+            f" ON CONFLICT (ato_id, idempotency_key) DO NOTHING RETURNING {_COLUMNS}",
+            upload_id,
+            ato_id,
+            file_name,
+            stored.size_bytes,
+            stored.sha256,
+            policy,
+            stored.storage_key,
+            idempotency_key,
+            terms_accepted_at,
+        )
+        if row is None:
+            winner = await connection.fetchrow(
+                f"SELECT {_COLUMNS} FROM uploads WHERE ato_id = $1 AND idempotency_key = $2",
+                ato_id,
+                idempotency_key,
+            )
+            assert winner is not None  # the conflicting row is committed and never deleted
+            existing = Upload.from_row(winner)
+            if existing.sha256 != stored.sha256:
+                raise ApiError(
+                    409,
+                    "IDEMPOTENCY_KEY_REUSED",
+                    "This Idempotency-Key was used for a different file; use a new key.",
+                )
+            return existing, False
+        upload = Upload.from_row(row)
+        await enqueue(
+            connection,
+            topics,
+            UploadReceived(
+                upload_id=upload_id,
+                ato_id=ato_id,
+                file_name=file_name,
+                size_bytes=stored.size_bytes,
+                sha256=stored.sha256,
+                policy=policy,
+                storage_key=stored.storage_key,
+                upload_date=upload.upload_date,
+            ),
+        )
+        return upload, True
+
+
+async def get_upload(
+    connection: asyncpg.Connection, ato_id: str, upload_id: uuid.UUID, *, for_update: bool = False
+) -> Upload:
+    row = await connection.fetchrow(
+        f"SELECT {_COLUMNS} FROM uploads WHERE upload_id = $1 AND ato_id = $2"
+        + (" FOR UPDATE" if for_update else ""),
+        upload_id,
+        ato_id,
+    )
+    if row is None:
+        raise not_found("upload")
+    return Upload.from_row(row)
+
+
+# Keyset pagination: the cursor is the (received_at, upload_id) of the last row served.
+def encode_cursor(upload: Upload) -> str:
+    raw = json.dumps([upload.received_at.isoformat(), str(upload.upload_id)]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        received_at, upload_id = json.loads(raw)
+        parsed = datetime.fromisoformat(received_at), uuid.UUID(upload_id)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise ApiError(400, "INVALID_CURSOR", "The cursor is not one this API issued.") from None
+    if parsed[0].tzinfo is None:
+        raise ApiError(400, "INVALID_CURSOR", "The cursor is not one this API issued.")
+    return parsed
+
+
+async def list_uploads(
+    connection: asyncpg.Connection,
+    ato_id: str,
+    *,
+    limit: int,
+    offset: int,
+    cursor: str | None,
+    status: str | None,
+) -> tuple[list[Upload], str | None]:
+    """Newest first; one row more than asked tells whether there is a next page."""
+    conditions = ["ato_id = $1"]
+    args: list[Any] = [ato_id]
+    if status is not None:
+        args.append(status)
+        conditions.append(f"status = ${len(args)}")
+    if cursor is not None:
+        received_at, upload_id = decode_cursor(cursor)
+        args.extend([received_at, upload_id])
+        conditions.append(f"(received_at, upload_id) < (${len(args) - 1}, ${len(args)})")
+        offset = 0
+    args.extend([limit + 1, offset])
+    rows = await connection.fetch(
+        f"SELECT {_COLUMNS} FROM uploads WHERE {' AND '.join(conditions)}"
+        f" ORDER BY received_at DESC, upload_id DESC LIMIT ${len(args) - 1} OFFSET ${len(args)}",
+        *args,
+    )
+    uploads = [Upload.from_row(row) for row in rows[:limit]]
+    next_cursor = encode_cursor(uploads[-1]) if len(rows) > limit else None
+    return uploads, next_cursor
+
+
+async def withdraw_upload(
+    pool: asyncpg.Pool, topics: Topics, ato_id: str, upload_id: uuid.UUID
+) -> Upload:
+    """Withdraws every achievement of an upload, or none: all must still be in the window.
+
+    The upload row and its achievements are locked first, so the grant bridge (which claims
+    only rows past `release_at`, locking them `FOR UPDATE SKIP LOCKED`) cannot claim one
+    halfway through; the update itself re-checks the window by the database clock.
+    """
+    async with pool.acquire(timeout=10) as connection, connection.transaction():
+        upload = await get_upload(connection, ato_id, upload_id, for_update=True)
+        if upload.withdrawn_at is not None:
+            raise ApiError(409, "ALREADY_WITHDRAWN", "This upload has already been withdrawn.")
+        if upload.status not in ACCEPTED_STATUSES:
+            raise ApiError(
+                409,
+                "UPLOAD_NOT_ACCEPTED",
+                f"Only an accepted upload can be withdrawn; this one is '{upload.status}'.",
+            )
+        closed = await connection.fetchval(
+            "SELECT count(*) FROM (SELECT grant_state, release_at FROM achievements"
+            " WHERE upload_id = $1 ORDER BY achievement_id FOR UPDATE) AS locked"
+            " WHERE grant_state IN ('claimed', 'refused')"
+            " OR (grant_state IN ('held', 'not_eligible') AND release_at <= now())",
+            upload_id,
+        )
+        if closed:
+            raise window_closed()
+        withdrawn = await connection.fetch(
+            "UPDATE achievements SET grant_state = 'withdrawn', withdrawn_at = now()"
+            " WHERE upload_id = $1 AND grant_state IN ('held', 'not_eligible')"
+            " AND release_at > now() RETURNING achievement_id",
+            upload_id,
+        )
+        row = await connection.fetchrow(
+            f"UPDATE uploads SET withdrawn_at = now() WHERE upload_id = $1 RETURNING {_COLUMNS}",
+            upload_id,
+        )
+        assert row is not None  # locked above
+        await enqueue_many(
+            connection,
+            topics,
+            [
+                *(
+                    ClaimWithdrawn(achievement_id=r["achievement_id"], upload_id=upload_id)
+                    for r in withdrawn
+                ),
+                UploadWithdrawn(
+                    upload_id=upload_id, ato_id=ato_id, achievements_withdrawn=len(withdrawn)
+                ),
+            ],
+        )
+        return Upload.from_row(row)
+
+
+def window_closed() -> ApiError:
+    return ApiError(
+        409,
+        "AMENDMENT_WINDOW_CLOSED",
+        "The amendment window has closed: the achievement has been or is being sent for a grant.",
+    )

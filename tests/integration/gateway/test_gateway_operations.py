@@ -1,0 +1,163 @@
+"""Operations and documents: health, readiness, metrics, JSON errors, the scheme for users."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from pathlib import Path
+
+import asyncpg
+from aiohttp import web
+from gateway_helpers import (
+    VALID_CSV,
+    Client,
+    ClientFactory,
+    bearer,
+    drop_database,
+    gateway_settings_for,
+)
+
+from services.core.settings import KafkaSettings
+from services.upload_gateway.app import create_app
+from services.upload_gateway.appkeys import PUBLIC_ROUTES
+from services.upload_gateway.keys import NewKey
+
+
+async def test_healthz_answers_while_the_process_runs(client: Client) -> None:
+    response = await client.get("/healthz")
+    assert response.status == 200
+    assert (await response.json())["status"] == "ok"
+
+
+async def test_readyz_checks_the_database_and_reports_kafka_disabled_without_the_relay(
+    client: Client,
+) -> None:
+    response = await client.get("/readyz")
+    assert response.status == 200
+    assert await response.json() == {
+        "status": "ready",
+        "checks": {"database": "ok", "kafka": "disabled"},
+    }
+
+
+async def test_readyz_is_ready_when_the_relay_reaches_kafka(
+    make_client: ClientFactory, kafka_settings: KafkaSettings
+) -> None:
+    client = await make_client(run_outbox_relay=True, kafka=kafka_settings)
+    # The relay connects in the background; readiness follows within a few seconds.
+    for _ in range(100):
+        response = await client.get("/readyz")
+        if response.status == 200:
+            break
+        await asyncio.sleep(0.2)
+    assert (await response.json())["checks"] == {"database": "ok", "kafka": "ok"}
+
+
+async def test_readyz_is_503_json_when_kafka_is_unreachable(make_client: ClientFactory) -> None:
+    unreachable = KafkaSettings(bootstrap_servers="127.0.0.1:1")
+    client = await make_client(run_outbox_relay=True, kafka=unreachable, readiness_timeout_s=0.5)
+    response = await client.get("/readyz")
+    assert response.status == 503
+    body = await response.json()
+    assert body == {"status": "not_ready", "checks": {"database": "ok", "kafka": "unavailable"}}
+    # The gateway keeps serving: uploads only need PostgreSQL (the outbox holds the events).
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_readyz_is_503_when_the_database_goes_away(client: Client, database_url: str) -> None:
+    assert (await client.get("/readyz")).status == 200
+    await drop_database(database_url)
+    response = await client.get("/readyz")
+    assert response.status == 503
+    assert (await response.json())["checks"]["database"] == "unavailable"
+
+
+async def test_metrics_count_requests_by_route_template_and_upload_bytes(
+    client: Client, ato: NewKey, pool: asyncpg.Pool
+) -> None:
+    await client.post(
+        "/v1/uploads",
+        data=VALID_CSV,
+        params={"terms_accepted": "true"},
+        headers={**bearer(ato), "Content-Type": "text/csv"},
+    )
+    await client.get("/v1/uploads/00000000-0000-4000-8000-000000000000", headers=bearer(ato))
+    await client.get("/no/such/path")
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.content_type == "text/plain"
+    text = await response.text()
+    assert 'gateway_requests_total{method="POST",route="/v1/uploads",status="202"} 1.0' in text
+    assert (
+        'gateway_requests_total{method="GET",route="/v1/uploads/{upload_id}",status="404"} 1.0'
+        in text
+    )
+    assert 'route="unmatched"' in text
+    assert "00000000-0000-4000" not in text  # ids never become labels
+    assert f"gateway_upload_bytes_total {float(len(VALID_CSV))}" in text
+    assert 'gateway_uploads_total{outcome="created"} 1.0' in text
+    # The upload.received event has not been relayed (the relay is off in this test).
+    assert "gateway_outbox_backlog_events 1.0" in text
+
+
+async def test_each_app_has_its_own_metrics_registry(make_client: ClientFactory) -> None:
+    first = await make_client()
+    second = await make_client()
+    await first.get("/healthz")
+    text = await (await second.get("/metrics")).text()
+    assert 'route="/healthz"' not in text
+
+
+async def test_unknown_routes_and_wrong_methods_are_json(client: Client) -> None:
+    missing = await client.get("/v1/nothing-here")
+    assert missing.status == 404
+    assert missing.content_type == "application/json"
+    assert (await missing.json())["code"] == "NOT_FOUND"
+    wrong = await client.put("/v1/uploads")
+    assert wrong.status == 405
+    assert (await wrong.json())["code"] == "METHOD_NOT_ALLOWED"
+    assert "POST" in wrong.headers["Allow"]
+
+
+async def test_an_unexpected_error_is_a_json_500_without_details(
+    make_client: ClientFactory, database_url: str, tmp_path: Path
+) -> None:
+    async def broken(request: web.Request) -> web.Response:
+        raise RuntimeError("secret detail: ULN 1000000043")
+
+    app = create_app(gateway_settings_for(database_url, tmp_path))
+    app.router.add_get("/boom", broken, name="boom")
+    app[PUBLIC_ROUTES] = app[PUBLIC_ROUTES] | {"boom"}
+    client = await make_client(app)
+    response = await client.get("/boom")
+    assert response.status == 500
+    assert response.content_type == "application/json"
+    body = await response.json()
+    assert body["code"] == "INTERNAL_ERROR"
+    assert "secret" not in body["message"]
+    assert "1000000043" not in await response.text()
+
+
+async def test_the_template_downloads_as_an_attachment_with_the_scheme_headers(
+    client: Client,
+) -> None:
+    response = await client.get("/v1/template.csv")
+    assert response.status == 200
+    assert response.content_type == "text/csv"
+    assert (
+        response.headers["Content-Disposition"]
+        == 'attachment; filename="bulk-achievements-template.csv"'
+    )
+    [header] = list(csv.reader(io.StringIO(await response.text())))
+    assert header[:3] == ["ProviderReference", "CourseCode", "AchievementDate"]
+    assert len(header) == 11
+
+
+async def test_the_scheme_and_the_events_schema_are_json(client: Client) -> None:
+    scheme = await client.get("/v1/scheme")
+    assert scheme.status == 200
+    assert isinstance(await scheme.json(), dict)
+    events = await client.get("/v1/events/schema")
+    assert events.status == 200
+    assert "upload.received" in await events.text()
