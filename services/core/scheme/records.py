@@ -1,0 +1,159 @@
+"""Streaming CSV records of a stored file, numbered as a spreadsheet numbers its rows.
+
+Python's `csv` module (C, fast) does the RFC 4180 work with `strict=False`: a quoted field may
+hold delimiters, `""` and line breaks; a `"` inside an unquoted field is an ordinary character.
+Two things it does not do are added here:
+
+- In non-strict mode it silently accepts a quoted field still open at the end of the file,
+  which the scheme calls unparseable (FILE_01). A sentinel line is chained after the file: if
+  the parser is between records it becomes a record of its own; if a quoted field is open it is
+  swallowed into that field. Only the final record is inspected, so this costs nothing per row.
+- The header row decides the delimiter (section 8 "Semicolons").
+
+Run `FileInspector` first: it guarantees the encoding and that no line is absurdly long, so
+reading line by line keeps memory bounded (the csv module also caps a field at
+`csv.field_size_limit()` characters; passing it is FILE_01 too).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Final
+
+from services.core.scheme.codes import FILE_01_OPEN_QUOTE, FILE_01_TOO_LONG, Code, FileError
+from services.core.scheme.columns import HeaderMap, match_header
+from services.core.scheme.file_inspection import Encoding
+
+# A row number (header = 1) and the record's cells, as the csv module returns them.
+Record = tuple[int, list[str]]
+# Opens the stored file for reading from the start; called once per pass.
+Opener = Callable[[], IO[bytes]]
+
+HEADER_ROW: Final = 1
+# A noncharacter then a quote: as a record of its own it is exactly this one cell; swallowed by
+# an open quoted field, the quote closes that field and the record ends with _SENTINEL_CHAR.
+_SENTINEL_CHAR: Final = "\ufdd0"
+_SENTINEL_LINE: Final = _SENTINEL_CHAR + '"'
+_SENTINEL_RECORD: Final = [_SENTINEL_LINE]
+
+
+class _Dialect(csv.Dialect):
+    delimiter = ","
+    quotechar = '"'
+    doublequote = True
+    skipinitialspace = False  # a space before a quote makes the field unquoted, as in RFC 4180
+    strict = False
+    lineterminator = "\r\n"
+    quoting = csv.QUOTE_MINIMAL
+
+
+class _SemicolonDialect(_Dialect):
+    delimiter = ";"
+
+
+_DIALECTS: Final = {",": _Dialect, ";": _SemicolonDialect}
+
+
+def path_opener(path: Path | str) -> Opener:
+    def open_binary() -> IO[bytes]:
+        return open(path, "rb")
+
+    return open_binary
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """How to read the records: the delimiter, and the header map or the FILE_04 error.
+
+    A FILE_04 here is provisional: an unparseable file (FILE_01) ranks above it, and that is
+    only known once the records have been read to the end.
+    """
+
+    delimiter: str
+    header: HeaderMap | FileError
+
+
+def detect_layout(open_binary: Opener, encoding: Encoding) -> Layout | FileError:
+    """Reads the header record with `,` and with `;` and picks the delimiter.
+
+    Semicolons are chosen only when the `;` split matches the template and the `,` split does
+    not. Returns FILE_01 when the header record itself cannot be parsed.
+    """
+    try:
+        comma = _first_record(open_binary, encoding, ",")
+        if isinstance(comma_header := match_header(comma), HeaderMap):
+            return Layout(",", comma_header)
+        semicolon_header = match_header(_first_record(open_binary, encoding, ";"))
+    except csv.Error:
+        return FileError(Code.FILE_01, FILE_01_TOO_LONG)
+    if isinstance(semicolon_header, HeaderMap):
+        return Layout(";", semicolon_header)
+    return Layout(",", comma_header)
+
+
+def _first_record(open_binary: Opener, encoding: Encoding, delimiter: str) -> list[str]:
+    with _open_text(open_binary, encoding) as text:
+        return next(csv.reader(text, _DIALECTS[delimiter]), [])
+
+
+def _open_text(open_binary: Opener, encoding: Encoding) -> io.TextIOWrapper:
+    # newline="" hands \r, \n and \r\n to the csv module untranslated, as it requires.
+    return io.TextIOWrapper(open_binary(), encoding=encoding.value, newline="")
+
+
+class RecordReader:
+    """The data records of a file, after the header, in order, blank records included.
+
+    `error` is FILE_01 when the file turned out to be unparseable; it is known once `records()`
+    has been read to the end (records already yielded then belong to a refused file).
+    """
+
+    def __init__(self, open_binary: Opener, encoding: Encoding, delimiter: str = ",") -> None:
+        self._open_binary = open_binary
+        self._encoding = encoding
+        self._dialect = _DIALECTS[delimiter]
+        self.error: FileError | None = None
+        self.finished = False
+
+    def records(self, after_row: int = HEADER_ROW) -> Iterator[Record]:
+        """Yields `(row_number, cells)` for every record numbered above `after_row`.
+
+        A worker resuming after a crash passes the last row it stored; the rows before it are
+        parsed by the C reader but never reach Python code.
+        """
+        self.error, self.finished = None, False
+        with _open_text(self._open_binary, self._encoding) as text:
+            reader = csv.reader(itertools.chain(text, (_SENTINEL_LINE,)), self._dialect)
+            numbered = enumerate(reader, start=HEADER_ROW)
+            try:
+                # Keep the last skipped record: it is the sentinel if the file ends here.
+                skipped = deque(itertools.islice(numbered, max(after_row, 0)), maxlen=1)
+                pending = next(numbered, None)
+                if pending is None:
+                    self._finish(skipped[0][1] if skipped else _SENTINEL_RECORD)
+                    return
+                for record in numbered:
+                    yield pending
+                    pending = record
+            except csv.Error:
+                # Only "field larger than field limit" can happen once the file is inspected.
+                self.error, self.finished = FileError(Code.FILE_01, FILE_01_TOO_LONG), True
+                return
+            self._finish(pending[1])
+
+    def _finish(self, last_cells: list[str]) -> None:
+        if last_cells != _SENTINEL_RECORD:
+            self.error = FileError(Code.FILE_01, FILE_01_OPEN_QUOTE)
+        self.finished = True
+
+    def drain(self, records: Iterator[Record]) -> FileError | None:
+        """Reads the rest of `records` without looking at them; returns `error`."""
+        for _ in records:
+            pass
+        return self.error
