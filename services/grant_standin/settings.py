@@ -1,0 +1,59 @@
+"""Settings of the grant stand-in (environment variables prefixed `GRANT_STANDIN_`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.grant_standin.faults import FaultConfig
+
+DEFAULT_DATABASE_URL = "postgresql://achievements:achievements@127.0.0.1:55432/grant_standin"
+
+
+class Settings(BaseSettings):
+    """Where the stand-in listens, its database and token, and the faults it starts with."""
+
+    model_config = SettingsConfigDict(env_prefix="GRANT_STANDIN_", extra="ignore")
+
+    database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=0, le=65535)
+    token: SecretStr = SecretStr("dev-grant-token")
+
+    # Faults at start-up; PUT /admin/faults changes them while running.
+    fail_before_store: float = Field(default=0.0, ge=0.0, le=1.0)
+    fail_after_store: float = Field(default=0.0, ge=0.0, le=1.0)
+    slow: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Longer than a client's usual 30 s timeout, so a slow answer is a timed-out request.
+    slow_delay_s: float = Field(default=35.0, ge=0.0)
+    retry_after_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
+    retry_after_s: int = Field(default=1, ge=0)
+    down: bool = False
+    seed: int | None = None
+
+    # None reads the bundled copy of the course catalogue and levy register.
+    reference_dir: Path | None = None
+    db_pool_min_size: int = Field(default=1, ge=0)
+    db_pool_max_size: int = Field(default=10, ge=1)
+    db_acquire_timeout_s: float = Field(default=10.0, gt=0)
+    db_command_timeout_s: float = Field(default=30.0, gt=0)
+    # Requests still waiting (a slow fault) are cut off after this on SIGTERM; their claims are
+    # already stored, so nothing is lost.
+    shutdown_timeout_s: float = Field(default=5.0, ge=0)
+    # A batch of 500 claims with long names and notes stays well under this.
+    max_request_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
+    log_level: str = "INFO"
+
+    def fault_config(self) -> FaultConfig:
+        return FaultConfig(
+            fail_before_store=self.fail_before_store,
+            fail_after_store=self.fail_after_store,
+            slow=self.slow,
+            slow_delay_s=self.slow_delay_s,
+            retry_after_fraction=self.retry_after_fraction,
+            retry_after_s=self.retry_after_s,
+            down=self.down,
+            seed=self.seed,
+        )
