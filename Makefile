@@ -16,7 +16,10 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed
 
 ## set-up if needed, the whole stack, then a demo upload end to end
-run: up
+# The demo holds claims for a short amendment window instead of two days.
+run: export GRANT_BRIDGE_AMENDMENT_WINDOW_S ?= 10
+run: venv
+	@$(STACK) up
 	@$(PY) -m services.demo
 
 ## the whole test suite against the real local stack

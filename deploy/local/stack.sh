@@ -45,8 +45,26 @@ infra() {
     "$VENV/bin/achievements" reference load
 }
 
+# The services read their settings from this file at every (re)start, so what is set in the
+# environment of `make up` reaches them even when supervisord was started earlier.
+write_service_env() {
+    local file="$RUN_DIR/services.env" name
+    : > "$file.new"
+    for name in $(compgen -e | grep -E '^(GATEWAY_|VALIDATOR_|GRANT_BRIDGE_|GRANT_STANDIN_|KAFKA_|STORAGE_|DATABASE_URL$|DB_|LOG_LEVEL$)' | sort); do
+        printf 'export %s=%q\n' "$name" "${!name}" >> "$file.new"
+    done
+    if cmp -s "$file.new" "$file"; then
+        rm "$file.new"
+        return 1
+    fi
+    mv "$file.new" "$file"
+}
+
 up() {
     infra
+    if write_service_env; then
+        "${CTL[@]}" stop services:* >/dev/null 2>&1 || true
+    fi
     "${CTL[@]}" start services:* >/dev/null
     wait_for_port 127.0.0.1 8090 30 || { tail -n 30 "$LOG_DIR/grant-standin.log" >&2; exit 1; }
     wait_for_port 127.0.0.1 8080 30 || { tail -n 30 "$LOG_DIR/gateway.log" >&2; exit 1; }

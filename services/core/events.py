@@ -166,7 +166,7 @@ def events_json_schema() -> dict[str, Any]:
 
 
 def topic_for(event: Event, topics: Topics) -> tuple[str, str]:
-    """(topic, key) for an event: an upload's events share a partition; claims key by achievement."""
+    """(topic, key): an upload's events share a partition; claim events key by achievement."""
     match event:
         case UploadReceived() | UploadWithdrawn():
             return topics.uploads, str(event.upload_id)

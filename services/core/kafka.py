@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
 
@@ -69,10 +70,9 @@ async def ensure_topics(settings: KafkaSettings, topics: Topics, attempts: int =
             if name not in existing
         ]
         if wanted:
-            try:
+            # Another process may have created them first.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass  # another process created them first
     finally:
         await admin.close()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 
 import asyncpg
@@ -75,7 +76,5 @@ async def run_relay(
             sent = 0
             await asyncio.sleep(1)
         if sent == 0:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=idle_sleep_s)
-            except TimeoutError:
-                pass

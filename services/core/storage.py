@@ -46,7 +46,7 @@ class FolderStorage:
     async def store(
         self, storage_key: str, chunks: AsyncIterator[bytes], limit_bytes: int
     ) -> StoredFile:
-        """Writes the stream, hashing as it goes; removes the partial file if the limit is passed."""
+        """Writes the stream, hashing as it goes; a body over the limit leaves no file behind."""
         path = self.path(storage_key)
         path.parent.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256()

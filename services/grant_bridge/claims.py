@@ -19,7 +19,6 @@ from services.core.events import (
     ClaimAccepted,
     ClaimRefused,
     ClaimSubmitted,
-    ClaimWithdrawn,
     Event,
     Topics,
 )
@@ -140,13 +139,13 @@ RETURNING c.claim_id, c.attempts, a.grant_state, a.release_at <= now() AS releas
 
 async def lease_due(
     pool: asyncpg.Pool,
-    topics: Topics,
     *,
     limit: int,
     lease_s: float,
     release_grace_s: float,
 ) -> Lease:
-    """Leases up to `limit` released, due claims; closes (never sends) the withdrawn ones.
+    """Leases up to `limit` released, due claims; closes (never sends) the withdrawn ones,
+    without an event: the gateway published `claim.withdrawn` with the withdrawal itself.
 
     `FOR UPDATE SKIP LOCKED` lets several bridges lease at once without waiting for or taking
     each other's rows; `now()` is the database clock, the one `release_at` was stamped against.
@@ -162,13 +161,11 @@ async def lease_due(
             else:
                 to_close.append(row)
         if to_close:
-            await _close_unsent(connection, topics, to_close)
+            await _close_unsent(connection, to_close)
     return Lease(token=token, claims=to_send, closed=len(to_close))
 
 
-async def _close_unsent(
-    connection: asyncpg.Connection, topics: Topics, rows: Sequence[asyncpg.Record]
-) -> None:
+async def _close_unsent(connection: asyncpg.Connection, rows: Sequence[asyncpg.Record]) -> None:
     states = ["withdrawn" if row["grant_state"] == "withdrawn" else "skipped" for row in rows]
     await connection.execute(
         """
@@ -180,15 +177,6 @@ async def _close_unsent(
         """,
         [row["claim_id"] for row in rows],
         states,
-    )
-    await enqueue_many(
-        connection,
-        topics,
-        [
-            ClaimWithdrawn(achievement_id=row["achievement_id"], upload_id=row["upload_id"])
-            for row, state in zip(rows, states, strict=True)
-            if state == "withdrawn"
-        ],
     )
 
 

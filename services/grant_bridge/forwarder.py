@@ -79,7 +79,6 @@ class Forwarder:
         limit = 1 if probing else settings.batch_size if batching else self._single_lease_size()
         lease = await lease_due(
             self._pool,
-            self._topics,
             limit=limit,
             lease_s=settings.lease_s,
             release_grace_s=settings.release_grace_s,

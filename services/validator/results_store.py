@@ -1,0 +1,349 @@
+"""The validator's PostgreSQL side: batched row results, the cross-row rules, the outcome.
+
+Row results arrive by COPY into a temporary table and an insert-select that ignores rows
+already stored, so a batch that is written twice (a crash, a redelivery) leaves one result
+per row. Everything that decides the outcome happens in one transaction at the end.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import asyncpg
+
+from services.core.events import AcceptedAchievement, AchievementsAccepted, Topics
+from services.core.outbox import enqueue
+
+# (upload_id, row_number, is_valid, has_warning, codes, duplicate_keys, achievement)
+RowRecord = tuple[uuid.UUID, int, bool, bool, list[str], list[str], dict[str, Any] | None]
+# (upload_id, row_number, position, column_name, code, severity, message, masked_value)
+IssueRecord = tuple[uuid.UUID, int, int, str | None, str, str, str, str | None]
+
+ACCEPTED_STATUSES = ("passed", "passed_with_warnings", "partially_accepted")
+FINAL_STATUSES = ("rejected", "failed", *ACCEPTED_STATUSES)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadToValidate:
+    upload_id: uuid.UUID
+    ato_id: str
+    storage_key: str
+    sha256: str
+    policy: str
+    upload_date: date
+    status: str
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> UploadToValidate:
+        return cls(
+            upload_id=row["upload_id"],
+            ato_id=row["ato_id"],
+            storage_key=row["storage_key"],
+            sha256=row["sha256"],
+            policy=row["policy"],
+            upload_date=row["upload_date"],
+            status=row["status"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """Where an interrupted validation stands: rows at or below `last_row` are stored."""
+
+    last_row: int
+    rows_stored: int
+    issues_stored: int
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    rows_total: int
+    rows_invalid: int
+    rows_warned: int
+    by_code: dict[str, int]
+
+    @property
+    def rows_valid(self) -> int:
+        return self.rows_total - self.rows_invalid
+
+
+async def load_upload(
+    connection: asyncpg.Connection, upload_id: uuid.UUID
+) -> UploadToValidate | None:
+    row = await connection.fetchrow(
+        "SELECT upload_id, ato_id, storage_key, sha256, policy, upload_date, status"
+        " FROM uploads WHERE upload_id = $1",
+        upload_id,
+    )
+    return UploadToValidate.from_row(row) if row else None
+
+
+async def start_validation(connection: asyncpg.Connection, upload_id: uuid.UUID) -> bool:
+    """Marks the upload as being validated; True the first time (to publish the start once)."""
+    result: str = await connection.execute(
+        "UPDATE uploads SET status = 'validating', validation_started_at = now()"
+        " WHERE upload_id = $1 AND status = 'received'",
+        upload_id,
+    )
+    return result.endswith(" 1")
+
+
+async def progress(connection: asyncpg.Connection, upload_id: uuid.UUID) -> Progress:
+    row = await connection.fetchrow(
+        "SELECT coalesce(max(row_number), 0) AS last_row, count(*) AS rows_stored,"
+        " (SELECT count(*) FROM row_issues WHERE upload_id = $1) AS issues_stored"
+        " FROM row_results WHERE upload_id = $1",
+        upload_id,
+    )
+    assert row is not None
+    return Progress(row["last_row"], row["rows_stored"], row["issues_stored"])
+
+
+async def same_bytes_accepted(connection: asyncpg.Connection, upload: UploadToValidate) -> bool:
+    """FILE_07: this ATO already has these exact bytes accepted and not withdrawn."""
+    found = await connection.fetchval(
+        "SELECT 1 FROM uploads WHERE ato_id = $1 AND sha256 = $2 AND upload_id <> $3"
+        " AND status = ANY($4::text[]) AND withdrawn_at IS NULL LIMIT 1",
+        upload.ato_id,
+        upload.sha256,
+        upload.upload_id,
+        list(ACCEPTED_STATUSES),
+    )
+    return found is not None
+
+
+async def _ensure_staging(connection: asyncpg.Connection) -> None:
+    await connection.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS staged_rows (LIKE row_results) ON COMMIT DELETE ROWS;"
+        "CREATE TEMP TABLE IF NOT EXISTS staged_issues (LIKE row_issues) ON COMMIT DELETE ROWS"
+    )
+
+
+async def store_batch(
+    connection: asyncpg.Connection,
+    upload_id: uuid.UUID,
+    rows: Sequence[RowRecord],
+    issues: Sequence[IssueRecord],
+    rows_processed: int,
+) -> None:
+    """One batch of row results and their (capped) issues, atomically with the progress count."""
+    async with connection.transaction():
+        await _ensure_staging(connection)
+        await connection.copy_records_to_table("staged_rows", records=rows)
+        await connection.execute(
+            "INSERT INTO row_results SELECT * FROM staged_rows ON CONFLICT DO NOTHING"
+        )
+        if issues:
+            await connection.copy_records_to_table("staged_issues", records=issues)
+            await connection.execute(
+                "INSERT INTO row_issues SELECT * FROM staged_issues ON CONFLICT DO NOTHING"
+            )
+        await connection.execute(
+            "UPDATE uploads SET rows_processed = $2 WHERE upload_id = $1", upload_id, rows_processed
+        )
+
+
+async def mark_in_file_duplicates(
+    connection: asyncpg.Connection, upload_id: uuid.UUID
+) -> list[int]:
+    """DUP_01 over the stored keys: every row after the first that shares a key. Returns them."""
+    rows = await connection.fetch(
+        """
+        WITH keys AS (
+            SELECT r.row_number, k.key
+            FROM row_results r, unnest(r.duplicate_keys) AS k(key)
+            WHERE r.upload_id = $1
+        ), firsts AS (
+            SELECT key, min(row_number) AS first_row FROM keys GROUP BY key
+        ), duplicates AS (
+            SELECT DISTINCT keys.row_number
+            FROM keys JOIN firsts USING (key)
+            WHERE keys.row_number > firsts.first_row
+        )
+        UPDATE row_results r
+        SET is_valid = false, codes = r.codes || 'DUP_01'::text
+        FROM duplicates d
+        WHERE r.upload_id = $1 AND r.row_number = d.row_number
+        RETURNING r.row_number
+        """,
+        upload_id,
+    )
+    return sorted(row["row_number"] for row in rows)
+
+
+async def mark_earlier_upload_duplicates(
+    connection: asyncpg.Connection, upload_id: uuid.UUID
+) -> list[int]:
+    """DUP_02: a key matches an accepted, not-withdrawn achievement of another upload."""
+    rows = await connection.fetch(
+        """
+        WITH keys AS (
+            SELECT r.row_number,
+                   split_part(k.key, '|', 1) AS course_code,
+                   split_part(k.key, '|', 2)::date AS achievement_date,
+                   split_part(k.key, '|', 3) AS kind,
+                   split_part(k.key, '|', 4) AS identifier
+            FROM row_results r, unnest(r.duplicate_keys) AS k(key)
+            WHERE r.upload_id = $1
+        ), hits AS (
+            SELECT keys.row_number FROM keys JOIN achievements a
+              ON a.course_code = keys.course_code AND a.achievement_date = keys.achievement_date
+             AND keys.kind = 'uln' AND a.uln = keys.identifier
+            WHERE a.grant_state <> 'withdrawn' AND a.upload_id <> $1
+            UNION
+            SELECT keys.row_number FROM keys JOIN achievements a
+              ON a.course_code = keys.course_code AND a.achievement_date = keys.achievement_date
+             AND keys.kind = 'ni_number' AND a.ni_number = keys.identifier
+            WHERE a.grant_state <> 'withdrawn' AND a.upload_id <> $1
+            UNION
+            SELECT keys.row_number FROM keys JOIN achievements a
+              ON a.course_code = keys.course_code AND a.achievement_date = keys.achievement_date
+             AND keys.kind = 'citb_individual_id' AND a.citb_individual_id = keys.identifier
+            WHERE a.grant_state <> 'withdrawn' AND a.upload_id <> $1
+        )
+        UPDATE row_results r
+        SET is_valid = false, codes = r.codes || 'DUP_02'::text
+        FROM (SELECT DISTINCT row_number FROM hits) d
+        WHERE r.upload_id = $1 AND r.row_number = d.row_number
+        RETURNING r.row_number
+        """,
+        upload_id,
+    )
+    return sorted(row["row_number"] for row in rows)
+
+
+async def store_row_level_issues(
+    connection: asyncpg.Connection, issues: Sequence[IssueRecord]
+) -> None:
+    if issues:
+        await connection.executemany(
+            "INSERT INTO row_issues VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            issues,
+        )
+
+
+async def count(connection: asyncpg.Connection, upload_id: uuid.UUID) -> Counts:
+    totals = await connection.fetchrow(
+        "SELECT count(*) AS total, count(*) FILTER (WHERE NOT is_valid) AS invalid,"
+        " count(*) FILTER (WHERE is_valid AND has_warning) AS warned"
+        " FROM row_results WHERE upload_id = $1",
+        upload_id,
+    )
+    assert totals is not None
+    by_code = {
+        row["code"]: row["n"]
+        for row in await connection.fetch(
+            "SELECT code, count(*) AS n FROM row_results, unnest(codes) AS code"
+            " WHERE upload_id = $1 GROUP BY code ORDER BY code",
+            upload_id,
+        )
+    }
+    return Counts(totals["total"], totals["invalid"], totals["warned"], by_code)
+
+
+async def accept_valid_rows(
+    connection: asyncpg.Connection,
+    upload: UploadToValidate,
+    topics: Topics,
+    amendment_window_s: float,
+    chunk: int,
+) -> int:
+    """Turns valid rows into achievements and announces them in chunks; returns how many."""
+    inserted: str = await connection.execute(
+        """
+        INSERT INTO achievements (
+            achievement_id, upload_id, row_number, ato_id, provider_reference, course_code,
+            achievement_date, forename, surname, date_of_birth, uln, ni_number,
+            citb_individual_id, levy_number, notes, grant_eligible, release_at, grant_state)
+        SELECT gen_random_uuid(), r.upload_id, r.row_number, $2,
+               a->>'provider_reference', a->>'course_code', (a->>'achievement_date')::date,
+               a->>'forename', a->>'surname', (a->>'date_of_birth')::date,
+               a->>'uln', a->>'ni_number', a->>'citb_individual_id', a->>'levy_number',
+               a->>'notes', (a->>'grant_eligible')::boolean,
+               now() + make_interval(secs => $3),
+               CASE WHEN (a->>'grant_eligible')::boolean THEN 'held' ELSE 'not_eligible' END
+        FROM row_results r, LATERAL (SELECT r.achievement AS a) payload
+        WHERE r.upload_id = $1 AND r.is_valid
+        ON CONFLICT (upload_id, row_number) DO NOTHING
+        """,
+        upload.upload_id,
+        upload.ato_id,
+        amendment_window_s,
+    )
+    accepted = int(inserted.rsplit(" ", 1)[1])
+    cursor = connection.cursor(
+        "SELECT achievement_id, row_number, grant_eligible, release_at FROM achievements"
+        " WHERE upload_id = $1 ORDER BY row_number",
+        upload.upload_id,
+    )
+    batch: list[AcceptedAchievement] = []
+    async for row in cursor:
+        batch.append(AcceptedAchievement(**dict(row.items())))
+        if len(batch) >= chunk:
+            await enqueue(
+                connection,
+                topics,
+                AchievementsAccepted(
+                    upload_id=upload.upload_id, ato_id=upload.ato_id, achievements=batch
+                ),
+            )
+            batch = []
+    if batch:
+        await enqueue(
+            connection,
+            topics,
+            AchievementsAccepted(
+                upload_id=upload.upload_id, ato_id=upload.ato_id, achievements=batch
+            ),
+        )
+    return accepted
+
+
+async def forget_row_payloads(connection: asyncpg.Connection, upload_id: uuid.UUID) -> None:
+    """Personal data stays only where it is needed: accepted rows live on in `achievements`."""
+    await connection.execute(
+        "UPDATE row_results SET achievement = NULL"
+        " WHERE upload_id = $1 AND achievement IS NOT NULL",
+        upload_id,
+    )
+
+
+async def discard_rows(connection: asyncpg.Connection, upload_id: uuid.UUID) -> None:
+    """A rejected file has no row results (section 8: counts 0, no issues)."""
+    await connection.execute("DELETE FROM row_issues WHERE upload_id = $1", upload_id)
+    await connection.execute("DELETE FROM row_results WHERE upload_id = $1", upload_id)
+
+
+async def finish(
+    connection: asyncpg.Connection,
+    upload_id: uuid.UUID,
+    *,
+    status: str,
+    encoding: str | None,
+    counts: Counts,
+    file_error_code: str | None,
+    file_error_message: str | None,
+) -> None:
+    await connection.execute(
+        """
+        UPDATE uploads SET status = $2, encoding = $3, rows_total = $4, rows_valid = $5,
+               rows_invalid = $6, rows_warned = $7, counts_by_code = $8,
+               file_error_code = $9, file_error_message = $10, validated_at = now(),
+               rows_processed = $4
+        WHERE upload_id = $1
+        """,
+        upload_id,
+        status,
+        encoding,
+        counts.rows_total,
+        counts.rows_valid,
+        counts.rows_invalid,
+        counts.rows_warned,
+        counts.by_code,
+        file_error_code,
+        file_error_message,
+    )
