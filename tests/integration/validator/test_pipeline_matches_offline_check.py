@@ -4,92 +4,13 @@ places to run it. DUP_01 runs over stored keys here and in memory there."""
 from __future__ import annotations
 
 import json
-import uuid
-from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
-
-from services.core.events import Topics
-from services.core.reference_store import ReferenceCache
-from services.core.settings import CommonSettings, StorageSettings
-from services.core.storage import FolderStorage
-from services.upload_gateway.keys import create_ato
-from services.validator.pipeline import UploadValidation
-from services.validator.settings import ValidatorSettings
+from pipeline_helpers import validate_stored
 
 CORPUS = Path(__file__).parents[2] / "unit" / "scheme" / "corpus"
-UPLOAD_DATE = date(2026, 11, 20)
-
-
-async def validate_stored(
-    pool: asyncpg.Pool,
-    storage_root: Path,
-    content: bytes,
-    *,
-    policy: str = "all_or_nothing",
-    ato_id: str | None = None,
-    upload_date: date = UPLOAD_DATE,
-    **settings: Any,
-) -> dict[str, Any]:
-    """Stores `content` as a new upload, validates it, returns the upload row."""
-    import hashlib
-
-    storage = FolderStorage(storage_root)
-    upload_id = uuid.uuid4()
-    key = storage.key_for(upload_id)
-    path = storage.path(key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
-    async with pool.acquire() as connection:
-        if ato_id is None:
-            ato_id = (await create_ato(connection, "Corpus ATO")).ato_id
-        await connection.execute(
-            "INSERT INTO uploads (upload_id, ato_id, file_name, size_bytes, sha256, policy,"
-            " storage_key, terms_accepted_at, upload_date)"
-            " VALUES ($1, $2, 'f.csv', $3, $4, $5, $6, $7, $8)",
-            upload_id,
-            ato_id,
-            len(content),
-            hashlib.sha256(content).hexdigest(),
-            policy,
-            key,
-            datetime.now(UTC),
-            upload_date,
-        )
-    validator_settings = ValidatorSettings(
-        common=CommonSettings(storage=StorageSettings(root=storage_root)), **settings
-    )
-    await UploadValidation(
-        upload_id=upload_id,
-        pool=pool,
-        storage=storage,
-        reference=await ReferenceCache(pool).current(),
-        settings=validator_settings,
-        topics=Topics("unused."),
-    ).run()
-    async with pool.acquire() as connection:
-        row = await connection.fetchrow("SELECT * FROM uploads WHERE upload_id = $1", upload_id)
-        issues = await connection.fetch(
-            "SELECT row_number, column_name, code, severity, message FROM row_issues"
-            " WHERE upload_id = $1 ORDER BY row_number, position",
-            upload_id,
-        )
-    assert row is not None
-    result = dict(row.items())
-    result["issues"] = [
-        {
-            "row": i["row_number"],
-            "column": i["column_name"],
-            "code": i["code"],
-            "severity": i["severity"],
-            "message": i["message"],
-        }
-        for i in issues
-    ]
-    return result
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,152 @@
+"""What only the pipeline can check or guarantee: DUP_02 and FILE_07 against earlier uploads,
+reference data refreshed without a restart, the cap on stored issues, and resuming a file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from pipeline_helpers import revalidate, validate_stored
+
+from services.core.reference_store import ReferenceCache, load_into_database
+from services.validator import results_store
+
+HEADER = (
+    "ProviderReference,CourseCode,AchievementDate,LearnerForename,LearnerSurname,DateOfBirth,"
+    "ULN,NINumber,CITBIndividualId,EmployerLevyNumber,Notes"
+)
+VALID_ULNS = ("1000000043", "1234567899", "5555555554", "1111111110", "1234567805")
+
+
+def csv_file(*rows: str) -> bytes:
+    return ("\r\n".join((HEADER, *rows)) + "\r\n").encode()
+
+
+def row(uln: str, course: str = "SD-WAH-101", day: str = "12/11/2026") -> str:
+    return f"REF,{course},{day},Amelia,Hartley,14/03/1990,{uln},,,79049946,"
+
+
+async def test_an_achievement_accepted_earlier_is_dup_02_until_it_is_withdrawn(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    first = await validate_stored(pool, tmp_path, csv_file(row(VALID_ULNS[0])))
+    assert first["status"] == "passed"
+
+    again = await validate_stored(
+        pool, tmp_path, csv_file(row(VALID_ULNS[1]), row(VALID_ULNS[0])), ato_id=first["ato_id"]
+    )
+    assert again["status"] == "failed"
+    assert again["counts_by_code"] == {"DUP_02": 1}
+    assert [(i["row"], i["code"], i["column"]) for i in again["issues"]] == [(3, "DUP_02", None)]
+
+    async with pool.acquire() as connection:
+        await connection.execute(
+            "UPDATE achievements SET grant_state = 'withdrawn' WHERE upload_id = $1",
+            first["upload_id"],
+        )
+    after_withdrawal = await validate_stored(
+        pool, tmp_path, csv_file(row(VALID_ULNS[0]), row(VALID_ULNS[2])), ato_id=first["ato_id"]
+    )
+    assert after_withdrawal["status"] == "passed"
+
+
+async def test_the_same_bytes_accepted_before_are_rejected_as_file_07(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    content = csv_file(row(VALID_ULNS[0]), row(VALID_ULNS[1]))
+    first = await validate_stored(pool, tmp_path, content)
+    second = await validate_stored(pool, tmp_path, content, ato_id=first["ato_id"])
+
+    assert second["status"] == "rejected"
+    assert second["file_error_code"] == "FILE_07"
+    assert (second["rows_total"], second["issues"]) == (0, [])
+    async with pool.acquire() as connection:
+        await connection.execute(
+            "UPDATE uploads SET withdrawn_at = now() WHERE upload_id = $1", first["upload_id"]
+        )
+        await connection.execute(
+            "UPDATE achievements SET grant_state = 'withdrawn' WHERE upload_id = $1",
+            first["upload_id"],
+        )
+    third = await validate_stored(pool, tmp_path, content, ato_id=first["ato_id"])
+    assert third["status"] == "passed"
+
+
+async def test_reference_data_reloaded_reaches_a_running_worker(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    cache = ReferenceCache(pool, check_every_s=0)
+    before = await cache.current()
+    assert before.course("SD-NEW-900") is None
+
+    folder = tmp_path / "reference"
+    folder.mkdir()
+    bundled = Path(__file__).parents[3] / "services/core/scheme/reference_data"
+    courses = (bundled / "courses.csv").read_text()
+    (folder / "courses.csv").write_text(courses + "SD-NEW-900,New course,1,4,6000,2018-04-01,\n")
+    (folder / "employers.csv").write_text((bundled / "employers.csv").read_text())
+    async with pool.acquire() as connection:
+        await load_into_database(connection, folder)
+
+    after = await cache.current()
+    assert after.course("SD-NEW-900") is not None
+    upload = await validate_stored(pool, tmp_path, csv_file(row(VALID_ULNS[0], "SD-NEW-900")))
+    assert upload["status"] == "passed"
+
+
+async def test_stored_issues_are_capped_while_counts_stay_exact(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    bad_rows = [row("12345") for _ in range(12)]
+    upload = await validate_stored(pool, tmp_path, csv_file(*bad_rows), max_stored_issues=5)
+
+    assert upload["counts_by_code"] == {"ULN_01": 12}
+    assert len(upload["issues"]) == 5
+    assert upload["rows_invalid"] == 12
+
+
+async def test_a_validation_interrupted_between_batches_resumes_with_one_result_per_row(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = [row(VALID_ULNS[i % 5], day=f"{1 + i % 19}/11/2026") for i in range(40)]
+    rows[7] = row("9999999999")
+    content = csv_file(*rows)
+    reference = await validate_stored(pool, tmp_path / "a", content, batch_rows=6)
+
+    real_store_batch = results_store.store_batch
+    calls = 0
+
+    async def crash_on_third_batch(*args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise ConnectionResetError("worker died")
+        await real_store_batch(*args, **kwargs)
+
+    monkeypatch.setattr(results_store, "store_batch", crash_on_third_batch)
+    with pytest.raises(ConnectionResetError):
+        await validate_stored(pool, tmp_path / "b", content, batch_rows=6)
+    async with pool.acquire() as connection:
+        upload_id = await connection.fetchval(
+            "SELECT upload_id FROM uploads WHERE status = 'validating'"
+        )
+        stored = await connection.fetchval(
+            "SELECT count(*) FROM row_results WHERE upload_id = $1", upload_id
+        )
+    assert stored == 12  # two whole batches survived the crash
+    monkeypatch.setattr(results_store, "store_batch", real_store_batch)
+
+    resumed = await revalidate(pool, tmp_path / "b", upload_id, batch_rows=6)
+    for field in ("status", "rows_total", "rows_valid", "rows_invalid", "rows_warned"):
+        assert resumed[field] == reference[field], field
+    assert resumed["counts_by_code"] == reference["counts_by_code"]
+    async with pool.acquire() as connection:
+        per_row = await connection.fetch(
+            "SELECT row_number, count(*) AS n FROM row_results WHERE upload_id = $1"
+            " GROUP BY row_number",
+            upload_id,
+        )
+    assert len(per_row) == 40
+    assert {r["n"] for r in per_row} == {1}
