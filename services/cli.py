@@ -16,6 +16,7 @@ from services.core.db import migrate
 from services.core.events import Topics
 from services.core.kafka import ensure_topics
 from services.core.settings import CommonSettings
+from services.upload_gateway.keys import NewKey, create_ato, create_key, revoke_key
 
 
 async def _with_connection(
@@ -56,45 +57,32 @@ async def _reference_load(args: argparse.Namespace) -> int:
     return await _with_connection(run)
 
 
-async def _ato_create(args: argparse.Namespace) -> int:
-    from services.upload_gateway.keys import create_ato
+def _print_new_key(key: NewKey, as_json: bool, created: str) -> None:
+    if as_json:
+        print(json.dumps({"ato_id": key.ato_id, "api_key": key.api_key, "key_id": str(key.key_id)}))
+    else:
+        print(f"{created}; API key {key.key_id} (shown once): {key.api_key}")
 
+
+async def _ato_create(args: argparse.Namespace) -> int:
     async def run(connection: asyncpg.Connection) -> int:
         key = await create_ato(connection, args.name, args.policy)
-        if args.json:
-            print(
-                json.dumps(
-                    {"ato_id": key.ato_id, "api_key": key.api_key, "key_id": str(key.key_id)}
-                )
-            )
-        else:
-            print(f"ATO {key.ato_id} created; API key (shown once): {key.api_key}")
+        _print_new_key(key, args.json, f"ATO {key.ato_id} created")
         return 0
 
     return await _with_connection(run)
 
 
 async def _key_create(args: argparse.Namespace) -> int:
-    from services.upload_gateway.keys import create_key
-
     async def run(connection: asyncpg.Connection) -> int:
         key = await create_key(connection, args.ato_id)
-        if args.json:
-            print(
-                json.dumps(
-                    {"ato_id": key.ato_id, "api_key": key.api_key, "key_id": str(key.key_id)}
-                )
-            )
-        else:
-            print(f"key {key.key_id} for {key.ato_id} (shown once): {key.api_key}")
+        _print_new_key(key, args.json, f"new key for {key.ato_id}")
         return 0
 
     return await _with_connection(run)
 
 
 async def _key_revoke(args: argparse.Namespace) -> int:
-    from services.upload_gateway.keys import revoke_key
-
     async def run(connection: asyncpg.Connection) -> int:
         revoked = await revoke_key(connection, uuid.UUID(args.key_id))
         print("revoked" if revoked else "no such active key")

@@ -3,6 +3,7 @@ topics for every test, on the real local PostgreSQL and Kafka (`make infra` star
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -71,7 +72,15 @@ class DatabaseFactory:
     @staticmethod
     async def drop(url: str) -> None:
         name = urlsplit(url).path.lstrip("/")
-        await _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        for attempt in range(10):
+            try:
+                await _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                return
+            except asyncpg.InsufficientPrivilegeError:
+                # A server process of another role (autovacuum) was still on it; it ends soon.
+                if attempt == 9:
+                    raise
+                await asyncio.sleep(0.5)
 
     async def drop_templates(self) -> None:
         for name in self._templates.values():
@@ -80,8 +89,6 @@ class DatabaseFactory:
 
 @pytest.fixture(scope="session")
 def database_factory() -> Iterator[DatabaseFactory]:
-    import asyncio
-
     factory = DatabaseFactory()
     yield factory
     asyncio.run(factory.drop_templates())

@@ -26,7 +26,7 @@ import pytest
 
 from services.core.scheme.columns import Column
 from services.core.scheme.reference import bundled_reference
-from tests.e2e.conftest import Pipeline
+from tests.e2e.conftest import Pipeline, ServiceProcess
 
 # The bundled reference data is a byte-for-byte copy of shared/spec/reference/*.csv, and is
 # what the pipeline's database and the stand-in are loaded from.
@@ -84,8 +84,9 @@ class GeneratedFile:
 def generate_file(
     name: str, rows: int, uln_source: Iterator[str], *, empty_levy: int, not_eligible_levy: int
 ) -> GeneratedFile:
-    """`rows` valid rows, distinct learners; the first rows carry the ineligible levy numbers,
-    spread out by a stride so they are not all in one place."""
+    """`rows` valid rows of distinct learners (ULNs from `uln_source`, never reused across
+    files, so neither DUP_01/DUP_02 nor the grant system's ALREADY_CLAIMED can apply). The rows
+    with an empty or not grant-eligible levy number are spread evenly through the file."""
     today = datetime.now(UK).date()
     # Approved now and for the last ten days (the catalogue has some future-dated courses).
     courses = sorted(
@@ -272,26 +273,31 @@ async def test_every_eligible_achievement_is_claimed_exactly_once_through_faults
         to_claim = eligible - withdrawn
         assert len(to_claim) >= 2_000
 
-        # Chaos while the claims flow: each bridge is SIGKILLed mid-run, and the grant system
-        # is down for a while in between.
-        async def accepted_at_least(fraction: float) -> bool:
-            return await accepted_claims(pool) >= fraction * len(to_claim)
+        # Chaos while the claims flow: each bridge is SIGKILLed while claims are leased (so a
+        # lease may be orphaned mid-request), and the grant system is down for a while between.
+        async def busy_at(fraction: float) -> bool:
+            accepted = await accepted_claims(pool)
+            return accepted >= fraction * len(to_claim) and await leased_claims(pool) > 0
 
-        bridge_1, bridge_2 = pipeline.services["bridge-1"], pipeline.services["bridge-2"]
-        await wait_for(lambda: accepted_at_least(0.15), "first claims", pipeline, 90)
-        bridge_1.kill()
-        await asyncio.sleep(0.5)
-        bridge_1.start()
-        await wait_for(lambda: accepted_at_least(0.35), "claims after the kill", pipeline, 90)
+        async def crash(bridge: ServiceProcess) -> int:
+            leased = await leased_claims(pool)
+            bridge.kill()
+            await asyncio.sleep(0.5)
+            bridge.start()
+            return leased
+
+        bridges = pipeline.services["bridge-1"], pipeline.services["bridge-2"]
+        await wait_for(lambda: busy_at(0.15), "claims in flight", pipeline, 90)
+        leased_at_crash = [await crash(bridges[0])]
+        await wait_for(lambda: busy_at(0.35), "claims in flight after a crash", pipeline, 90)
         await set_standin_down(session, pipeline, True)
         await asyncio.sleep(DOWN_FOR_S)
-        accepted_while_down = await accepted_claims(pool)
+        accepted_before_up = await accepted_claims(pool)
         await set_standin_down(session, pipeline, False)
-        bridge_2.kill()
-        await asyncio.sleep(0.5)
-        bridge_2.start()
+        assert accepted_before_up < len(to_claim), "all claimed before the outage ended"
+        await wait_for(lambda: busy_at(0.0), "claims in flight after the outage", pipeline, 30)
+        leased_at_crash.append(await crash(bridges[1]))
         chaos_done_s = time.monotonic() - started
-        assert accepted_while_down < len(to_claim), "all claimed before the outage: tune it"
 
         await wait_for(lambda: all_settled(pool, len(eligible)), "claims settled", pipeline, 150)
 
@@ -343,12 +349,20 @@ async def test_every_eligible_achievement_is_claimed_exactly_once_through_faults
     print(
         f"claimed={len(to_claim)} withdrawn={len(withdrawn)}"
         f" not_eligible={len(not_eligible - withdrawn)} validated_s={validated_s:.1f}"
-        f" chaos_done_s={chaos_done_s:.1f} total_s={time.monotonic() - started:.1f}"
+        f" leased_at_crash={leased_at_crash} chaos_done_s={chaos_done_s:.1f}"
+        f" total_s={time.monotonic() - started:.1f}"
     )
 
 
 async def accepted_claims(pool: asyncpg.Pool) -> int:
     count: int = await pool.fetchval("SELECT count(*) FROM grant_claims WHERE state = 'accepted'")
+    return count
+
+
+async def leased_claims(pool: asyncpg.Pool) -> int:
+    count: int = await pool.fetchval(
+        "SELECT count(*) FROM grant_claims WHERE state = 'pending' AND lease_until > now()"
+    )
     return count
 
 
