@@ -6,9 +6,12 @@ STACK := deploy/local/stack.sh
 
 .PHONY: run test up down infra status venv lint typecheck bench clean
 
+PYTHON311 := $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
+
 $(VENV)/.installed: pyproject.toml
-	@command -v python3.11 >/dev/null || { echo "Python 3.11 is needed" >&2; exit 1; }
-	@test -x $(PY) || python3.11 -m venv $(VENV)
+	@$(PYTHON311) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null \
+		|| { echo "Python 3.11 is needed (python3.11 on PATH)" >&2; exit 1; }
+	@test -x $(PY) || $(PYTHON311) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
 	@$(PY) -m pip install -q -e '.[dev]'
 	@touch $@

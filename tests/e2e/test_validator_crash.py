@@ -69,7 +69,7 @@ async def test_killed_validators_leave_one_result_per_row_and_the_uninterrupted_
     kills = 0
     for threshold in (ROWS // 5, ROWS // 2):
         # Polls another process's progress; there is nothing to await in this one.
-        while (await progress(pipeline.database_url, upload_id))[1] < threshold:  # noqa: ASYNC110
+        while (await progress(pipeline.database_url, upload_id))[1] < threshold:
             await asyncio.sleep(0.05)
         # Whichever validator owns the partition dies; both are restarted, as a supervisor would.
         for name in ("validator-1", "validator-2"):
