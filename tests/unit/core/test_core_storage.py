@@ -1,0 +1,131 @@
+"""FolderStorage on a temporary folder: streamed writes hashed on the way, the size limit
+enforced while streaming, and keys that can never reach outside the storage root."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
+
+import pytest
+
+from services.core.storage import FolderStorage, UploadTooLarge
+
+
+async def stream(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+def files_under(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+async def test_a_stored_file_has_its_bytes_size_hash_and_head(tmp_path: Path) -> None:
+    storage = FolderStorage(tmp_path)
+    chunks = [b"ProviderReference,CourseCode\r\n", b"x" * 5000, b"tail\r\n"]
+    body = b"".join(chunks)
+
+    stored = await storage.store("uploads/a.csv", stream(chunks), limit_bytes=len(body))
+
+    assert stored.storage_key == "uploads/a.csv"
+    assert stored.size_bytes == len(body)
+    assert stored.sha256 == hashlib.sha256(body).hexdigest()
+    assert stored.head == body[: FolderStorage.HEAD_BYTES]
+    assert (tmp_path / "uploads" / "a.csv").read_bytes() == body
+    assert files_under(tmp_path) == [tmp_path / "uploads" / "a.csv"]  # no .part left over
+
+
+async def test_an_empty_stream_stores_an_empty_file(tmp_path: Path) -> None:
+    stored = await FolderStorage(tmp_path).store("e.csv", stream([]), limit_bytes=10)
+    assert (stored.size_bytes, stored.head) == (0, b"")
+    assert stored.sha256 == hashlib.sha256(b"").hexdigest()
+    assert (tmp_path / "e.csv").read_bytes() == b""
+
+
+async def test_a_body_over_the_limit_is_refused_and_leaves_no_file(tmp_path: Path) -> None:
+    storage = FolderStorage(tmp_path)
+    chunks_sent: list[bytes] = []
+
+    async def endless() -> AsyncIterator[bytes]:
+        while True:
+            chunks_sent.append(b"y" * 1024)
+            yield chunks_sent[-1]
+
+    with pytest.raises(UploadTooLarge):
+        await storage.store("uploads/big.csv", endless(), limit_bytes=10 * 1024)
+
+    assert len(chunks_sent) == 11  # stopped at the first chunk past the limit, not after
+    assert files_under(tmp_path) == []
+
+
+async def test_a_body_exactly_at_the_limit_is_stored(tmp_path: Path) -> None:
+    stored = await FolderStorage(tmp_path).store("f.csv", stream([b"ab", b"cd"]), limit_bytes=4)
+    assert stored.size_bytes == 4
+
+
+async def test_a_stream_that_fails_midway_leaves_no_file(tmp_path: Path) -> None:
+    async def broken() -> AsyncIterator[bytes]:
+        yield b"first chunk"
+        raise ConnectionResetError
+
+    with pytest.raises(ConnectionResetError):
+        await FolderStorage(tmp_path).store("uploads/c.csv", broken(), limit_bytes=1000)
+    assert files_under(tmp_path) == []
+
+
+async def test_a_refused_body_keeps_the_file_already_stored_under_that_key(
+    tmp_path: Path,
+) -> None:
+    # The bytes go to a temporary file first, so a failed retry cannot damage the original.
+    storage = FolderStorage(tmp_path)
+    await storage.store("d.csv", stream([b"original"]), limit_bytes=100)
+    with pytest.raises(UploadTooLarge):
+        await storage.store("d.csv", stream([b"z" * 101]), limit_bytes=100)
+    assert (tmp_path / "d.csv").read_bytes() == b"original"
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["../outside.csv", "uploads/../../outside.csv", "/etc/passwd", ".", "", "uploads/.."],
+)
+def test_keys_cannot_reach_outside_the_storage_root(tmp_path: Path, key: str) -> None:
+    storage = FolderStorage(tmp_path / "root")
+    with pytest.raises(ValueError, match="escapes the storage root"):
+        storage.path(key)
+
+
+async def test_storing_under_an_escaping_key_writes_nothing(tmp_path: Path) -> None:
+    storage = FolderStorage(tmp_path / "root")
+    with pytest.raises(ValueError, match="escapes the storage root"):
+        await storage.store("../outside.csv", stream([b"data"]), limit_bytes=100)
+    assert files_under(tmp_path) == []
+
+
+def test_a_symlink_inside_the_root_cannot_lead_outside_it(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ValueError, match="escapes the storage root"):
+        FolderStorage(root).path("link/file.csv")
+
+
+def test_keys_come_from_the_upload_id_and_stay_under_the_root(tmp_path: Path) -> None:
+    storage = FolderStorage(tmp_path)
+    upload_id = uuid.uuid4()
+    key = FolderStorage.key_for(upload_id)
+    assert key == f"uploads/{upload_id}.csv"
+    assert storage.path(key) == tmp_path.resolve() / "uploads" / f"{upload_id}.csv"
+
+
+async def test_delete_removes_the_file_and_tolerates_a_missing_one(tmp_path: Path) -> None:
+    storage = FolderStorage(tmp_path)
+    await storage.store("g.csv", stream([b"bytes"]), limit_bytes=100)
+    storage.delete("g.csv")
+    storage.delete("g.csv")
+    assert files_under(tmp_path) == []
+    with pytest.raises(ValueError, match="escapes the storage root"):
+        storage.delete("../g.csv")
