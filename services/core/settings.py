@@ -21,7 +21,8 @@ class PostgresSettings(BaseSettings):
     db_pool_min_size: int = 1
     db_pool_max_size: int = 10
     db_acquire_timeout_s: float = 10.0
-    db_command_timeout_s: float = 120.0
+    # Generous: deciding a 1,000,000-row upload runs single statements of tens of seconds.
+    db_command_timeout_s: float = 600.0
 
 
 class KafkaSettings(BaseSettings):

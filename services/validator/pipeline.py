@@ -247,12 +247,13 @@ class UploadValidation:
     async def _cross_row_rules(self, connection: asyncpg.Connection) -> None:
         stored = await store.progress(connection, self.upload_id)
         room = self.settings.max_stored_issues - stored.issues_stored
-        for code, rows in (
-            (Code.DUP_01, await store.mark_in_file_duplicates(connection, self.upload_id)),
-            (Code.DUP_02, await store.mark_earlier_upload_duplicates(connection, self.upload_id)),
+        for code, mark in (
+            (Code.DUP_01, store.mark_in_file_duplicates),
+            (Code.DUP_02, store.mark_earlier_upload_duplicates),
         ):
+            rows = await mark(connection, self.upload_id, max(room, 0))
             issues: list[store.IssueRecord] = []
-            for row_number in rows[: max(room, 0)]:
+            for row_number in rows:
                 issue = duplicate_issue(row_number, code)
                 issues.append(
                     (

@@ -148,9 +148,13 @@ async def store_batch(
 
 
 async def mark_in_file_duplicates(
-    connection: asyncpg.Connection, upload_id: uuid.UUID
+    connection: asyncpg.Connection, upload_id: uuid.UUID, limit: int
 ) -> list[int]:
-    """DUP_01 over the stored keys: every row after the first that shares a key. Returns them."""
+    """DUP_01 over the stored keys: every row after the first that shares a key.
+
+    Returns the first `limit` of them (the issues that still fit under the cap): a file of one
+    learner repeated a million times must not bring a million row numbers into the worker.
+    """
     rows = await connection.fetch(
         """
         WITH keys AS (
@@ -163,22 +167,28 @@ async def mark_in_file_duplicates(
             SELECT DISTINCT keys.row_number
             FROM keys JOIN firsts USING (key)
             WHERE keys.row_number > firsts.first_row
+        ), marked AS (
+            UPDATE row_results r
+            SET is_valid = false, codes = r.codes || 'DUP_01'::text
+            FROM duplicates d
+            WHERE r.upload_id = $1 AND r.row_number = d.row_number
+            RETURNING r.row_number
         )
-        UPDATE row_results r
-        SET is_valid = false, codes = r.codes || 'DUP_01'::text
-        FROM duplicates d
-        WHERE r.upload_id = $1 AND r.row_number = d.row_number
-        RETURNING r.row_number
+        SELECT row_number FROM marked ORDER BY row_number LIMIT $2
         """,
         upload_id,
+        limit,
     )
-    return sorted(row["row_number"] for row in rows)
+    return [row["row_number"] for row in rows]
 
 
 async def mark_earlier_upload_duplicates(
-    connection: asyncpg.Connection, upload_id: uuid.UUID
+    connection: asyncpg.Connection, upload_id: uuid.UUID, limit: int
 ) -> list[int]:
-    """DUP_02: a key matches an accepted, not-withdrawn achievement of another upload."""
+    """DUP_02: a key matches an accepted, not-withdrawn achievement of another upload.
+
+    Returns the first `limit` rows marked, as `mark_in_file_duplicates` does.
+    """
     rows = await connection.fetch(
         """
         WITH keys AS (
@@ -204,16 +214,19 @@ async def mark_earlier_upload_duplicates(
               ON a.course_code = keys.course_code AND a.achievement_date = keys.achievement_date
              AND keys.kind = 'citb_individual_id' AND a.citb_individual_id = keys.identifier
             WHERE a.grant_state <> 'withdrawn' AND a.upload_id <> $1
+        ), marked AS (
+            UPDATE row_results r
+            SET is_valid = false, codes = r.codes || 'DUP_02'::text
+            FROM (SELECT DISTINCT row_number FROM hits) d
+            WHERE r.upload_id = $1 AND r.row_number = d.row_number
+            RETURNING r.row_number
         )
-        UPDATE row_results r
-        SET is_valid = false, codes = r.codes || 'DUP_02'::text
-        FROM (SELECT DISTINCT row_number FROM hits) d
-        WHERE r.upload_id = $1 AND r.row_number = d.row_number
-        RETURNING r.row_number
+        SELECT row_number FROM marked ORDER BY row_number LIMIT $2
         """,
         upload_id,
+        limit,
     )
-    return sorted(row["row_number"] for row in rows)
+    return [row["row_number"] for row in rows]
 
 
 async def store_row_level_issues(
@@ -275,10 +288,13 @@ async def accept_valid_rows(
         amendment_window_s,
     )
     accepted = int(inserted.rsplit(" ", 1)[1])
+    # One round trip per event's worth of rows, not per asyncpg's default 50: a million rows
+    # would otherwise cost 20,000 round trips inside the final transaction.
     cursor = connection.cursor(
         "SELECT achievement_id, row_number, grant_eligible, release_at FROM achievements"
         " WHERE upload_id = $1 ORDER BY row_number",
         upload.upload_id,
+        prefetch=chunk,
     )
     batch: list[AcceptedAchievement] = []
     async for row in cursor:
@@ -304,10 +320,11 @@ async def accept_valid_rows(
 
 
 async def forget_row_payloads(connection: asyncpg.Connection, upload_id: uuid.UUID) -> None:
-    """Personal data stays only where it is needed: accepted rows live on in `achievements`."""
+    """Personal data stays only where it is needed: accepted rows live on in `achievements`,
+    and the identifiers in the duplicate keys are not needed once the outcome is decided."""
     await connection.execute(
-        "UPDATE row_results SET achievement = NULL"
-        " WHERE upload_id = $1 AND achievement IS NOT NULL",
+        "UPDATE row_results SET achievement = NULL, duplicate_keys = '{}'"
+        " WHERE upload_id = $1 AND (achievement IS NOT NULL OR duplicate_keys <> '{}')",
         upload_id,
     )
 

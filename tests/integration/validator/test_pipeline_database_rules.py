@@ -150,3 +150,33 @@ async def test_a_validation_interrupted_between_batches_resumes_with_one_result_
         )
     assert len(per_row) == 40
     assert {r["n"] for r in per_row} == {1}
+
+
+async def test_no_learner_identifier_stays_in_row_results_after_the_outcome(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    upload = await validate_stored(pool, tmp_path, csv_file(row(VALID_ULNS[0]), row("12345")))
+    async with pool.acquire() as connection:
+        leftovers = await connection.fetchval(
+            "SELECT count(*) FROM row_results WHERE upload_id = $1"
+            " AND (achievement IS NOT NULL OR duplicate_keys <> '{}')",
+            upload["upload_id"],
+        )
+    assert upload["rows_total"] == 2
+    assert leftovers == 0
+
+
+async def test_duplicates_beyond_the_issue_cap_still_count(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    rows = [row(VALID_ULNS[0]) for _ in range(12)] + [row("12345")]
+    upload = await validate_stored(pool, tmp_path, csv_file(*rows), max_stored_issues=5)
+
+    assert upload["counts_by_code"] == {"DUP_01": 11, "ULN_01": 1}
+    assert [(i["row"], i["code"]) for i in upload["issues"]] == [
+        (3, "DUP_01"),
+        (4, "DUP_01"),
+        (5, "DUP_01"),
+        (6, "DUP_01"),
+        (14, "ULN_01"),
+    ]
