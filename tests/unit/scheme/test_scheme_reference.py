@@ -17,15 +17,7 @@ from services.core.scheme.reference import (
     load_reference_dir,
 )
 
-SHARED_REFERENCE = Path("/work/shared/spec/reference")
 BUNDLED = Path(__file__).parents[3] / "services/core/scheme/reference_data"
-
-
-def test_bundled_files_are_byte_identical_to_the_specs_copy() -> None:
-    if not SHARED_REFERENCE.is_dir():
-        pytest.skip("the shared spec folder is not on this machine")
-    for name in ("courses.csv", "employers.csv"):
-        assert (BUNDLED / name).read_bytes() == (SHARED_REFERENCE / name).read_bytes()
 
 
 def test_bundled_reference_has_the_catalogue_and_the_register() -> None:
