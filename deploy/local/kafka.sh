@@ -63,7 +63,8 @@ log4j.logger.kafka.server.KafkaRaftServer=INFO
 LOG4J
     if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
         local cluster_id
-        cluster_id=$(java -cp "$KAFKA_CACHE_DIR/libs/*" kafka.tools.StorageTool random-uuid)
+        cluster_id=$(java -cp "$KAFKA_CACHE_DIR/libs/*" -Dlog4j.configuration="file:$KAFKA_DIR/log4j.properties" \
+            kafka.tools.StorageTool random-uuid)
         java -cp "$KAFKA_CACHE_DIR/libs/*" -Dlog4j.configuration="file:$KAFKA_DIR/log4j.properties" \
             kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_DIR/server.properties" >/dev/null
     fi
