@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import sys
 import time
 from datetime import date, timedelta
@@ -26,13 +27,40 @@ STANDIN_URL = os.environ.get("GRANT_BRIDGE_GRANT_API_URL", "http://127.0.0.1:809
 TOKEN = os.environ.get("GRANT_BRIDGE_TOKEN", "dev-grant-token")
 
 
+_NINO_LETTERS = "ABCEGHJKLMNPRSTWXYZ"  # never D, F, I, Q, U, V; O only ever first
+# Never issued (NINO_02) or administrative (NINO_03), scheme §3.2.
+_NINO_NEVER_ISSUED = {"BG", "GB", "KN", "NK", "NT", "TN", "ZZ", "CR", "MW", "NC", "PP", "PY", "PZ"}
+
+
+def random_uln() -> str:
+    """Ten digits with a right check digit (scheme §3.1)."""
+    while True:
+        digits = str(random.randint(100_000_000, 999_999_999))
+        remainder = sum(int(d) * w for d, w in zip(digits, range(10, 1, -1), strict=True)) % 11
+        if remainder:
+            return digits + str((10 - remainder) % 10)
+
+
+def random_ni_number() -> str:
+    while (prefix := "".join(random.choices(_NINO_LETTERS, k=2))) in _NINO_NEVER_ISSUED:
+        pass
+    return f"{prefix}{random.randint(0, 999_999):06d}{random.choice('ABCD')}"
+
+
 def write_sample(folder: Path, today: date) -> Path:
-    """The bundled sample with achievement dates in the last week, so it passes today."""
+    """The bundled sample with achievement dates in the last week and learner identifiers of
+    this run alone, so it passes today however often the demo has run before."""
     template = resources.files("services.demo_data").joinpath("sample-template.csv").read_text()
-    days = {f"days_ago_{n}": (today - timedelta(days=n)).strftime("%d/%m/%Y") for n in range(8)}
+    values = {f"days_ago_{n}": (today - timedelta(days=n)).strftime("%d/%m/%Y") for n in range(8)}
+    for n in range(1, 9):
+        values |= {
+            f"uln_{n}": random_uln(),
+            f"nino_{n}": random_ni_number(),
+            f"citb_{n}": f"CITB{random.randint(0, 99_999_999):08d}",
+        }
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"achievements-{today.isoformat()}.csv"
-    path.write_text(template.format(**days), encoding="utf-8")
+    path.write_text(template.format(**values), encoding="utf-8")
     return path
 
 

@@ -79,6 +79,13 @@ down() {
         "${CTL[@]}" shutdown >/dev/null 2>&1 || true
         for _ in $(seq 100); do supervisor_running || break; sleep 0.2; done
     fi
+    # Returns only once every process the stack started has exited.
+    local pidfile pid
+    for pidfile in "$RUN_DIR"/*.pid; do
+        [ -f "$pidfile" ] || continue
+        pid=$(cat "$pidfile")
+        for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    done
     rm -f "$RUN_DIR"/*.pid
 }
 
