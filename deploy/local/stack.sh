@@ -72,18 +72,17 @@ up() {
 }
 
 down() {
+    # Every process the stack started, supervisord included, read before they go.
+    local pids pid
+    pids=$(cat "$RUN_DIR"/*.pid 2>/dev/null || true)
     if supervisor_running; then
         "${CTL[@]}" stop services:* >/dev/null 2>&1 || true
         "${CTL[@]}" stop kafka >/dev/null 2>&1 || true
         "${CTL[@]}" stop postgres >/dev/null 2>&1 || true
         "${CTL[@]}" shutdown >/dev/null 2>&1 || true
-        for _ in $(seq 100); do supervisor_running || break; sleep 0.2; done
     fi
-    # Returns only once every process the stack started has exited.
-    local pidfile pid
-    for pidfile in "$RUN_DIR"/*.pid; do
-        [ -f "$pidfile" ] || continue
-        pid=$(cat "$pidfile")
+    # Returns only once all of them have exited.
+    for pid in $pids; do
         for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
     done
     rm -f "$RUN_DIR"/*.pid
