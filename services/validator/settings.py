@@ -21,4 +21,7 @@ class ValidatorSettings(BaseSettings):
     progress_interval_s: float = 1.0
     accepted_event_chunk: int = 1_000
     run_outbox_relay: bool = True
+    # An upload whose validation raises this often is dead-lettered (a bug, not an outage).
+    max_attempts: int = 3
+    retry_delay_s: float = 1.0
     common: CommonSettings = Field(default_factory=CommonSettings)

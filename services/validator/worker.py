@@ -26,6 +26,15 @@ from services.validator.settings import ValidatorSettings
 
 log = get_logger()
 
+# Failures of what the validator depends on, rather than of the upload being validated.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    OSError,
+    TimeoutError,
+)
+
 
 class ValidatorWorker:
     def __init__(
@@ -64,17 +73,42 @@ class ValidatorWorker:
             return  # withdrawals need nothing from the validator
         structlog.contextvars.bind_contextvars(upload_id=str(event.upload_id))
         try:
-            validation = UploadValidation(
-                upload_id=event.upload_id,
-                pool=self.pool,
-                storage=self.storage,
-                reference=await self.reference.current(),
-                settings=self.settings,
-                topics=self.topics,
-            )
-            await validation.run()
+            await self._validate(event, record)
         finally:
             structlog.contextvars.unbind_contextvars("upload_id")
+
+    async def _validate(self, event: UploadReceived, record: ConsumerRecord) -> None:
+        """Retries an upload whose validation fails a few times, then dead-letters it so the
+        uploads behind it on the partition keep moving. A database or storage outage is not the
+        upload's fault: it propagates, the process restarts, and Kafka delivers the upload again.
+        """
+        attempts = self.settings.max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                await UploadValidation(
+                    upload_id=event.upload_id,
+                    pool=self.pool,
+                    storage=self.storage,
+                    reference=await self.reference.current(),
+                    settings=self.settings,
+                    topics=self.topics,
+                ).run()
+                return
+            except INFRASTRUCTURE_ERRORS:
+                raise
+            except Exception as error:
+                log.error("upload_validation_failed", attempt=attempt, error=type(error).__name__)
+                if attempt == attempts:
+                    await send_dead_letter(
+                        self.producer,
+                        self.topics,
+                        record,
+                        stage="validator",
+                        error=type(error).__name__,
+                    )
+                    log.error("upload_dead_lettered", attempts=attempts)
+                    return
+                await asyncio.sleep(self.settings.retry_delay_s * attempt)
 
     async def _commit(self, partition: TopicPartition, offset: int) -> None:
         # After a rebalance the record comes again to the new owner; the effect is idempotent.
