@@ -123,3 +123,13 @@ async def drop_database(database_url: str) -> None:
         await connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     finally:
         await connection.close()
+
+
+def stored_files(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
+
+
+async def count_uploads(pool: asyncpg.Pool) -> int:
+    async with pool.acquire() as connection:
+        count: int = await connection.fetchval("SELECT count(*) FROM uploads")
+    return count

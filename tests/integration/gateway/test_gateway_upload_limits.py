@@ -10,23 +10,20 @@ from pathlib import Path
 import asyncpg
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from gateway_helpers import VALID_CSV, ClientFactory, bearer, outbox_events
+from gateway_helpers import (
+    VALID_CSV,
+    ClientFactory,
+    bearer,
+    count_uploads,
+    outbox_events,
+    stored_files,
+)
 
 from services.upload_gateway.keys import NewKey
 
 Client = TestClient[web.Request, web.Application]
 RAW = {"file_name": "june.csv", "terms_accepted": "true"}
 CSV = {"Content-Type": "text/csv"}
-
-
-def stored_files(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
-
-
-async def count_uploads(pool: asyncpg.Pool) -> int:
-    async with pool.acquire() as connection:
-        count: int = await connection.fetchval("SELECT count(*) FROM uploads")
-    return count
 
 
 async def test_a_retry_with_the_same_key_and_bytes_returns_the_first_upload(

@@ -13,22 +13,12 @@ import pytest
 import structlog.testing
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from gateway_helpers import VALID_CSV, bearer, outbox_events
+from gateway_helpers import VALID_CSV, bearer, count_uploads, outbox_events, stored_files
 
 from services.upload_gateway.keys import NewKey
 
 Client = TestClient[web.Request, web.Application]
 RAW = {"file_name": "june.csv", "terms_accepted": "true"}
-
-
-def stored_files(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
-
-
-async def count_uploads(pool: asyncpg.Pool) -> int:
-    async with pool.acquire() as connection:
-        count: int = await connection.fetchval("SELECT count(*) FROM uploads")
-    return count
 
 
 async def test_raw_csv_upload_is_recorded_with_its_event_in_the_outbox(
