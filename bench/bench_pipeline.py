@@ -1,6 +1,7 @@
 """One huge upload through the validator pipeline, side by side with the offline check.
 
     .venv/bin/python bench/bench_pipeline.py [--rows 1000000] [--compare-sizes] [--keep]
+        [--profile PATH]
 
 For each size (100,000 then `--rows` with `--compare-sizes`, else `--rows` alone) it creates a
 fresh database on the shared PostgreSQL (migrated, reference data loaded, dropped WITH (FORCE)
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import csv
 import functools
 import hashlib
@@ -347,11 +349,15 @@ FINISH_STEPS = (
 )
 
 
-def pipeline_stage(dsn: str, storage_root: str, upload_id: str) -> dict[str, Any]:
-    return asyncio.run(_pipeline_stage(dsn, Path(storage_root), uuid.UUID(upload_id)))
+def pipeline_stage(
+    dsn: str, storage_root: str, upload_id: str, profile_path: str = ""
+) -> dict[str, Any]:
+    return asyncio.run(_pipeline_stage(dsn, Path(storage_root), uuid.UUID(upload_id), profile_path))
 
 
-async def _pipeline_stage(dsn: str, storage_root: Path, upload_id: uuid.UUID) -> dict[str, Any]:
+async def _pipeline_stage(
+    dsn: str, storage_root: Path, upload_id: uuid.UUID, profile_path: str
+) -> dict[str, Any]:
     from services.core.events import Topics
     from services.core.logging import configure_logging
     from services.core.reference_store import ReferenceCache
@@ -384,8 +390,15 @@ async def _pipeline_stage(dsn: str, storage_root: Path, upload_id: uuid.UUID) ->
             topics=Topics("bench."),
         )
         rss_before_mb = _peak_rss_mb()
+        profiler = cProfile.Profile() if profile_path else None
         started, started_cpu = time.perf_counter(), time.process_time()
-        await validation.run()
+        if profiler is None:
+            await validation.run()
+        else:
+            profiler.enable()
+            await validation.run()
+            profiler.disable()
+            profiler.dump_stats(profile_path)
         wall_s = time.perf_counter() - started
         cpu_s = time.process_time() - started_cpu
         peak_rss_mb = _peak_rss_mb()
@@ -400,8 +413,7 @@ async def _pipeline_stage(dsn: str, storage_root: Path, upload_id: uuid.UUID) ->
                 "SELECT"
                 " (SELECT count(*) FROM achievements WHERE upload_id = $1) AS achievements,"
                 " (SELECT count(*) FROM row_issues WHERE upload_id = $1) AS issues_stored,"
-                " (SELECT count(*) FROM row_results WHERE upload_id = $1"
-                "   AND achievement IS NOT NULL) AS payloads_left,"
+                " (SELECT count(*) FROM row_payloads WHERE upload_id = $1) AS payloads_left,"
                 " (SELECT count(*) FROM outbox"
                 "   WHERE payload->>'event_type' = 'achievements.accepted') AS accepted_events,"
                 " (SELECT coalesce(sum(jsonb_array_length(payload->'achievements')), 0)"
@@ -440,7 +452,7 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _run_size(rows: int, scratch: Path, keep: bool) -> dict[str, Any]:
+def _run_size(rows: int, scratch: Path, keep: bool, profile_path: str) -> dict[str, Any]:
     from services.core.storage import FolderStorage
 
     database = f"bench_{uuid.uuid4().hex[:12]}"
@@ -457,7 +469,9 @@ def _run_size(rows: int, scratch: Path, keep: bool) -> dict[str, Any]:
     try:
         asyncio.run(_prepare_database(_dsn(database), upload, earlier))
         offline = _in_child(offline_stage, str(path))
-        piped = _in_child(pipeline_stage, _dsn(database), str(scratch), str(upload_id))
+        piped = _in_child(
+            pipeline_stage, _dsn(database), str(scratch), str(upload_id), profile_path
+        )
     finally:
         asyncio.run(_admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
         if not keep:
@@ -544,6 +558,12 @@ def main(argv: list[str]) -> int:
         "--compare-sizes", action="store_true", help=f"also run {SMALL_ROWS:,} rows first"
     )
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument(
+        "--profile",
+        metavar="PATH",
+        default="",
+        help="cProfile the pipeline run (slows it down) and write pstats to PATH",
+    )
     args = parser.parse_args(argv)
     sizes = [SMALL_ROWS, args.rows] if args.compare_sizes and args.rows != SMALL_ROWS else []
     sizes = sizes or [args.rows]
@@ -555,7 +575,7 @@ def main(argv: list[str]) -> int:
     )
     results = []
     for rows in sizes:
-        result = _run_size(rows, scratch, args.keep)
+        result = _run_size(rows, scratch, args.keep, args.profile)
         _print_size(result)
         results.append(result)
     if len(results) > 1:

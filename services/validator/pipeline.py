@@ -12,7 +12,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 import asyncpg
 
@@ -37,12 +36,16 @@ from services.core.scheme.validation import (
     RowResult,
     RowValidator,
     duplicate_issue,
+    duplicate_key_text,
 )
 from services.core.storage import FolderStorage
 from services.validator import results_store as store
 from services.validator.settings import ValidatorSettings
 
 log = get_logger()
+
+# A payload's achievement columns for a row that is not valid.
+_NO_ACHIEVEMENT = (None,) * len(Achievement._fields)
 
 _FILE_07_MESSAGE = (
     "This exact file was already uploaded and accepted. Withdraw that upload first if you"
@@ -117,17 +120,18 @@ class UploadValidation:
         last_progress = time.monotonic()
         records = reader.records(after_row=max(done.last_row, HEADER_ROW))
         for batch in _batches(records, validator, self.settings.batch_rows):
-            results = [result for result, _ in batch]
             rows_seen += len(batch)
             if rows_seen > self.settings.max_rows:
                 reader.drain(records)
                 break
+            results = [result for result, _ in batch]
             issues = self._issue_records(batch, layout.header, issues_room)
             issues_room -= len(issues)
             await store.store_batch(
                 connection,
                 self.upload_id,
                 [self._row_record(result) for result in results],
+                self._payload_records(results),
                 issues,
                 rows_seen,
             )
@@ -153,9 +157,21 @@ class UploadValidation:
             result.is_valid,
             result.has_warning,
             [str(issue.code) for issue in result.issues],
-            ["|".join(key) for key in result.duplicate_keys],
-            _achievement_json(result.achievement) if result.achievement else None,
         )
+
+    def _payload_records(self, results: list[RowResult]) -> list[store.PayloadRecord]:
+        """What the cross-row rules and the achievements need; nothing for a row with neither."""
+        upload_id = self.upload_id
+        return [
+            (
+                upload_id,
+                result.row_number,
+                [duplicate_key_text(key) for key in result.duplicate_keys],
+                *(result.achievement or _NO_ACHIEVEMENT),
+            )
+            for result in results
+            if result.achievement is not None or result.duplicate_keys
+        ]
 
     def _issue_records(
         self, batch: list[tuple[RowResult, list[str]]], header: HeaderMap, room: int
@@ -269,13 +285,6 @@ class UploadValidation:
                 )
             room -= len(issues)
             await store.store_row_level_issues(connection, issues)
-
-
-def _achievement_json(achievement: Achievement) -> dict[str, Any]:
-    values = achievement._asdict()
-    values["achievement_date"] = achievement.achievement_date.isoformat()
-    values["date_of_birth"] = achievement.date_of_birth.isoformat()
-    return values
 
 
 def _masked_cell(cells: list[str], header: HeaderMap, column: str | None) -> str | None:

@@ -1,8 +1,11 @@
 """The validator's PostgreSQL side: batched row results, the cross-row rules, the outcome.
 
-Row results arrive by COPY into a temporary table and an insert-select that ignores rows
-already stored, so a batch that is written twice (a crash, a redelivery) leaves one result
-per row. Everything that decides the outcome happens in one transaction at the end.
+Row results arrive by COPY straight into their tables; a batch some of whose rows are already
+stored (another worker got there first) fails on the primary key and goes again through
+temporary tables and an insert-select that ignores those rows, so a batch written twice leaves
+one result per row. What the cross-row rules and the achievements need of a row (its duplicate
+keys and normalised values) is kept in `row_payloads`, in typed columns, until the outcome is
+decided. Everything that decides the outcome happens in one transaction at the end.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ import asyncpg
 from services.core.events import AcceptedAchievement, AchievementsAccepted, Topics
 from services.core.outbox import enqueue
 
-# (upload_id, row_number, is_valid, has_warning, codes, duplicate_keys, achievement)
-RowRecord = tuple[uuid.UUID, int, bool, bool, list[str], list[str], dict[str, Any] | None]
+# (upload_id, row_number, is_valid, has_warning, codes)
+RowRecord = tuple[uuid.UUID, int, bool, bool, list[str]]
+# (upload_id, row_number, duplicate_keys, *the 12 `Achievement` fields or 12 NULLs)
+PayloadRecord = tuple[Any, ...]
 # (upload_id, row_number, position, column_name, code, severity, message, masked_value)
 IssueRecord = tuple[uuid.UUID, int, int, str | None, str, str, str, str | None]
 
@@ -116,35 +121,76 @@ async def same_bytes_accepted(connection: asyncpg.Connection, upload: UploadToVa
     return found is not None
 
 
-async def _ensure_staging(connection: asyncpg.Connection) -> None:
-    await connection.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS staged_rows (LIKE row_results) ON COMMIT DELETE ROWS;"
-        "CREATE TEMP TABLE IF NOT EXISTS staged_issues (LIKE row_issues) ON COMMIT DELETE ROWS"
-    )
-
-
 async def store_batch(
     connection: asyncpg.Connection,
     upload_id: uuid.UUID,
     rows: Sequence[RowRecord],
+    payloads: Sequence[PayloadRecord],
     issues: Sequence[IssueRecord],
     rows_processed: int,
 ) -> None:
-    """One batch of row results and their (capped) issues, atomically with the progress count."""
-    async with connection.transaction():
-        await _ensure_staging(connection)
-        await connection.copy_records_to_table("staged_rows", records=rows)
-        await connection.execute(
-            "INSERT INTO row_results SELECT * FROM staged_rows ON CONFLICT DO NOTHING"
+    """One batch of row results, their payloads and (capped) issues, atomically with the
+    progress count."""
+    try:
+        async with connection.transaction():
+            # COPY has no ON CONFLICT, but a primary-key violation rolls the whole batch back.
+            await connection.copy_records_to_table("row_results", records=rows)
+            if payloads:
+                await connection.copy_records_to_table("row_payloads", records=payloads)
+            if issues:
+                await connection.copy_records_to_table("row_issues", records=issues)
+            await _set_rows_processed(connection, upload_id, rows_processed)
+    except asyncpg.UniqueViolationError:
+        await _store_batch_skipping_stored(
+            connection, upload_id, rows, payloads, issues, rows_processed
         )
+
+
+async def _store_batch_skipping_stored(
+    connection: asyncpg.Connection,
+    upload_id: uuid.UUID,
+    rows: Sequence[RowRecord],
+    payloads: Sequence[PayloadRecord],
+    issues: Sequence[IssueRecord],
+    rows_processed: int,
+) -> None:
+    """The slow path: only the rows this transaction newly stores bring their payloads and
+    issues, so a row stored before keeps exactly one of each."""
+    async with connection.transaction():
+        await connection.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS staged_rows (LIKE row_results) ON COMMIT DELETE ROWS;"
+            "CREATE TEMP TABLE IF NOT EXISTS staged_payloads (LIKE row_payloads)"
+            " ON COMMIT DELETE ROWS;"
+            "CREATE TEMP TABLE IF NOT EXISTS staged_issues (LIKE row_issues) ON COMMIT DELETE ROWS"
+        )
+        await connection.copy_records_to_table("staged_rows", records=rows)
+        if payloads:
+            await connection.copy_records_to_table("staged_payloads", records=payloads)
         if issues:
             await connection.copy_records_to_table("staged_issues", records=issues)
-            await connection.execute(
-                "INSERT INTO row_issues SELECT * FROM staged_issues ON CONFLICT DO NOTHING"
-            )
         await connection.execute(
-            "UPDATE uploads SET rows_processed = $2 WHERE upload_id = $1", upload_id, rows_processed
+            """
+            WITH taken AS (
+                INSERT INTO row_results SELECT * FROM staged_rows ON CONFLICT DO NOTHING
+                RETURNING upload_id, row_number
+            ), payloads AS (
+                INSERT INTO row_payloads
+                SELECT s.* FROM staged_payloads s JOIN taken USING (upload_id, row_number)
+            )
+            INSERT INTO row_issues
+            SELECT s.* FROM staged_issues s JOIN taken USING (upload_id, row_number)
+            ON CONFLICT DO NOTHING
+            """
         )
+        await _set_rows_processed(connection, upload_id, rows_processed)
+
+
+async def _set_rows_processed(
+    connection: asyncpg.Connection, upload_id: uuid.UUID, rows_processed: int
+) -> None:
+    await connection.execute(
+        "UPDATE uploads SET rows_processed = $2 WHERE upload_id = $1", upload_id, rows_processed
+    )
 
 
 async def mark_in_file_duplicates(
@@ -158,9 +204,9 @@ async def mark_in_file_duplicates(
     rows = await connection.fetch(
         """
         WITH keys AS (
-            SELECT r.row_number, k.key
-            FROM row_results r, unnest(r.duplicate_keys) AS k(key)
-            WHERE r.upload_id = $1
+            SELECT p.row_number, k.key
+            FROM row_payloads p, unnest(p.duplicate_keys) AS k(key)
+            WHERE p.upload_id = $1
         ), firsts AS (
             SELECT key, min(row_number) AS first_row FROM keys GROUP BY key
         ), duplicates AS (
@@ -192,13 +238,13 @@ async def mark_earlier_upload_duplicates(
     rows = await connection.fetch(
         """
         WITH keys AS (
-            SELECT r.row_number,
+            SELECT p.row_number,
                    split_part(k.key, '|', 1) AS course_code,
                    split_part(k.key, '|', 2)::date AS achievement_date,
                    split_part(k.key, '|', 3) AS kind,
                    split_part(k.key, '|', 4) AS identifier
-            FROM row_results r, unnest(r.duplicate_keys) AS k(key)
-            WHERE r.upload_id = $1
+            FROM row_payloads p, unnest(p.duplicate_keys) AS k(key)
+            WHERE p.upload_id = $1
         ), hits AS (
             SELECT keys.row_number FROM keys JOIN achievements a
               ON a.course_code = keys.course_code AND a.achievement_date = keys.achievement_date
@@ -265,22 +311,29 @@ async def accept_valid_rows(
     amendment_window_s: float,
     chunk: int,
 ) -> int:
-    """Turns valid rows into achievements and announces them in chunks; returns how many."""
+    """Turns valid rows into achievements and announces them in chunks; returns how many.
+
+    An achievement's id is the upload id's first 12 bytes (92 random bits, the version and
+    variant of a v4 UUID included) then the row number: unique per (upload, row), the same on
+    a redo of this transaction, and increasing with the row, so the primary key's B-tree grows
+    at one edge instead of splitting pages all over.
+    """
     inserted: str = await connection.execute(
         """
         INSERT INTO achievements (
             achievement_id, upload_id, row_number, ato_id, provider_reference, course_code,
             achievement_date, forename, surname, date_of_birth, uln, ni_number,
             citb_individual_id, levy_number, notes, grant_eligible, release_at, grant_state)
-        SELECT gen_random_uuid(), r.upload_id, r.row_number, $2,
-               a->>'provider_reference', a->>'course_code', (a->>'achievement_date')::date,
-               a->>'forename', a->>'surname', (a->>'date_of_birth')::date,
-               a->>'uln', a->>'ni_number', a->>'citb_individual_id', a->>'levy_number',
-               a->>'notes', (a->>'grant_eligible')::boolean,
+        SELECT encode(substring(uuid_send(p.upload_id) FROM 1 FOR 12)
+                      || int4send(p.row_number), 'hex')::uuid,
+               p.upload_id, p.row_number, $2, p.provider_reference, p.course_code,
+               p.achievement_date, p.forename, p.surname, p.date_of_birth, p.uln, p.ni_number,
+               p.citb_individual_id, p.levy_number, p.notes, p.grant_eligible,
                now() + make_interval(secs => $3),
-               CASE WHEN (a->>'grant_eligible')::boolean THEN 'held' ELSE 'not_eligible' END
-        FROM row_results r, LATERAL (SELECT r.achievement AS a) payload
-        WHERE r.upload_id = $1 AND r.is_valid
+               CASE WHEN p.grant_eligible THEN 'held' ELSE 'not_eligible' END
+        FROM row_payloads p JOIN row_results r USING (upload_id, row_number)
+        WHERE p.upload_id = $1 AND r.upload_id = $1 AND r.is_valid
+        ORDER BY p.row_number
         ON CONFLICT (upload_id, row_number) DO NOTHING
         """,
         upload.upload_id,
@@ -322,17 +375,14 @@ async def accept_valid_rows(
 async def forget_row_payloads(connection: asyncpg.Connection, upload_id: uuid.UUID) -> None:
     """Personal data stays only where it is needed: accepted rows live on in `achievements`,
     and the identifiers in the duplicate keys are not needed once the outcome is decided."""
-    await connection.execute(
-        "UPDATE row_results SET achievement = NULL, duplicate_keys = '{}'"
-        " WHERE upload_id = $1 AND (achievement IS NOT NULL OR duplicate_keys <> '{}')",
-        upload_id,
-    )
+    await connection.execute("DELETE FROM row_payloads WHERE upload_id = $1", upload_id)
 
 
 async def discard_rows(connection: asyncpg.Connection, upload_id: uuid.UUID) -> None:
     """A rejected file has no row results (section 8: counts 0, no issues)."""
     await connection.execute("DELETE FROM row_issues WHERE upload_id = $1", upload_id)
     await connection.execute("DELETE FROM row_results WHERE upload_id = $1", upload_id)
+    await connection.execute("DELETE FROM row_payloads WHERE upload_id = $1", upload_id)
 
 
 async def finish(

@@ -21,6 +21,7 @@ PACKAGES = {
         "uploads",
         "row_results",
         "row_issues",
+        "row_payloads",
         "achievements",
         "courses",
         "employers",

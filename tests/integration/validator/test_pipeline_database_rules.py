@@ -152,14 +152,13 @@ async def test_a_validation_interrupted_between_batches_resumes_with_one_result_
     assert {r["n"] for r in per_row} == {1}
 
 
-async def test_no_learner_identifier_stays_in_row_results_after_the_outcome(
+async def test_no_row_payload_stays_behind_once_the_outcome_is_decided(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     upload = await validate_stored(pool, tmp_path, csv_file(row(VALID_ULNS[0]), row("12345")))
     async with pool.acquire() as connection:
         leftovers = await connection.fetchval(
-            "SELECT count(*) FROM row_results WHERE upload_id = $1"
-            " AND (achievement IS NOT NULL OR duplicate_keys <> '{}')",
+            "SELECT count(*) FROM row_payloads WHERE upload_id = $1",
             upload["upload_id"],
         )
     assert upload["rows_total"] == 2
