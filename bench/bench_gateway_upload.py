@@ -22,12 +22,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
 from aiohttp.test_utils import TestServer
 from pydantic import SecretStr
+from scratch_database import admin, database_url
 
 from services.core.db import migrate_dsn
 from services.core.settings import CommonSettings, PostgresSettings, StorageSettings
@@ -35,24 +35,11 @@ from services.upload_gateway.app import create_app
 from services.upload_gateway.keys import create_ato
 from services.upload_gateway.settings import GatewaySettings
 
-STACK_DSN = PostgresSettings().database_url.get_secret_value()
 MB = 1024 * 1024
 HEADER = (
     b"ProviderReference,CourseCode,AchievementDate,LearnerForename,LearnerSurname,DateOfBirth,"
     b"ULN,NINumber,CITBIndividualId,EmployerLevyNumber,Notes\r\n"
 )
-
-
-def _dsn(database: str) -> str:
-    return urlunsplit(urlsplit(STACK_DSN)._replace(path=f"/{database}"))
-
-
-async def _admin(sql: str) -> None:
-    connection = await asyncpg.connect(_dsn("postgres"))
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
 
 
 def _peak_rss_mb() -> float:
@@ -97,9 +84,9 @@ async def _file_chunks(path: Path, chunk_bytes: int) -> AsyncIterator[bytes]:
 async def run(size_mb: int, runs: int, chunk_kb: int, tmp_root: str | None) -> None:
     chunk_bytes = chunk_kb * 1024
     database = f"bench_gateway_{uuid.uuid4().hex[:10]}"
-    await _admin(f"CREATE DATABASE {database}")
+    await admin(f"CREATE DATABASE {database}")
     try:
-        await migrate_dsn(_dsn(database))
+        await migrate_dsn(database_url(database))
         with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
             folder = Path(tmp)
             source = folder / "bench.csv"
@@ -112,11 +99,11 @@ async def run(size_mb: int, runs: int, chunk_kb: int, tmp_root: str | None) -> N
                 max_upload_bytes=size_bytes + MB,
                 read_chunk_bytes=chunk_bytes,
                 common=CommonSettings(
-                    postgres=PostgresSettings(database_url=SecretStr(_dsn(database))),
+                    postgres=PostgresSettings(database_url=SecretStr(database_url(database))),
                     storage=StorageSettings(root=folder / "storage"),
                 ),
             )
-            connection = await asyncpg.connect(_dsn(database))
+            connection = await asyncpg.connect(database_url(database))
             try:
                 key = await create_ato(connection, "Bench ATO")
             finally:
@@ -145,7 +132,7 @@ async def run(size_mb: int, runs: int, chunk_kb: int, tmp_root: str | None) -> N
             finally:
                 await server.close()
     finally:
-        await _admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        await admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
 
     size_mb_f = size_bytes / MB
     gateway_mb_s = [size_mb_f / s for s in upload_s]

@@ -15,10 +15,10 @@ import asyncio
 import time
 import uuid
 from datetime import date, timedelta
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from aiohttp.test_utils import TestServer
+from scratch_database import admin, database_url
 
 from services.core.db import create_pool, migrate_dsn
 from services.core.events import AcceptedAchievement, Topics
@@ -32,19 +32,6 @@ from services.grant_standin.app import create_app
 from services.grant_standin.settings import Settings as StandinSettings
 
 TOKEN = "bench-token"  # noqa: S105 (a throwaway token for the in-process stand-in)
-STACK_DSN = PostgresSettings().database_url.get_secret_value()
-
-
-def _dsn(database: str) -> str:
-    return urlunsplit(urlsplit(STACK_DSN)._replace(path=f"/{database}"))
-
-
-async def _admin(sql: str) -> None:
-    connection = await asyncpg.connect(_dsn("postgres"))
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
 
 
 async def _seed(pool: asyncpg.Pool, claims: int, uln_base: int) -> None:
@@ -117,20 +104,20 @@ async def main(claims: int, single_concurrency: int) -> None:
     suffix = uuid.uuid4().hex[:8]
     pipeline_db, standin_db = f"bench_bridge_{suffix}", f"bench_standin_{suffix}"
     for name in (pipeline_db, standin_db):
-        await _admin(f"CREATE DATABASE {name}")
+        await admin(f"CREATE DATABASE {name}")
     try:
-        await migrate_dsn(_dsn(pipeline_db))
-        await migrate_dsn(_dsn(standin_db), "services.grant_standin.migrations")
+        await migrate_dsn(database_url(pipeline_db))
+        await migrate_dsn(database_url(standin_db), "services.grant_standin.migrations")
         server = TestServer(
             create_app(
                 StandinSettings(
-                    database_url=_dsn(standin_db), port=0, token=TOKEN, log_level="WARNING"
+                    database_url=database_url(standin_db), port=0, token=TOKEN, log_level="WARNING"
                 )
             ),
             port=0,
         )
         await server.start_server()
-        pool = await create_pool(PostgresSettings(), dsn=_dsn(pipeline_db))
+        pool = await create_pool(PostgresSettings(), dsn=database_url(pipeline_db))
         try:
             figures: dict[str, float] = {}
             for mode, batching, uln_base in (
@@ -146,7 +133,7 @@ async def main(claims: int, single_concurrency: int) -> None:
                     single_concurrency=single_concurrency,
                     release_grace_s=0.0,
                     common=CommonSettings(
-                        postgres=PostgresSettings(database_url=_dsn(pipeline_db))
+                        postgres=PostgresSettings(database_url=database_url(pipeline_db))
                     ),
                 )
                 elapsed_s = await _forward_all(settings, pool, claims)
@@ -160,7 +147,7 @@ async def main(claims: int, single_concurrency: int) -> None:
             await server.close()
     finally:
         for name in (pipeline_db, standin_db):
-            await _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            await admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 if __name__ == "__main__":

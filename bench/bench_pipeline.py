@@ -40,16 +40,15 @@ from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from bench_offline_check import _COURSES, _FORENAMES, _SURNAMES, UPLOAD_DATE, _valid_ulns
 from pydantic import SecretStr
+from scratch_database import admin, database_url
 
 from services.core.db import create_pool, migrate_dsn
 from services.core.settings import PostgresSettings
 
-STACK_DSN = "postgresql://achievements:achievements@127.0.0.1:55432/postgres"
 SMALL_ROWS = 100_000
 ERROR_SHARE = 0.05
 # NI number prefixes that pass NINO_02/03 (no D F I Q U V, no O second, not reserved).
@@ -60,10 +59,6 @@ _DUP_02_EVERY = 1_000  # one row in this many repeats an earlier upload's achiev
 
 # (course code, achievement date, ULN) of a row that an earlier upload already had accepted.
 EarlierKey = tuple[str, date, str]
-
-
-def _dsn(database: str) -> str:
-    return urlunsplit(urlsplit(STACK_DSN)._replace(path=f"/{database}"))
 
 
 def _peak_rss_mb() -> float:
@@ -195,14 +190,6 @@ def _uln_cell(uln: str, i: int) -> str:
 
 
 # --- the database ------------------------------------------------------------------------
-
-
-async def _admin(sql: str) -> None:
-    connection = await asyncpg.connect(STACK_DSN)
-    try:
-        await connection.execute(sql)
-    finally:
-        await connection.close()
 
 
 async def _prepare_database(
@@ -465,15 +452,15 @@ def _run_size(rows: int, scratch: Path, keep: bool, profile_path: str) -> dict[s
     generate_s = time.perf_counter() - started
     size_mb = path.stat().st_size / 1e6
     upload = (upload_id, storage_key, path.stat().st_size, _sha256(path))
-    asyncio.run(_admin(f"CREATE DATABASE {database}"))
+    asyncio.run(admin(f"CREATE DATABASE {database}"))
     try:
-        asyncio.run(_prepare_database(_dsn(database), upload, earlier))
+        asyncio.run(_prepare_database(database_url(database), upload, earlier))
         offline = _in_child(offline_stage, str(path))
         piped = _in_child(
-            pipeline_stage, _dsn(database), str(scratch), str(upload_id), profile_path
+            pipeline_stage, database_url(database), str(scratch), str(upload_id), profile_path
         )
     finally:
-        asyncio.run(_admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        asyncio.run(admin(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
         if not keep:
             path.unlink(missing_ok=True)
     return {

@@ -72,15 +72,7 @@ class DatabaseFactory:
     @staticmethod
     async def drop(url: str) -> None:
         name = urlsplit(url).path.lstrip("/")
-        for attempt in range(10):
-            try:
-                await _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-                return
-            except asyncpg.InsufficientPrivilegeError:
-                # A server process of another role (autovacuum) was still on it; it ends soon.
-                if attempt == 9:
-                    raise
-                await asyncio.sleep(0.5)
+        await _admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
     async def drop_templates(self) -> None:
         for name in self._templates.values():

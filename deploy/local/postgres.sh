@@ -73,6 +73,9 @@ databases() {
     if [ "$(psql_admin -d postgres -c "SELECT 1 FROM pg_roles WHERE rolname = '$PG_USER'")" != 1 ]; then
         psql_admin -d postgres -c "CREATE ROLE $PG_USER LOGIN CREATEDB PASSWORD '$PG_PASSWORD'"
     fi
+    # Tests and benchmarks drop their throwaway databases WITH (FORCE); an autovacuum worker
+    # still on one can only be ended by a member of pg_signal_backend.
+    psql_admin -d postgres -c "GRANT pg_signal_backend TO $PG_USER"
     for db in "$PG_DATABASE" "$PG_STANDIN_DATABASE"; do
         if [ "$(psql_admin -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$db'")" != 1 ]; then
             psql_admin -d postgres -c "CREATE DATABASE $db OWNER $PG_USER"
