@@ -20,6 +20,8 @@ import asyncpg
 
 from services.core.events import AcceptedAchievement, AchievementsAccepted, Topics
 from services.core.outbox import enqueue
+from services.core.scheme.codes import Code
+from services.core.scheme.validation import CITB_ID_KIND, NI_NUMBER_KIND, ULN_KIND
 
 # (upload_id, row_number, is_valid, has_warning, codes)
 RowRecord = tuple[uuid.UUID, int, bool, bool, list[str]]
@@ -193,30 +195,52 @@ async def _set_rows_processed(
     )
 
 
-async def mark_in_file_duplicates(
-    connection: asyncpg.Connection, upload_id: uuid.UUID, limit: int
-) -> list[int]:
-    """DUP_01 over the stored keys: every row after the first that shares a key.
+# One stored key is (course, date, kind, identifier); each kind is the `achievements` column
+# that holds that identifier.
+_KEYS = """
+    keys AS (
+        SELECT p.row_number, k.key,
+               split_part(k.key, '|', 1) AS course_code,
+               split_part(k.key, '|', 2)::date AS achievement_date,
+               split_part(k.key, '|', 3) AS kind,
+               split_part(k.key, '|', 4) AS identifier
+        FROM row_payloads p, unnest(p.duplicate_keys) AS k(key)
+        WHERE p.upload_id = $1
+    )"""
+_IN_FILE = """
+    firsts AS (SELECT key, min(row_number) AS first_row FROM keys GROUP BY key),
+    found AS (
+        SELECT keys.row_number FROM keys JOIN firsts USING (key)
+        WHERE keys.row_number > firsts.first_row
+    )"""
+# One branch per identifier column, so each uses that column's index.
+_EARLIER_UPLOADS = (
+    "\n    found AS ("
+    + "\n        UNION\n".join(
+        f"""
+        SELECT keys.row_number FROM keys JOIN achievements a
+          ON a.course_code = keys.course_code AND a.achievement_date = keys.achievement_date
+         AND keys.kind = '{kind}' AND a.{kind} = keys.identifier
+        WHERE a.grant_state <> 'withdrawn' AND a.upload_id <> $1"""
+        for kind in (ULN_KIND, NI_NUMBER_KIND, CITB_ID_KIND)
+    )
+    + "\n    )"
+)
 
-    Returns the first `limit` of them (the issues that still fit under the cap): a file of one
-    learner repeated a million times must not bring a million row numbers into the worker.
-    """
+
+async def _mark_duplicates(
+    connection: asyncpg.Connection, upload_id: uuid.UUID, limit: int, code: Code, found: str
+) -> list[int]:
+    """Marks every row `found` names invalid with `code`; returns the first `limit` of them
+    (the issues that still fit under the cap): a file of one learner repeated a million times
+    must not bring a million row numbers into the worker."""
     rows = await connection.fetch(
-        """
-        WITH keys AS (
-            SELECT p.row_number, k.key
-            FROM row_payloads p, unnest(p.duplicate_keys) AS k(key)
-            WHERE p.upload_id = $1
-        ), firsts AS (
-            SELECT key, min(row_number) AS first_row FROM keys GROUP BY key
-        ), duplicates AS (
-            SELECT DISTINCT keys.row_number
-            FROM keys JOIN firsts USING (key)
-            WHERE keys.row_number > firsts.first_row
-        ), marked AS (
+        f"""
+        WITH {_KEYS}, {found},
+        marked AS (
             UPDATE row_results r
-            SET is_valid = false, codes = r.codes || 'DUP_01'::text
-            FROM duplicates d
+            SET is_valid = false, codes = r.codes || '{code}'::text
+            FROM (SELECT DISTINCT row_number FROM found) d
             WHERE r.upload_id = $1 AND r.row_number = d.row_number
             RETURNING r.row_number
         )
@@ -226,53 +250,20 @@ async def mark_in_file_duplicates(
         limit,
     )
     return [row["row_number"] for row in rows]
+
+
+async def mark_in_file_duplicates(
+    connection: asyncpg.Connection, upload_id: uuid.UUID, limit: int
+) -> list[int]:
+    """DUP_01 over the stored keys: every row after the first that shares a key."""
+    return await _mark_duplicates(connection, upload_id, limit, Code.DUP_01, _IN_FILE)
 
 
 async def mark_earlier_upload_duplicates(
     connection: asyncpg.Connection, upload_id: uuid.UUID, limit: int
 ) -> list[int]:
-    """DUP_02: a key matches an accepted, not-withdrawn achievement of another upload.
-
-    Returns the first `limit` rows marked, as `mark_in_file_duplicates` does.
-    """
-    rows = await connection.fetch(
-        """
-        WITH keys AS (
-            SELECT p.row_number,
-                   split_part(k.key, '|', 1) AS course_code,
-                   split_part(k.key, '|', 2)::date AS achievement_date,
-                   split_part(k.key, '|', 3) AS kind,
-                   split_part(k.key, '|', 4) AS identifier
-            FROM row_payloads p, unnest(p.duplicate_keys) AS k(key)
-            WHERE p.upload_id = $1
-        ), hits AS (
-            SELECT keys.row_number FROM keys JOIN achievements a
-              ON a.course_code = keys.course_code AND a.achievement_date = keys.achievement_date
-             AND keys.kind = 'uln' AND a.uln = keys.identifier
-            WHERE a.grant_state <> 'withdrawn' AND a.upload_id <> $1
-            UNION
-            SELECT keys.row_number FROM keys JOIN achievements a
-              ON a.course_code = keys.course_code AND a.achievement_date = keys.achievement_date
-             AND keys.kind = 'ni_number' AND a.ni_number = keys.identifier
-            WHERE a.grant_state <> 'withdrawn' AND a.upload_id <> $1
-            UNION
-            SELECT keys.row_number FROM keys JOIN achievements a
-              ON a.course_code = keys.course_code AND a.achievement_date = keys.achievement_date
-             AND keys.kind = 'citb_individual_id' AND a.citb_individual_id = keys.identifier
-            WHERE a.grant_state <> 'withdrawn' AND a.upload_id <> $1
-        ), marked AS (
-            UPDATE row_results r
-            SET is_valid = false, codes = r.codes || 'DUP_02'::text
-            FROM (SELECT DISTINCT row_number FROM hits) d
-            WHERE r.upload_id = $1 AND r.row_number = d.row_number
-            RETURNING r.row_number
-        )
-        SELECT row_number FROM marked ORDER BY row_number LIMIT $2
-        """,
-        upload_id,
-        limit,
-    )
-    return [row["row_number"] for row in rows]
+    """DUP_02: a key matches an accepted, not-withdrawn achievement of another upload."""
+    return await _mark_duplicates(connection, upload_id, limit, Code.DUP_02, _EARLIER_UPLOADS)
 
 
 async def store_row_level_issues(
