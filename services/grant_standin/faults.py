@@ -16,21 +16,26 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
-class FaultConfig(BaseModel):
-    """The faults in force; also the body of PUT /admin/faults (every field optional there)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class FaultFields(BaseModel):
+    """The fault settings, declared once for the start-up settings and for run-time changes."""
 
     # Fractions of claim-creating requests, 0 (never) to 1 (always).
     fail_before_store: float = Field(default=0.0, ge=0.0, le=1.0)
     fail_after_store: float = Field(default=0.0, ge=0.0, le=1.0)
     slow: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Longer than a client's usual 30 s timeout, so a slow answer is a timed-out request.
     slow_delay_s: float = Field(default=35.0, ge=0.0)
     retry_after_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
     retry_after_s: int = Field(default=1, ge=0)
     down: bool = False
     # Seeds the generator when set (tests); None draws from system entropy.
     seed: int | None = None
+
+
+class FaultConfig(FaultFields):
+    """The faults in force; also the body of PUT /admin/faults (every field optional there)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class InvalidFaults(ValueError):

@@ -7,13 +7,14 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.grant_standin.faults import FaultConfig
+from services.grant_standin.faults import FaultConfig, FaultFields
 
 DEFAULT_DATABASE_URL = "postgresql://achievements:achievements@127.0.0.1:55432/grant_standin"
 
 
-class Settings(BaseSettings):
-    """Where the stand-in listens, its database and token, and the faults it starts with."""
+class Settings(BaseSettings, FaultFields):
+    """Where the stand-in listens, its database and token, and the faults it starts with
+    (PUT /admin/faults changes them while running)."""
 
     model_config = SettingsConfigDict(env_prefix="GRANT_STANDIN_", extra="ignore")
 
@@ -21,17 +22,6 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8090, ge=0, le=65535)
     token: SecretStr = SecretStr("dev-grant-token")
-
-    # Faults at start-up; PUT /admin/faults changes them while running.
-    fail_before_store: float = Field(default=0.0, ge=0.0, le=1.0)
-    fail_after_store: float = Field(default=0.0, ge=0.0, le=1.0)
-    slow: float = Field(default=0.0, ge=0.0, le=1.0)
-    # Longer than a client's usual 30 s timeout, so a slow answer is a timed-out request.
-    slow_delay_s: float = Field(default=35.0, ge=0.0)
-    retry_after_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
-    retry_after_s: int = Field(default=1, ge=0)
-    down: bool = False
-    seed: int | None = None
 
     # None reads the bundled copy of the course catalogue and levy register.
     reference_dir: Path | None = None
@@ -47,13 +37,4 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     def fault_config(self) -> FaultConfig:
-        return FaultConfig(
-            fail_before_store=self.fail_before_store,
-            fail_after_store=self.fail_after_store,
-            slow=self.slow,
-            slow_delay_s=self.slow_delay_s,
-            retry_after_fraction=self.retry_after_fraction,
-            retry_after_s=self.retry_after_s,
-            down=self.down,
-            seed=self.seed,
-        )
+        return FaultConfig.model_validate(self.model_dump(include=set(FaultFields.model_fields)))
