@@ -8,8 +8,12 @@ source "$(dirname "$0")/env.sh"
 
 fetch() {
     if [ -f "$KAFKA_CACHE_DIR/.complete" ]; then return 0; fi
-    command -v java >/dev/null || { echo "java (17) is needed: apt-get install openjdk-17-jre-headless" >&2; exit 1; }
-    command -v mvn >/dev/null || apt-get install -y -q maven >/dev/null
+    if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
+        echo "installing Java 17 and Maven from Debian's packages"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -q >/dev/null
+        apt-get install -y -q openjdk-17-jre-headless maven >/dev/null
+    fi
     local work
     work=$(mktemp -d)
     cat > "$work/pom.xml" <<POM
