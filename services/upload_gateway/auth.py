@@ -10,7 +10,7 @@ from aiohttp.typedefs import Handler
 
 from services.upload_gateway.appkeys import POOL, PRINCIPAL, PUBLIC_ROUTES
 from services.upload_gateway.errors import ApiError
-from services.upload_gateway.keys import hash_key
+from services.upload_gateway.keys import owner_of_key
 
 
 def _unauthorized() -> ApiError:
@@ -54,11 +54,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if key is None:
         raise _unauthorized()
     async with request.app[POOL].acquire(timeout=10) as connection:
-        row = await connection.fetchrow(
-            "SELECT k.ato_id, a.default_policy FROM api_keys k JOIN atos a USING (ato_id)"
-            " WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
-            hash_key(key),
-        )
+        row = await owner_of_key(connection, key)
     if row is None:
         raise _unauthorized()
     request[PRINCIPAL] = Principal(row["ato_id"], row["default_policy"])

@@ -61,9 +61,11 @@ async def revoke_key(connection: asyncpg.Connection, key_id: uuid.UUID) -> bool:
     return result.endswith(" 1")
 
 
-async def ato_for_key(connection: asyncpg.Connection, api_key: str) -> str | None:
-    ato_id: str | None = await connection.fetchval(
-        "SELECT ato_id FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+async def owner_of_key(connection: asyncpg.Connection, api_key: str) -> asyncpg.Record | None:
+    """`ato_id` and `default_policy` of the ATO an active (not revoked) key belongs to."""
+    owner: asyncpg.Record | None = await connection.fetchrow(
+        "SELECT k.ato_id, a.default_policy FROM api_keys k JOIN atos a USING (ato_id)"
+        " WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
         hash_key(api_key),
     )
-    return ato_id
+    return owner
