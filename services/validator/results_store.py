@@ -136,11 +136,7 @@ async def store_batch(
     try:
         async with connection.transaction():
             # COPY has no ON CONFLICT, but a primary-key violation rolls the whole batch back.
-            await connection.copy_records_to_table("row_results", records=rows)
-            if payloads:
-                await connection.copy_records_to_table("row_payloads", records=payloads)
-            if issues:
-                await connection.copy_records_to_table("row_issues", records=issues)
+            await _copy_batch(connection, _TABLES, rows, payloads, issues)
             await _set_rows_processed(connection, upload_id, rows_processed)
     except asyncpg.UniqueViolationError:
         await _store_batch_skipping_stored(
@@ -165,11 +161,7 @@ async def _store_batch_skipping_stored(
             " ON COMMIT DELETE ROWS;"
             "CREATE TEMP TABLE IF NOT EXISTS staged_issues (LIKE row_issues) ON COMMIT DELETE ROWS"
         )
-        await connection.copy_records_to_table("staged_rows", records=rows)
-        if payloads:
-            await connection.copy_records_to_table("staged_payloads", records=payloads)
-        if issues:
-            await connection.copy_records_to_table("staged_issues", records=issues)
+        await _copy_batch(connection, _STAGING_TABLES, rows, payloads, issues)
         await connection.execute(
             """
             WITH taken AS (
@@ -185,6 +177,23 @@ async def _store_batch_skipping_stored(
             """
         )
         await _set_rows_processed(connection, upload_id, rows_processed)
+
+
+_TABLES = ("row_results", "row_payloads", "row_issues")
+_STAGING_TABLES = ("staged_rows", "staged_payloads", "staged_issues")
+
+
+async def _copy_batch(
+    connection: asyncpg.Connection,
+    tables: tuple[str, str, str],
+    rows: Sequence[RowRecord],
+    payloads: Sequence[PayloadRecord],
+    issues: Sequence[IssueRecord],
+) -> None:
+    """COPYs a batch's row results, payloads and issues into `tables`, in that order."""
+    for table, records in zip(tables, (rows, payloads, issues), strict=True):
+        if records:
+            await connection.copy_records_to_table(table, records=records)
 
 
 async def _set_rows_processed(
