@@ -230,7 +230,8 @@ _EARLIER_UPLOADS = (
         SELECT keys.row_number FROM keys JOIN achievements a
           ON a.course_code = keys.course_code AND a.achievement_date = keys.achievement_date
          AND keys.kind = '{kind}' AND a.{kind} = keys.identifier
-        WHERE a.grant_state <> 'withdrawn' AND a.upload_id <> $1"""
+        WHERE a.grant_state <> 'withdrawn' AND a.upload_id <> $1
+          AND a.ato_id = (SELECT ato_id FROM uploads WHERE upload_id = $1)"""
         for kind in (ULN_KIND, NI_NUMBER_KIND, CITB_ID_KIND)
     )
     + "\n    )"
@@ -271,7 +272,9 @@ async def mark_in_file_duplicates(
 async def mark_earlier_upload_duplicates(
     connection: asyncpg.Connection, upload_id: uuid.UUID, limit: int
 ) -> list[int]:
-    """DUP_02: a key matches an accepted, not-withdrawn achievement of another upload."""
+    """DUP_02: a key matches an accepted, not-withdrawn achievement of another upload of the
+    same ATO. Never another ATO's: whether a learner was claimed elsewhere is theirs to know
+    (the grant system refuses a cross-ATO duplicate with ALREADY_CLAIMED)."""
     return await _mark_duplicates(connection, upload_id, limit, Code.DUP_02, _EARLIER_UPLOADS)
 
 

@@ -179,3 +179,38 @@ async def test_duplicates_beyond_the_issue_cap_still_count(
         (6, "DUP_01"),
         (14, "ULN_01"),
     ]
+
+
+async def test_another_atos_accepted_achievements_change_nothing_this_ato_sees(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """DUP_02 and FILE_07 are scoped to the uploading ATO: ATO A's accepted upload of the same
+    learners and the same bytes leaves ATO B's status, counts, codes and issues as they are
+    when A uploaded nothing at all."""
+    from services.upload_gateway.keys import create_ato
+
+    content = csv_file(row(VALID_ULNS[0]), row(VALID_ULNS[1]))
+    async with pool.acquire() as connection:
+        alone_ato = (await create_ato(connection, "B alone")).ato_id
+    alone = await validate_stored(pool, tmp_path, content, ato_id=alone_ato)
+
+    first = await validate_stored(pool, tmp_path, content)  # ATO A: the same rows and bytes
+    assert first["status"] == "passed"
+    async with pool.acquire() as connection:
+        b_ato = (await create_ato(connection, "B")).ato_id
+    seen_by_b = await validate_stored(pool, tmp_path, content, ato_id=b_ato)
+
+    def visible(upload: dict[str, Any]) -> tuple[Any, ...]:
+        return (
+            upload["status"],
+            upload["rows_total"],
+            upload["rows_valid"],
+            upload["rows_invalid"],
+            upload["rows_warned"],
+            upload["counts_by_code"],
+            upload["file_error_code"],
+            upload["issues"],
+        )
+
+    assert visible(seen_by_b) == visible(alone)
+    assert visible(seen_by_b) == ("passed", 2, 2, 0, 0, {}, None, [])
