@@ -1,16 +1,25 @@
 """The events on Kafka (shared/spec/events.md): pure models, no I/O.
 
 Events carry identifiers, codes and counts only; never a learner's personal data.
+
+Producers are strict and readers tolerant. A model refuses a field it does not declare, so a
+producer can only emit what the contract says; `parse_event` ignores fields it does not know, so
+a message from a newer producer of the same major version (one that added an optional field)
+still reads during a rolling deploy. A message of another major `schema_version` is refused.
+The golden schemas in tests/unit/core/event_schemas/ hold version 1 to its compatibility rules
+(docs/operations.md, "Changing an event").
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic_core import PydanticCustomError
 
+# The major version: fields may be added (optional) within it, never removed or retyped.
 SCHEMA_VERSION = 1
 
 
@@ -39,18 +48,31 @@ def _now() -> datetime:
 
 
 class Event(BaseModel):
+    # "forbid" holds the producers to the model; `parse_event` reads with "ignore".
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     event_id: uuid.UUID = Field(default_factory=uuid.uuid4)
     schema_version: int = SCHEMA_VERSION
     occurred_at: datetime = Field(default_factory=_now)
 
+    @field_validator("schema_version")
+    @classmethod
+    def _same_major_version(cls, version: int) -> int:
+        """Another major version may have removed or retyped fields: nothing here can read it."""
+        if version != SCHEMA_VERSION:
+            raise PydanticCustomError(
+                "unsupported_schema_version",
+                "schema_version {version} is not supported; this reader understands {supported}",
+                {"version": version, "supported": SCHEMA_VERSION},
+            )
+        return version
+
 
 class UploadReceived(Event):
     event_type: Literal["upload.received"] = "upload.received"
     upload_id: uuid.UUID
     ato_id: str
-    file_name: str
+    # Never the file name: ATOs sometimes name a file after a learner (it stays in `uploads`).
     size_bytes: int
     sha256: str
     policy: str
@@ -153,16 +175,50 @@ EVENT_ADAPTER: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
 
 
 def parse_event(raw: bytes) -> AnyEvent:
-    return EVENT_ADAPTER.validate_json(raw)
+    """The one way to read an event. Unknown fields are ignored, nested ones included; an
+    unknown event type, a missing or mistyped field, or another major `schema_version` raises
+    `pydantic.ValidationError` (the latter with error type "unsupported_schema_version"), which
+    consumers dead-letter."""
+    return EVENT_ADAPTER.validate_json(raw, extra="ignore")
 
 
 def encode_event(event: Event) -> bytes:
     return event.model_dump_json().encode()
 
 
+def _allow_additional_properties(node: Any) -> Any:
+    """The schema as readers must apply it: an object may carry fields added later in the same
+    major version (`additionalProperties: false` comes from the producers' "forbid")."""
+    if isinstance(node, dict):
+        return {
+            key: True
+            if key == "additionalProperties" and value is False
+            else _allow_additional_properties(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_allow_additional_properties(item) for item in node]
+    return node
+
+
 def events_json_schema() -> dict[str, Any]:
     """JSON Schema of every event, as the gateway publishes it."""
-    return EVENT_ADAPTER.json_schema()
+    schema: dict[str, Any] = _allow_additional_properties(EVENT_ADAPTER.json_schema())
+    return schema
+
+
+def event_models() -> dict[str, type[Event]]:
+    """Every event model by its `event_type`."""
+    union = get_args(get_args(AnyEvent)[0])
+    return {model.model_fields["event_type"].default: model for model in union}
+
+
+def event_json_schemas() -> dict[str, dict[str, Any]]:
+    """JSON Schema of each event type on its own (what the golden schemas hold)."""
+    return {
+        event_type: _allow_additional_properties(model.model_json_schema())
+        for event_type, model in event_models().items()
+    }
 
 
 def topic_for(event: Event, topics: Topics) -> tuple[str, str]:

@@ -193,7 +193,6 @@ async def record_upload(
             UploadReceived(
                 upload_id=upload_id,
                 ato_id=ato_id,
-                file_name=file_name,
                 size_bytes=stored.size_bytes,
                 sha256=stored.sha256,
                 policy=policy,

@@ -48,6 +48,9 @@ async def test_upload_received_reaches_the_uploads_topic_through_the_relay(
     assert str(event.upload_id) == upload_id
     assert event.ato_id == ato.ato_id
     assert event.size_bytes == len(VALID_CSV)
+    # Never the file name (shared/spec/events.md): it stays in `uploads` and the HTTP API.
+    assert b'"file_name"' not in record.value
+    assert b"june.csv" not in record.value
     # The relay marks the row sent just after Kafka acknowledged it, so this may take a moment.
     async with pool.acquire() as connection, asyncio.timeout(10):
         while await connection.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NULL"):

@@ -1,16 +1,20 @@
 """The event contract (shared/spec/events.md): where each event goes, how it travels, what it
-publishes, and that no event has room for a learner's personal data."""
+publishes, that no event has room for a learner's personal data, and that version 1 only ever
+changes compatibly (the golden schemas in event_schemas/)."""
 
 from __future__ import annotations
 
+import json
 import re
 import typing
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from regenerate_event_schemas import COMMAND, SCHEMA_DIR, golden_path, render
 
 from services.core.events import (
     AcceptedAchievement,
@@ -28,6 +32,8 @@ from services.core.events import (
     UploadWithdrawn,
     ValidationStarted,
     encode_event,
+    event_json_schemas,
+    event_models,
     events_json_schema,
     parse_event,
     topic_for,
@@ -44,7 +50,6 @@ EXAMPLES: list[tuple[Event, str, str]] = [
         UploadReceived(
             upload_id=UPLOAD_ID,
             ato_id="ATO-1",
-            file_name="june.csv",
             size_bytes=848,
             sha256="ab" * 32,
             policy="valid_rows",
@@ -131,7 +136,7 @@ PERSONAL_FIELD = re.compile(
     r"individual|notes?\b|(^|_)name$",
 )
 # Names that match the pattern above but are not about a learner.
-NOT_PERSONAL = {"file_name"}
+NOT_PERSONAL: set[str] = set()
 
 
 def event_types() -> set[type[Event]]:
@@ -209,13 +214,83 @@ def test_encoded_events_carry_the_envelope_fields() -> None:
     assert event.occurred_at.tzinfo is not None
 
 
-def test_parsing_refuses_unknown_types_and_unknown_fields() -> None:
+def with_fields(event: Event, **fields: Any) -> bytes:
+    """The encoded event with fields added or replaced, as another producer might send it."""
+    document = json.loads(encode_event(event))
+    document.update(fields)
+    return json.dumps(document).encode()
+
+
+def test_parsing_refuses_unknown_types_and_missing_fields() -> None:
     progress = encode_event(UploadProgress(upload_id=UPLOAD_ID, rows_processed=1))
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError) as unknown:
         parse_event(progress.replace(b'"upload.progress"', b'"upload.exploded"'))
-    withdrawn = encode_event(ClaimWithdrawn(achievement_id=ACHIEVEMENT_ID, upload_id=UPLOAD_ID))
+    assert {e["type"] for e in unknown.value.errors()} == {"union_tag_invalid"}
+    with pytest.raises(ValidationError) as missing:
+        parse_event(progress.replace(b'"rows_processed":1', b'"rows_total":1'))
+    assert {e["type"] for e in missing.value.errors()} == {"missing"}
+
+
+@pytest.mark.parametrize(("event", "topic_name", "key_field"), EXAMPLES, ids=EXAMPLE_IDS)
+def test_a_field_added_by_a_newer_producer_is_ignored(
+    event: Event, topic_name: str, key_field: str
+) -> None:
+    # A rolling deploy: the producer already has a field (version 1 still) the reader does not.
+    parsed = parse_event(with_fields(event, priority="high", learner_surname="Quenby"))
+    assert parsed == event
+    assert b"Quenby" not in encode_event(parsed)  # nothing unknown is kept or passed on
+
+
+def test_an_unknown_field_inside_a_nested_object_is_ignored() -> None:
+    event, _, _ = EXAMPLES[EXAMPLE_IDS.index("AchievementsAccepted")]
+    document = json.loads(encode_event(event))
+    document["achievements"][0]["funding_stream"] = "levy"
+    assert parse_event(json.dumps(document).encode()) == event
+
+
+def test_an_old_upload_received_that_still_carries_the_file_name_parses() -> None:
+    # Written before the file name left the event: in the outbox or on the topic at deploy time.
+    event, _, _ = EXAMPLES[EXAMPLE_IDS.index("UploadReceived")]
+    parsed = parse_event(with_fields(event, file_name="Ann Smith 1000000043.csv"))
+    assert parsed == event
+    assert b"file_name" not in encode_event(parsed)
+    assert b"Ann Smith" not in encode_event(parsed)
+
+
+def test_no_event_carries_the_file_name() -> None:
+    # shared/spec/events.md: ATOs sometimes name a file after a learner.
+    assert "file_name" not in schema_property_names(events_json_schema())
+    for event, _, _ in EXAMPLES:
+        assert "file_name" not in json.loads(encode_event(event))
+
+
+@pytest.mark.parametrize("version", [0, 2, 3])
+def test_another_major_schema_version_is_refused_as_unusable(version: int) -> None:
+    event = ClaimWithdrawn(achievement_id=ACHIEVEMENT_ID, upload_id=UPLOAD_ID)
+    # A ValidationError (a ValueError too): both consumers dead-letter it.
+    with pytest.raises(ValidationError) as refused:
+        parse_event(with_fields(event, schema_version=version))
+    [error] = refused.value.errors()
+    assert error["type"] == "unsupported_schema_version"
+    assert error["loc"][-1] == "schema_version"
+    assert f"schema_version {version} is not supported" in error["msg"]
+
+
+def test_a_newer_major_version_is_refused_even_when_its_fields_changed() -> None:
+    event = UploadProgress(upload_id=UPLOAD_ID, rows_processed=5)
+    raw = with_fields(event, schema_version=2, rows_processed="five", rows_total=9)
+    with pytest.raises(ValidationError) as refused:
+        parse_event(raw)
+    assert "unsupported_schema_version" in {e["type"] for e in refused.value.errors()}
+
+
+def test_producers_cannot_put_a_field_on_an_event_that_the_model_lacks() -> None:
+    fields: dict[str, Any] = {"upload_id": UPLOAD_ID, "rows_processed": 1, "learner_name": "x"}
+    with pytest.raises(ValidationError) as refused:
+        UploadProgress(**fields)
+    assert {e["type"] for e in refused.value.errors()} == {"extra_forbidden"}
     with pytest.raises(ValidationError):
-        parse_event(withdrawn[:-1] + b', "learner_surname": "Quenby"}')
+        UploadProgress(upload_id=UPLOAD_ID, rows_processed=1, schema_version=2)
 
 
 def test_the_json_schema_describes_every_event_by_its_type() -> None:
@@ -231,13 +306,14 @@ def test_the_json_schema_describes_every_event_by_its_type() -> None:
     for event_type, name in expected.items():
         definition = schema["$defs"][name]
         assert definition["properties"]["event_type"]["const"] == event_type
-        assert definition["additionalProperties"] is False
+        # Readers are tolerant: a field added within version 1 must not fail a schema check.
+        assert definition["additionalProperties"] is True
         assert {"event_id", "schema_version", "occurred_at"} <= set(definition["properties"])
 
 
-def test_the_json_schema_validates_the_nested_accepted_achievements_strictly() -> None:
+def test_the_json_schema_requires_the_nested_accepted_achievements_fields() -> None:
     nested = events_json_schema()["$defs"]["AcceptedAchievement"]
-    assert nested["additionalProperties"] is False
+    assert nested["additionalProperties"] is True
     assert set(nested["required"]) == {
         "achievement_id",
         "row_number",
@@ -267,3 +343,136 @@ def test_no_event_has_a_field_named_like_personal_data() -> None:
     names = schema_property_names(events_json_schema()) - NOT_PERSONAL
     assert names  # the walk found the fields
     assert sorted(n for n in names if PERSONAL_FIELD.search(n)) == []
+
+
+# The golden schemas: version 1 as published, one file per event type. Any difference fails;
+# the message says whether it may be accepted by regenerating them.
+ANNOTATIONS = frozenset({"title", "description", "default", "examples"})
+
+
+def inline(node: Any, defs: dict[str, Any]) -> Any:
+    """The schema with every `$ref` replaced by its definition and annotations left out."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            return inline(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
+        return {k: inline(v, defs) for k, v in node.items() if k not in ANNOTATIONS | {"$defs"}}
+    if isinstance(node, list):
+        return [inline(item, defs) for item in node]
+    return node
+
+
+def breaking_changes(old: Any, new: Any, where: str) -> list[str]:
+    """What a reader of `old` (or a message written to `old`) could no longer rely on."""
+    if "properties" in old and "properties" in new:
+        problems = [
+            f"{where}.{name}: removed"
+            for name in old["properties"]
+            if name not in new["properties"]
+        ]
+        for name in sorted(set(new.get("required", ())) - set(old.get("required", ()))):
+            problems.append(f"{where}.{name}: newly required (messages without it stop parsing)")
+        for name, field in old["properties"].items():
+            if name in new["properties"]:
+                problems += breaking_changes(field, new["properties"][name], f"{where}.{name}")
+        return problems
+    if "items" in old and "items" in new and old.keys() == new.keys():
+        if any(old[key] != new[key] for key in old.keys() - {"items"}):
+            return [f"{where}: type changed"]
+        return breaking_changes(old["items"], new["items"], f"{where}[]")
+    if old != new:
+        return [f"{where}: type changed from {json.dumps(old)} to {json.dumps(new)}"]
+    return []
+
+
+def schema_changes(old: dict[str, Any], new: dict[str, Any], event_type: str) -> list[str]:
+    return breaking_changes(
+        inline(old, old.get("$defs", {})), inline(new, new.get("$defs", {})), event_type
+    )
+
+
+def golden(event_type: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(golden_path(event_type).read_text(encoding="utf-8"))
+    return document
+
+
+def test_every_event_type_has_a_golden_schema_and_none_is_gone() -> None:
+    stored = {path.stem for path in SCHEMA_DIR.glob("*.json")}
+    current = set(event_models())
+    gone = sorted(stored - current)
+    assert not gone, (
+        f"event types gone from version 1: {gone}. Removing an event type is incompatible:"
+        " consumers still wait for it. It needs a new major version."
+    )
+    new = sorted(current - stored)
+    assert not new, (
+        f"new event types without a golden schema: {new}. If that is meant (readers of their"
+        f" topic must be deployed before the producers), run `{COMMAND}` and commit the files."
+    )
+
+
+@pytest.mark.parametrize("event_type", sorted(event_json_schemas()))
+def test_the_event_schema_matches_its_golden_file(event_type: str) -> None:
+    if not golden_path(event_type).exists():
+        pytest.fail(f"no golden schema for {event_type}: run `{COMMAND}`")
+    old, new = golden(event_type), event_json_schemas()[event_type]
+    breaking = schema_changes(old, new, event_type)
+    assert not breaking, (
+        "incompatible change to a version 1 event (a field removed, retyped or newly"
+        " required); readers and stored messages depend on it. Put the field back, or make"
+        " the addition optional; a breaking change needs a new major version, not a new"
+        " golden file:\n  " + "\n  ".join(breaking)
+    )
+    assert render(new) == render(old), (
+        f"{event_type} changed compatibly (e.g. a new optional field). If that is meant, run"
+        f" `{COMMAND}`, review the JSON diff and commit it with the change."
+    )
+
+
+# The checker itself, on made-up changes to the current schemas.
+CURRENT = event_json_schemas()
+
+
+def received_with(change: Callable[[dict[str, Any]], object]) -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads(render(CURRENT["upload.received"]))
+    change(schema)
+    return schema
+
+
+def test_the_golden_check_names_a_removed_field() -> None:
+    def remove(schema: dict[str, Any]) -> None:
+        del schema["properties"]["sha256"]
+        schema["required"].remove("sha256")
+
+    new = received_with(remove)
+    assert schema_changes(CURRENT["upload.received"], new, "upload.received") == [
+        "upload.received.sha256: removed"
+    ]
+
+
+def test_the_golden_check_names_a_retyped_field() -> None:
+    new = received_with(lambda s: s["properties"]["size_bytes"].update(type="string"))
+    [problem] = schema_changes(CURRENT["upload.received"], new, "upload.received")
+    assert problem.startswith("upload.received.size_bytes: type changed")
+
+
+def test_the_golden_check_names_a_new_required_field() -> None:
+    def add(schema: dict[str, Any]) -> None:
+        schema["properties"]["row_count"] = {"type": "integer"}
+        schema["required"].append("row_count")
+
+    assert schema_changes(CURRENT["upload.received"], received_with(add), "upload.received") == [
+        "upload.received.row_count: newly required (messages without it stop parsing)"
+    ]
+
+
+def test_the_golden_check_reaches_nested_objects() -> None:
+    schema = json.loads(render(CURRENT["achievements.accepted"]))
+    schema["$defs"]["AcceptedAchievement"]["properties"]["row_number"]["type"] = "string"
+    [problem] = schema_changes(CURRENT["achievements.accepted"], schema, "achievements.accepted")
+    assert problem.startswith("achievements.accepted.achievements[].row_number: type changed")
+
+
+def test_a_new_optional_field_is_compatible_but_still_differs_from_the_golden_file() -> None:
+    new = received_with(lambda s: s["properties"].update(received_via={"type": "string"}))
+    assert schema_changes(CURRENT["upload.received"], new, "upload.received") == []
+    assert render(new) != render(CURRENT["upload.received"])
