@@ -7,7 +7,12 @@ import contextlib
 import json
 from collections.abc import Sequence
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+)
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
@@ -34,9 +39,13 @@ def make_consumer(
     client_id: str,
     max_poll_records: int = 50,
     max_poll_interval_ms: int = 600_000,
+    listener: ConsumerRebalanceListener | None = None,
 ) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        *topics,
+    """A consumer subscribed to `topics`, with `listener` told of every rebalance (the consumer
+    loop's, `ConsumerLoop.listener`)."""
+    if listener is not None and not topics:
+        raise ValueError("a rebalance listener needs topics to subscribe to")
+    consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.bootstrap_servers,
         # Pipelines isolated by a topic prefix must not share consumer groups either.
         group_id=settings.topic_prefix + group_id,
@@ -49,6 +58,10 @@ def make_consumer(
         heartbeat_interval_ms=3_000,
         isolation_level="read_committed",
     )
+    if topics:
+        # Before `start()`: subscribing then joins the group once, with the listener in place.
+        consumer.subscribe(topics=list(topics), listener=listener)
+    return consumer
 
 
 async def ensure_topics(settings: KafkaSettings, topics: Topics, attempts: int = 30) -> None:
