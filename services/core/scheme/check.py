@@ -7,12 +7,15 @@ with its own storage, batching and database-side duplicate rules.
 from __future__ import annotations
 
 import os
+from collections.abc import Generator, Iterable
 from datetime import date
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
+from services.core.scheme.bulk_rules import BulkValidator, InFileDuplicateKeys, warning_issue
 from services.core.scheme.codes import Code, FileError, Policy, UploadStatus
+from services.core.scheme.columns import HeaderMap
 from services.core.scheme.file_inspection import (
     DEFAULT_SIZE_LIMIT_BYTES,
     Encoding,
@@ -25,9 +28,21 @@ from services.core.scheme.outcome import (
     file_error_after_reading,
     sort_issues,
 )
-from services.core.scheme.records import RecordReader, detect_layout, path_opener
-from services.core.scheme.reference import ReferenceData, bundled_reference
-from services.core.scheme.validation import InFileDuplicates, Issue, RowValidator
+from services.core.scheme.record_scanner import (
+    ChunkPlan,
+    Opener,
+    Record,
+    read_chunk,
+    scan_records,
+)
+from services.core.scheme.records import detect_layout, path_opener
+from services.core.scheme.reference import InMemoryReference, ReferenceData, bundled_reference
+from services.core.scheme.validation import (
+    InFileDuplicates,
+    Issue,
+    RowValidator,
+    duplicate_issue,
+)
 
 
 class FileErrorReport(BaseModel):
@@ -87,37 +102,26 @@ def check_file(
     layout = detect_layout(open_binary, encoding)
     if isinstance(layout, FileError):
         return _rejected(file_name, encoding, layout)
-    reader = RecordReader(open_binary, encoding, layout.delimiter)
-    records = reader.records()
-    rows_total = rows_invalid = rows_warned = 0
-    issues: list[Issue] = []
-    header_error: FileError | None = None
+    # One scan over the bytes finds every record boundary and checks section 8's bounds, so an
+    # unparseable file (FILE_01, which outranks the header's FILE_04) is known before any row
+    # is validated, and no record larger than the bounds is ever parsed.
+    with open_binary() as stream:
+        scan = scan_records(stream, layout.delimiter, encoding=encoding)
+    if scan.error is not None:
+        return _rejected(file_name, encoding, scan.error)
     if isinstance(layout.header, FileError):
-        header_error = layout.header  # provisional: an unparseable file ranks above it
-    else:
-        validate = RowValidator(layout.header, today, reference).validate
-        duplicates = InFileDuplicates()
-        for record in records:
-            result = validate(record)
-            if result is None:
-                continue  # blank rows are skipped and not counted
-            rows_total += 1
-            if rows_total > row_limit:
-                break  # FILE_05 unless the rest turns out unparseable: read on, check nothing
-            result = duplicates.apply(result)
-            if result.issues:
-                issues.extend(result.issues)
-                if not result.is_valid:
-                    rows_invalid += 1
-                elif result.has_warning:
-                    rows_warned += 1
-    reader.drain(records)
+        return _rejected(file_name, encoding, layout.header)
+
+    records = _chunk_records(open_binary, encoding, layout.delimiter, scan.chunks)
+    try:
+        rows_total, rows_invalid, rows_warned, issues = _validate_records(
+            records, layout.header, today, reference, row_limit
+        )
+    finally:
+        records.close()
 
     file_error = file_error_after_reading(
-        unparseable=reader.error,
-        header=header_error,
-        rows_total=rows_total,
-        row_limit=row_limit,
+        unparseable=None, header=None, rows_total=rows_total, row_limit=row_limit
     )
     if file_error is not None:
         return _rejected(file_name, encoding, file_error)
@@ -133,6 +137,78 @@ def check_file(
         file_errors=[],
         issues=issues,
     )
+
+
+def _chunk_records(
+    open_binary: Opener, encoding: Encoding, delimiter: str, chunks: Iterable[ChunkPlan]
+) -> Generator[Record, None, None]:
+    """The records of every chunk in file order: at most one chunk's bytes in memory."""
+    for chunk in chunks:
+        yield from read_chunk(open_binary, encoding, delimiter, chunk.segments)
+
+
+def _validate_records(
+    records: Iterable[Record],
+    header: HeaderMap,
+    today: date,
+    reference: ReferenceData,
+    row_limit: int,
+) -> tuple[int, int, int, list[Issue]]:
+    """Every record through the rules, then DUP_01 in memory: `rows_total` (counting stops
+    just past `row_limit`: FILE_05, the rest needs no look), `rows_invalid`, `rows_warned` and
+    the issues, not yet sorted.
+
+    A chunk at a time, the bulk pass proves most rows valid in Polars and the row validator
+    explains every other row (`bulk_rules`); DUP_01 then runs over both passes' keys, the
+    earliest row of a key winning. A reference that cannot list its catalogue and register
+    gets the row validator alone.
+    """
+    rows_total = rows_invalid = rows_warned = 0
+    issues: list[Issue] = []
+    if not isinstance(reference, InMemoryReference):
+        validate = RowValidator(header, today, reference).validate
+        duplicates = InFileDuplicates()
+        for record in records:
+            result = validate(record)
+            if result is None:
+                continue  # blank rows are skipped and not counted
+            rows_total += 1
+            if rows_total > row_limit:
+                break
+            result = duplicates.apply(result)
+            if result.issues:
+                issues.extend(result.issues)
+                if not result.is_valid:
+                    rows_invalid += 1
+                elif result.has_warning:
+                    rows_warned += 1
+        return rows_total, rows_invalid, rows_warned, issues
+    validator = BulkValidator(header, today, reference, values=False)
+    in_file = InFileDuplicateKeys()
+    for bulk in validator.chunks(records):
+        exact = validator.exact(bulk.exact)
+        rows_total += bulk.rows_valid + len(exact)
+        if rows_total > row_limit:
+            break
+        repeated = in_file.find(bulk, exact)
+        for result in exact:
+            if result.row_number in repeated:
+                repeated.discard(result.row_number)
+                result = result.with_row_issue(duplicate_issue(result.row_number, Code.DUP_01))
+            if result.issues:
+                issues.extend(result.issues)
+                if not result.is_valid:
+                    rows_invalid += 1
+                elif result.has_warning:
+                    rows_warned += 1
+        # What is left of `repeated` are proven rows: DUP_01 makes them invalid.
+        for row_number, codes in bulk.warnings():
+            issues.extend(warning_issue(row_number, code) for code in codes)
+            if row_number not in repeated:
+                rows_warned += 1
+        issues.extend(duplicate_issue(row_number, Code.DUP_01) for row_number in repeated)
+        rows_invalid += len(repeated)
+    return rows_total, rows_invalid, rows_warned, issues
 
 
 def _rejected(file_name: str, encoding: Encoding | None, error: FileError | None) -> CheckReport:

@@ -24,6 +24,11 @@ class Policy(StrEnum):
 
 
 class UploadStatus(StrEnum):
+    """An upload's status (scheme section 6): the only spelling of these words in the code.
+
+    `services.core.states.UploadState` is this enum; `uploads.status` has a CHECK listing it.
+    """
+
     RECEIVED = "received"  # stored, waiting for a validator
     VALIDATING = "validating"  # a validator is reading it
     REJECTED = "rejected"  # a file-level code applies; nothing accepted
@@ -31,6 +36,9 @@ class UploadStatus(StrEnum):
     PARTIALLY_ACCEPTED = "partially_accepted"  # valid_rows policy; the valid rows accepted
     PASSED_WITH_WARNINGS = "passed_with_warnings"  # every row valid, at least one warning
     PASSED = "passed"  # every row valid, no warning
+    # The pipeline could not finish for a reason not in the file; nothing accepted. Never an
+    # outcome of the offline check.
+    ERRORED = "errored"
 
 
 class Code(StrEnum):
@@ -180,6 +188,32 @@ FILE_01_TOO_LONG: Final = (
     "The file cannot be read as CSV: a line or a field is far longer than any valid row, usually"
     ' because a " that starts a field is never closed.'
 )
+_NEVER_CLOSED = 'This usually means a " that starts a field is never closed.'
+
+
+# The bounds of one record (section 8, v1.1). Each message names the row and the bound, never
+# the record's content.
+def record_too_long_message(row: int, limit_bytes: int) -> str:
+    return (
+        f"The file cannot be read as CSV: row {row:,} is longer than {limit_bytes:,} bytes (line"
+        f" breaks inside quoted fields included), far longer than any valid row. {_NEVER_CLOSED}"
+    )
+
+
+def too_many_cells_message(row: int, limit_cells: int) -> str:
+    return (
+        f"The file cannot be read as CSV: row {row:,} has more than {limit_cells:,} cells, far"
+        " more than the template's columns."
+    )
+
+
+def field_too_long_message(row: int, limit_chars: int) -> str:
+    return (
+        f"The file cannot be read as CSV: a field in row {row:,} is longer than {limit_chars:,}"
+        f" characters, far longer than any valid value. {_NEVER_CLOSED}"
+    )
+
+
 FILE_02_EMPTY: Final = "The file is empty."
 FILE_02_NO_DATA: Final = "The file has a header row but no non-blank data row."
 

@@ -1,18 +1,20 @@
-"""Streaming CSV records of a stored file, numbered as a spreadsheet numbers its rows.
+"""The layout of a stored file (its delimiter and header), and its records in one stream.
 
 Python's `csv` module (C, fast) does the RFC 4180 work with `strict=False`: a quoted field may
 hold delimiters, `""` and line breaks; a `"` inside an unquoted field is an ordinary character.
-Two things it does not do are added here:
+The header row decides the delimiter (section 8 "Semicolons"); it is read through the record
+scanner (`record_scanner`), so no header, however hostile, is held beyond the bounds of one
+record.
 
-- In non-strict mode it silently accepts a quoted field still open at the end of the file,
-  which the scheme calls unparseable (FILE_01). A sentinel line is chained after the file: if
-  the parser is between records it becomes a record of its own; if a quoted field is open it is
-  swallowed into that field. Only the final record is inspected, so this costs nothing per row.
-- The header row decides the delimiter (section 8 "Semicolons").
-
-Run `FileInspector` first: it guarantees the encoding and that no line is absurdly long, so
-reading line by line keeps memory bounded (the csv module also caps a field at
-`csv.field_size_limit()` characters; passing it is FILE_01 too).
+Records are read through `record_scanner`: one scan checks the bounds of section 8 and plans
+chunks that any process can read on its own. `RecordReader` is the plain one-pass reading of
+the whole file by the csv module, kept as the reference the scanner is tested against. In
+non-strict mode the csv module silently accepts a quoted field still open at the end of the
+file, which the scheme calls unparseable (FILE_01): a sentinel line is chained after the file;
+if the parser is between records it becomes a record of its own; if a quoted field is open it is
+swallowed into that field. Only the final record is inspected, so this costs nothing per row.
+Run `FileInspector` first: it guarantees the encoding and that no line is absurdly long (the
+csv module also caps a field at `csv.field_size_limit()` characters; passing it is FILE_01 too).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import csv
 import io
 import itertools
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
@@ -29,35 +31,17 @@ from typing import IO, Final
 from services.core.scheme.codes import FILE_01_OPEN_QUOTE, FILE_01_TOO_LONG, Code, FileError
 from services.core.scheme.columns import HeaderMap, match_header
 from services.core.scheme.file_inspection import Encoding
+from services.core.scheme.record_scanner import DIALECTS as _DIALECTS
+from services.core.scheme.record_scanner import HEADER_ROW as HEADER_ROW
+from services.core.scheme.record_scanner import Opener as Opener
+from services.core.scheme.record_scanner import Record as Record
+from services.core.scheme.record_scanner import read_header
 
-# A row number (header = 1) and the record's cells, as the csv module returns them.
-Record = tuple[int, list[str]]
-# Opens the stored file for reading from the start; called once per pass.
-Opener = Callable[[], IO[bytes]]
-
-HEADER_ROW: Final = 1
 # A noncharacter then a quote: as a record of its own it is exactly this one cell; swallowed by
 # an open quoted field, the quote closes that field and the record ends with _SENTINEL_CHAR.
 _SENTINEL_CHAR: Final = "\ufdd0"
 _SENTINEL_LINE: Final = _SENTINEL_CHAR + '"'
 _SENTINEL_RECORD: Final = [_SENTINEL_LINE]
-
-
-class _Dialect(csv.Dialect):
-    delimiter = ","
-    quotechar = '"'
-    doublequote = True
-    skipinitialspace = False  # a space before a quote makes the field unquoted, as in RFC 4180
-    strict = False
-    lineterminator = "\r\n"
-    quoting = csv.QUOTE_MINIMAL
-
-
-class _SemicolonDialect(_Dialect):
-    delimiter = ";"
-
-
-_DIALECTS: Final = {",": _Dialect, ";": _SemicolonDialect}
 
 
 def path_opener(path: Path | str) -> Opener:
@@ -83,23 +67,21 @@ def detect_layout(open_binary: Opener, encoding: Encoding) -> Layout | FileError
     """Reads the header record with `,` and with `;` and picks the delimiter.
 
     Semicolons are chosen only when the `;` split matches the template and the `,` split does
-    not. Returns FILE_01 when the header record itself cannot be parsed.
+    not. Returns FILE_01 when the header record read with `,` is unparseable (past a bound of
+    section 8, or a quote open to the end of the file) and the `;` reading does not match: a
+    header record that is unparseable as read with `;` simply does not match.
     """
-    try:
-        comma = _first_record(open_binary, encoding, ",")
-        if isinstance(comma_header := match_header(comma), HeaderMap):
-            return Layout(",", comma_header)
-        semicolon_header = match_header(_first_record(open_binary, encoding, ";"))
-    except csv.Error:
-        return FileError(Code.FILE_01, FILE_01_TOO_LONG)
+    comma = read_header(open_binary, encoding, ",")
+    comma_header = comma if isinstance(comma, FileError) else match_header(comma)
+    if isinstance(comma_header, HeaderMap):
+        return Layout(",", comma_header)
+    semicolon = read_header(open_binary, encoding, ";")
+    semicolon_header = semicolon if isinstance(semicolon, FileError) else match_header(semicolon)
     if isinstance(semicolon_header, HeaderMap):
         return Layout(";", semicolon_header)
+    if isinstance(comma, FileError):
+        return comma
     return Layout(",", comma_header)
-
-
-def _first_record(open_binary: Opener, encoding: Encoding, delimiter: str) -> list[str]:
-    with _open_text(open_binary, encoding) as text:
-        return next(csv.reader(text, _DIALECTS[delimiter]), [])
 
 
 def _open_text(open_binary: Opener, encoding: Encoding) -> io.TextIOWrapper:

@@ -57,11 +57,15 @@ def _format_finding(value: str, code: Code) -> Finding:
     return DAMAGED_FINDINGS[code] if _SCIENTIFIC_RE.fullmatch(value) else FINDING[code]
 
 
-# Unicode category Cc: C0 controls, DEL and C1 controls.
-_CONTROL: Final = "\x00-\x1f\x7f-\x9f"
-_CONTROL_RE: Final = re.compile(f"[{_CONTROL}]")
+# Unicode category Cc: C0 controls, DEL and C1 controls (the body of a character class; the
+# bulk pass in `bulk_rules` reads the same ranges).
+CONTROL_CLASS: Final = "\x00-\x1f\x7f-\x9f"
+_CONTROL_RE: Final = re.compile(f"[{CONTROL_CLASS}]")
 # "A digit" in a name is any Unicode decimal digit: \d in a str pattern is category Nd.
-_NAME_FORBIDDEN_RE: Final = re.compile(f'[\\d{_CONTROL}|"]')
+# Names also refuse the bidirectional embedding, override and isolate characters (section 8,
+# v1.1): no name needs them, and they make a report show text in another order than stored.
+BIDI_CONTROL_CLASS: Final = "\u202a-\u202e\u2066-\u2069"
+_NAME_FORBIDDEN_RE: Final = re.compile(f'[\\d{CONTROL_CLASS}{BIDI_CONTROL_CLASS}|"]')
 
 # --- A: ProviderReference --------------------------------------------------------------------
 PROVIDER_REFERENCE_MAX_CHARS: Final = 50
@@ -74,7 +78,9 @@ def check_provider_reference(value: str) -> Finding | None:
 
 
 # --- B: CourseCode ---------------------------------------------------------------------------
-_COURSE_RE: Final = re.compile(r"[A-Z0-9][A-Z0-9-]{1,19}")
+# The patterns are public (as text) for the bulk pass, which runs them in another regex engine.
+COURSE_CODE_PATTERN: Final = r"[A-Z0-9][A-Z0-9-]{1,19}"
+_COURSE_RE: Final = re.compile(COURSE_CODE_PATTERN)
 
 
 def normalise_course_code(value: str) -> str:
@@ -170,16 +176,17 @@ def check_name(value: str, code: Code) -> Finding | None:
 
 
 # --- G: ULN ----------------------------------------------------------------------------------
-_ULN_RE: Final = re.compile(r"[1-9][0-9]{9}")
+ULN_PATTERN: Final = r"[1-9][0-9]{9}"
+_ULN_RE: Final = re.compile(ULN_PATTERN)
 TEMPORARY_ULN: Final = "9999999999"
-_ULN_WEIGHTS: Final = (10, 9, 8, 7, 6, 5, 4, 3, 2)
-_ULN_ASCII_OFFSET: Final = ord("0") * sum(_ULN_WEIGHTS)
+ULN_WEIGHTS: Final = (10, 9, 8, 7, 6, 5, 4, 3, 2)  # of d1..d9; the check digit is d10
+_ULN_ASCII_OFFSET: Final = ord("0") * sum(ULN_WEIGHTS)
 
 
 def uln_check_digit_ok(uln: str) -> bool:
     """Section 3.1 for ten ASCII digits; weighted sum over the bytes, no per-digit Python loop."""
     digits = uln.encode("ascii")
-    remainder: int = (sum(map(operator.mul, _ULN_WEIGHTS, digits)) - _ULN_ASCII_OFFSET) % 11
+    remainder: int = (sum(map(operator.mul, ULN_WEIGHTS, digits)) - _ULN_ASCII_OFFSET) % 11
     return remainder != 0 and digits[9] - ord("0") == 10 - remainder
 
 
@@ -194,7 +201,8 @@ def check_uln(uln: str) -> Finding | None:
 
 
 # --- H: NINumber -----------------------------------------------------------------------------
-_NINO_RE: Final = re.compile(r"[A-Z]{2}[0-9]{6}[ABCD]")
+NINO_PATTERN: Final = r"[A-Z]{2}[0-9]{6}[ABCD]"
+_NINO_RE: Final = re.compile(NINO_PATTERN)
 NINO_ADMINISTRATIVE_PREFIXES: Final = frozenset({"OO", "CR", "FY", "MW", "NC", "PP", "PY", "PZ"})
 NINO_UNISSUED_PREFIXES: Final = frozenset({"BG", "GB", "KN", "NK", "NT", "TN", "ZZ"})
 _NINO_UNUSED_LETTERS: Final = frozenset("DFIQUV")
@@ -218,7 +226,8 @@ def check_ni_number(nino: str) -> Finding | None:
 
 
 # --- I: CITBIndividualId ---------------------------------------------------------------------
-_CITB_RE: Final = re.compile(r"[A-Z0-9]{5,12}")
+CITB_ID_PATTERN: Final = r"[A-Z0-9]{5,12}"
+_CITB_RE: Final = re.compile(CITB_ID_PATTERN)
 
 
 def check_citb_id(citb_id: str) -> Finding | None:
@@ -228,7 +237,8 @@ def check_citb_id(citb_id: str) -> Finding | None:
 
 
 # --- J: EmployerLevyNumber -------------------------------------------------------------------
-_LEVY_RE: Final = re.compile(r"[A-Z]?[0-9]{7,9}")
+LEVY_NUMBER_PATTERN: Final = r"[A-Z]?[0-9]{7,9}"
+_LEVY_RE: Final = re.compile(LEVY_NUMBER_PATTERN)
 
 
 def check_levy_number(
@@ -252,8 +262,9 @@ def check_levy_number(
 
 # --- K: Notes --------------------------------------------------------------------------------
 NOTES_MAX_CHARS: Final = 255
-_NOTES_BREAKS: Final = str.maketrans({"\r": " ", "\n": " ", "\t": " "})
-_FORMULA_STARTS: Final = ("=", "+", "-", "@")
+NOTES_BREAKS: Final = "\r\n\t"  # each becomes one space
+_NOTES_BREAKS: Final = str.maketrans(dict.fromkeys(NOTES_BREAKS, " "))
+FORMULA_STARTS: Final = ("=", "+", "-", "@")
 
 
 def normalise_notes(value: str) -> str:
@@ -266,6 +277,6 @@ def normalise_notes(value: str) -> str:
 def check_notes(notes: str) -> Finding | None:
     if len(notes) > NOTES_MAX_CHARS or _CONTROL_RE.search(notes):
         return FINDING[Code.NOTES_01]
-    if notes.startswith(_FORMULA_STARTS):
+    if notes.startswith(FORMULA_STARTS):
         return FINDING[Code.NOTES_02]
     return None

@@ -75,6 +75,9 @@ _STATUSES: Final = {
     " rows are accepted.",
     UploadStatus.PASSED_WITH_WARNINGS: "Every row valid, at least one warning.",
     UploadStatus.PASSED: "Every row valid, no warnings: the data is valid.",
+    UploadStatus.ERRORED: "The pipeline could not finish validating the upload for a reason"
+    " that is not in the file; nothing accepted; upload the file again (the message gives a"
+    " reference for support). Never produced by the offline check.",
 }
 
 _FILE_01_MESSAGES: Final = (FILE_01_WORKBOOK, FILE_01_NUL, FILE_01_OPEN_QUOTE, FILE_01_TOO_LONG)

@@ -13,7 +13,9 @@ WHITE_SPACE: Final = (
 )
 _WHITE_SPACE_CLASS = re.escape(WHITE_SPACE)
 _WHITE_SPACE_RE: Final = re.compile(f"[{_WHITE_SPACE_CLASS}]+")
-_LEVY_SEPARATORS_RE: Final = re.compile(f"[{_WHITE_SPACE_CLASS}/-]+")
+# Removed from a levy number besides white space (the bulk pass reads the same characters).
+LEVY_SEPARATORS: Final = "/-"
+_LEVY_SEPARATORS_RE: Final = re.compile(f"[{_WHITE_SPACE_CLASS}{re.escape(LEVY_SEPARATORS)}]+")
 _HEADER_IGNORED_RE: Final = re.compile(f"[{_WHITE_SPACE_CLASS}_-]+")
 
 

@@ -63,6 +63,7 @@ def test_statuses_and_policies_are_the_contract_strings() -> None:
         "partially_accepted",
         "passed_with_warnings",
         "passed",
+        "errored",
     ]
     assert [policy.value for policy in Policy] == ["all_or_nothing", "valid_rows"]
 

@@ -9,6 +9,7 @@ import pytest
 from services.core.scheme.codes import Code
 from services.core.scheme.reference import bundled_reference
 from services.core.scheme.rules import (
+    FINDING,
     age_on,
     check_achievement_date,
     check_age,
@@ -333,3 +334,23 @@ class TestCellCleaning:
 
     def test_spaces_removed_means_every_white_space_character(self) -> None:
         assert remove_white_space("AB 12\u00a034\t56 C") == "AB123456C"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Ann\u202aa",  # left-to-right embedding
+        "Ann\u202eX",  # right-to-left override
+        "\u2066Ann",  # left-to-right isolate
+        "Ann\u2069",  # pop directional isolate
+    ],
+)
+def test_names_with_bidirectional_controls_are_refused(name: str) -> None:
+    """Scheme v1.1, section 8: bidi embedding, override and isolate characters in a name are
+    control characters (NAME_01 for the forename, NAME_02 for the surname)."""
+    assert check_name(name, Code.NAME_01) == FINDING[Code.NAME_01]
+    assert check_name(name, Code.NAME_02) == FINDING[Code.NAME_02]
+
+
+def test_a_right_to_left_name_without_controls_is_a_name() -> None:
+    assert check_name("\u05d3\u05d5\u05d3", Code.NAME_01) is None  # Hebrew letters

@@ -1,0 +1,156 @@
+"""Generated upload files for the benchmarks: what real files look like, a chosen error share.
+
+    write_mixed_file(path, rows, today=..., error_share=0.02, first=0)
+
+Every row has its own learner (distinct ULNs with valid check digits, NI numbers, CITB ids);
+`first` shifts the learners, so two files of one ATO do not repeat each other's achievements.
+A share of rows carries one error each (a spread of codes, DUP_01 included), about 3% a
+warning, and 0.1% repeat an earlier upload's achievement (DUP_02: the returned keys are what
+the benchmark records as that earlier upload). Cells use the habits of real files: spaced and
+lower-case identifiers, ISO and d/m/yyyy dates, `="…"` text formulas, accents, notes with line
+breaks.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import random
+from collections import deque
+from datetime import date, timedelta
+from pathlib import Path
+
+from bench_offline_check import _COURSES, _FORENAMES, _SURNAMES, UPLOAD_DATE, _valid_ulns
+
+from services.core.scheme.columns import template_header_line
+from services.core.scheme.reference import bundled_reference
+
+ERROR_SHARE = 0.02
+# NI number prefixes that pass NINO_02/03 (no D F I Q U V, no O second, not reserved).
+_NINO_PREFIXES = ("AB", "CE", "HJ", "JK", "LM", "PR", "ST", "WX")
+_UNREGISTERED_LEVY = "99999999"  # well-formed, not in the bundled register: LEVY_02
+_DUP_01_DISTANCE = 50  # rows; a multiple of the course and date cycles, so the key repeats
+_DUP_02_EVERY = 1_000  # one row in this many repeats an earlier upload's achievement
+
+# (course code, achievement date, ULN) of a row that an earlier upload already had accepted.
+EarlierKey = tuple[str, date, str]
+
+
+def write_mixed_file(
+    path: Path,
+    rows: int,
+    *,
+    today: date = UPLOAD_DATE,
+    error_share: float = ERROR_SHARE,
+    first: int = 0,
+    seed: int = 7,
+) -> list[EarlierKey]:
+    """Writes `rows` data rows for an upload received on `today`; returns the keys to record
+    as an earlier accepted upload's achievements (DUP_02)."""
+    rng = random.Random(seed)
+    levy_numbers = [e.levy_number for e in bundled_reference().employers() if e.grant_eligible]
+    ulns = itertools.islice(_valid_ulns(), first, None)
+    recent_ulns: deque[str] = deque(maxlen=_DUP_01_DISTANCE)
+    earlier: list[EarlierKey] = []
+    with path.open("w", encoding="utf-8", newline="") as out:
+        out.write(template_header_line() + "\r\n")
+        writer = csv.writer(out, lineterminator="\r\n")
+        for i in range(first, first + rows):
+            course = _COURSES[i % len(_COURSES)]
+            achieved = today - timedelta(days=i % 10)
+            born = date(1960, 1, 1) + timedelta(days=(i * 37) % 14_000)
+            forename, surname = _FORENAMES[i % 8], _SURNAMES[i % 7]
+            levy = levy_numbers[i % len(levy_numbers)]
+            notes = ("Completed in full", "", "On site", "")[i % 4]
+            if i % 97 == 0:
+                notes = "Passed\r\nresit booked"  # a line break inside a quoted field
+            uln = next(ulns)
+            kind = i % 20  # 65% ULN, 15% ULN and NI, 10% NI, 5% CITB, 5% ULN and CITB
+            uln_cell = uln if kind <= 15 or kind == 19 else ""
+            nino = (
+                f"{_NINO_PREFIXES[i % 8]}{(i // 8) % 1_000_000:06d}{'ABCD'[(i // 8_000_000) % 4]}"
+            )
+            nino_cell = nino if 13 <= kind <= 17 else ""
+            citb_cell = f"C{i:08d}" if kind >= 18 else ""
+            extra: list[str] = []
+            dob_override: str | None = None
+
+            warning = rng.random()
+            if warning < 0.01:
+                achieved -= timedelta(days=11)  # ACHDATE_03
+            elif warning < 0.02:
+                levy = _UNREGISTERED_LEVY  # LEVY_02
+            elif warning < 0.025:
+                notes = "-see the assessor's report"  # NOTES_02
+            elif warning < 0.03:
+                levy = ""  # LEVY_03
+
+            if rng.random() < error_share:
+                error = rng.randrange(11)
+                if error == 0:  # ULN_03: the check digit is wrong
+                    uln_cell = f"{uln[:9]}{(int(uln[9]) + 1) % 10}"
+                elif error == 1:  # ULN_01 (damaged by a spreadsheet)
+                    uln_cell = "1.00000E+09"
+                elif error == 2:  # NINO_01
+                    nino_cell = nino[:7]
+                elif error == 3:  # COURSE_03
+                    course = "SD-XXX-999"
+                elif error == 4:  # ACHDATE_02
+                    achieved = today + timedelta(days=3)
+                elif error == 5:  # DOB_01: no such day
+                    dob_override = "31/02/1990"
+                elif error == 6:  # DOB_02: ten years old
+                    born = achieved - timedelta(days=3653)
+                elif error == 7:  # NAME_01
+                    forename = "J0hn"
+                elif error == 8:  # ID_01
+                    uln_cell = nino_cell = citb_cell = ""
+                elif error == 9:  # DUP_01: the learner of 50 rows earlier, same course and date
+                    if len(recent_ulns) == _DUP_01_DISTANCE and recent_ulns[0]:
+                        uln_cell, nino_cell, citb_cell = recent_ulns[0], "", ""
+                    else:
+                        uln_cell = "9999999999"  # ULN_02
+                else:  # ROW_01: a cell beyond the template
+                    extra = ["stray"]
+            else:
+                error = -1
+            seeded = error == -1 and uln_cell and i % _DUP_02_EVERY == _DUP_02_EVERY // 2
+            if seeded:
+                earlier.append((course.upper(), achieved, uln_cell))
+            # DUP_01 copies only a clean, unseeded row with the cycle's own date, so each
+            # duplicate code comes from exactly one cause and the counts can be checked.
+            recent_ulns.append(uln_cell if error == -1 and warning >= 0.01 and not seeded else "")
+            writer.writerow(
+                [
+                    f"REF-{i:07d}" if i % 11 else "",
+                    course.lower() if i % 9 == 4 else course,
+                    _date_cell(achieved, i + 1),
+                    forename,
+                    surname,
+                    dob_override or _date_cell(born, i),
+                    _uln_cell(uln_cell, i),
+                    f"{nino_cell[:2].lower()} {nino_cell[2:4]} {nino_cell[4:6]} {nino_cell[6:8]}"
+                    f" {nino_cell[8:].lower()}"
+                    if nino_cell and i % 5 == 1
+                    else nino_cell,
+                    citb_cell,
+                    levy,
+                    notes,
+                    *extra,
+                ]
+            )
+    return earlier
+
+
+def _date_cell(day: date, i: int) -> str:
+    return day.isoformat() if i % 4 == 0 else f"{day.day}/{day.month:02d}/{day.year}"
+
+
+def _uln_cell(uln: str, i: int) -> str:
+    if not uln or not uln.isdigit():
+        return uln
+    if i % 7 == 3:
+        return f"{uln[:4]} {uln[4:7]} {uln[7:]}"
+    if i % 53 == 5:
+        return f'="{uln}"'  # a spreadsheet's text formula
+    return uln
