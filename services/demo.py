@@ -19,6 +19,7 @@ import aiohttp
 import asyncpg
 
 from services.core.settings import CommonSettings
+from services.core.states import UploadState
 from services.upload_client import upload_file
 from services.upload_gateway.keys import create_ato
 
@@ -96,7 +97,7 @@ async def main() -> int:
         f" rows {upload['rows_total']} (valid {upload['rows_valid']},"
         f" invalid {upload['rows_invalid']}, warned {upload['rows_warned']})"
     )
-    if upload["status"] == "passed":
+    if upload["status"] == UploadState.PASSED:
         print("The data is valid.")
     eligible = upload["rows_valid"]
     window_s = settings.amendment.amendment_window_s
@@ -116,7 +117,7 @@ async def main() -> int:
                 }
             )
         )
-    return 0 if upload["status"] == "passed" and len(claims) == eligible else 1
+    return 0 if upload["status"] == UploadState.PASSED and len(claims) == eligible else 1
 
 
 if __name__ == "__main__":

@@ -16,9 +16,9 @@ from typing import Any
 
 import aiohttp
 
-FINAL_STATUSES = frozenset(
-    {"rejected", "failed", "partially_accepted", "passed_with_warnings", "passed"}
-)
+from services.core.states import FINAL
+
+FINAL_STATUSES = frozenset(state.value for state in FINAL)
 CHUNK_BYTES = 256 * 1024
 
 

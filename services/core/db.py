@@ -1,10 +1,12 @@
-"""PostgreSQL: the connection pool and the numbered migrations."""
+"""PostgreSQL: the connection pool, what "unavailable" means, and the numbered migrations."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, Final
 
 import asyncpg
 
@@ -48,6 +50,46 @@ async def create_pool(settings: PostgresSettings, dsn: str | None = None) -> asy
         init=_init_connection,
     )
     return pool
+
+
+# The one list of errors that mean "the database cannot be used just now; the same work will
+# succeed later": every service's retry loop and the gateway's 503 answer catch exactly these.
+# Anything else (a constraint, a syntax error, a statement timeout) is not retried: it is a bug or
+# a refusal, and must be seen. Serialization failures and deadlocks are not here: no transaction
+# runs SERIALIZABLE, and the grant side takes its row locks in one order (see grant_states).
+TRANSIENT_ERRORS: Final[tuple[type[BaseException], ...]] = (
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08: the connection was lost or refused
+    asyncpg.CannotConnectNowError,  # 57P03: the server is starting up or shutting down
+    asyncpg.AdminShutdownError,  # 57P01: the server is restarting, or the session was ended
+    asyncpg.CrashShutdownError,  # 57P02: another backend crashed, the server is resetting
+    asyncpg.TooManyConnectionsError,  # 53300: no connection slot left on the server
+    asyncpg.InterfaceError,  # the connection was closed under the client
+    TimeoutError,  # no pooled connection within the acquire timeout; a connect that timed out
+    OSError,  # the socket was refused, reset or unreachable
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    return isinstance(error, TRANSIENT_ERRORS)
+
+
+@asynccontextmanager
+async def connection(
+    pool: asyncpg.Pool, settings: PostgresSettings
+) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection, waited for at most `db_acquire_timeout_s` (then `TimeoutError`,
+    which is transient): a request or a loop never queues for ever behind a busy pool."""
+    async with pool.acquire(timeout=settings.db_acquire_timeout_s) as held:
+        yield held
+
+
+@asynccontextmanager
+async def transaction(
+    pool: asyncpg.Pool, settings: PostgresSettings
+) -> AsyncIterator[asyncpg.Connection]:
+    """`connection` with a transaction around the block: committed when it ends normally."""
+    async with connection(pool, settings) as held, held.transaction():
+        yield held
 
 
 def migration_files(package: str) -> list[tuple[str, str]]:

@@ -13,7 +13,7 @@ import socket
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from services.core.db import create_pool, migrate
+from services.core.db import connection, create_pool, migrate
 from services.core.events import Topics
 from services.core.kafka import ensure_topics, make_producer
 from services.core.logging import configure_logging, get_logger
@@ -32,8 +32,8 @@ async def run(settings: GrantBridgeSettings, stop: asyncio.Event) -> None:
     await ensure_topics(common.kafka, topics)
     pool = await create_pool(common.postgres)
     try:
-        async with pool.acquire(timeout=common.postgres.db_acquire_timeout_s) as connection:
-            await migrate(connection)
+        async with connection(pool, common.postgres) as held:
+            await migrate(held)
         client_id = f"grant-bridge-{socket.gethostname()}"
         producer = make_producer(common.kafka, client_id)
         await producer.start()

@@ -1,8 +1,13 @@
-"""The grant bridge's SQL: record pending claims, lease due ones, record what the grant API said.
+"""The grant bridge's side of the claims: record pending claims, lease due ones, record what the
+grant API said, with the events each step publishes.
 
-No transaction is ever held across an HTTP call: a lease (`lease_until`, `lease_token`) reserves
-claims for one bridge, the send happens outside any transaction, and the outcome is recorded in
-one transaction that only applies while the lease is still this bridge's.
+The state changes themselves, and the guards that keep them apart from an ATO's withdrawal,
+are `services.core.grant_states`'s. No transaction is ever held across an HTTP call: a lease
+(`lease_until`, `lease_token`) reserves claims for one bridge, the send happens outside any
+transaction, and the outcome is recorded in one transaction that only applies while the lease
+is still this bridge's.
+
+Every function takes a connection and runs its own transaction on it; the loops acquire it.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from services.core import grant_states
 from services.core.events import (
     AcceptedAchievement,
     AchievementsAccepted,
@@ -22,7 +28,10 @@ from services.core.events import (
     Event,
     Topics,
 )
+from services.core.grant_states import ClaimOutcome
+from services.core.logging import get_logger
 from services.core.outbox import enqueue_many
+from services.core.states import ClaimState
 from services.grant_bridge.grant_client import (
     Accepted,
     ClaimData,
@@ -34,6 +43,7 @@ from services.grant_bridge.grant_client import (
 )
 
 CONSUMER_NAME = "grant-bridge"
+log = get_logger()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,34 +67,17 @@ async def record_pending(
     ids = [a.achievement_id for a in achievements if a.grant_eligible]
     if not ids:
         return 0, 0
-    row = await connection.fetchrow(
-        """
-        WITH wanted AS (
-            SELECT a.achievement_id, a.upload_id, a.row_number, a.release_at, i.claim_id
-            FROM unnest($1::uuid[], $2::uuid[]) AS i (achievement_id, claim_id)
-            JOIN achievements a ON a.achievement_id = i.achievement_id
-            WHERE a.upload_id = $3 AND a.grant_eligible
-        ), inserted AS (
-            INSERT INTO grant_claims
-                (claim_id, achievement_id, upload_id, row_number, release_at, next_attempt_at)
-            SELECT claim_id, achievement_id, upload_id, row_number, release_at, release_at
-            FROM wanted
-            ON CONFLICT DO NOTHING
-            RETURNING 1
-        )
-        SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM wanted) AS found
-        """,
-        ids,
-        [claim_id_for(achievement_id) for achievement_id in ids],
-        upload_id,
+    return await grant_states.insert_pending_claims(
+        connection, upload_id, ids, [claim_id_for(achievement_id) for achievement_id in ids]
     )
-    return int(row["inserted"]), int(row["found"])
 
 
-async def store_accepted_event(pool: asyncpg.Pool, event: AchievementsAccepted) -> StoredEvent:
+async def store_accepted_event(
+    connection: asyncpg.Connection, event: AchievementsAccepted
+) -> StoredEvent:
     """Applies one event once: its event_id and its claims are committed together."""
     eligible = sum(1 for a in event.achievements if a.grant_eligible)
-    async with pool.acquire(timeout=30) as connection, connection.transaction():
+    async with connection.transaction():
         fresh = await connection.fetchval(
             "INSERT INTO processed_events (consumer, event_id) VALUES ($1, $2)"
             " ON CONFLICT DO NOTHING RETURNING true",
@@ -115,68 +108,29 @@ class Lease:
     closed: int  # leased but closed without a send (withdrawn or otherwise not claimable)
 
 
-_LEASE_SQL = """
-WITH due AS (
-    SELECT claim_id, achievement_id FROM grant_claims
-    WHERE state = 'pending'
-      AND next_attempt_at <= now()
-      AND release_at <= now() - make_interval(secs => $2)
-      AND (lease_until IS NULL OR lease_until <= now())
-    ORDER BY next_attempt_at
-    LIMIT $1
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE grant_claims c
-SET lease_until = now() + make_interval(secs => $3), lease_token = $4, updated_at = now()
-FROM due JOIN achievements a ON a.achievement_id = due.achievement_id
-WHERE c.claim_id = due.claim_id
-RETURNING c.claim_id, c.attempts, a.grant_state, a.release_at <= now() AS released,
-    a.achievement_id, a.upload_id, a.row_number, a.ato_id, a.levy_number, a.course_code,
-    a.achievement_date, a.provider_reference, a.forename, a.surname, a.date_of_birth, a.uln,
-    a.ni_number, a.citb_individual_id, a.notes
-"""
-
-
 async def lease_due(
-    pool: asyncpg.Pool,
+    connection: asyncpg.Connection,
     *,
     limit: int,
     lease_s: float,
     release_grace_s: float,
 ) -> Lease:
-    """Leases up to `limit` released, due claims; closes (never sends) the withdrawn ones,
-    without an event: the gateway published `claim.withdrawn` with the withdrawal itself.
-
-    `FOR UPDATE SKIP LOCKED` lets several bridges lease at once without waiting for or taking
-    each other's rows; `now()` is the database clock, the one `release_at` was stamped against.
-    """
+    """Leases up to `limit` released, due claims in a short transaction of its own; closes
+    (never sends) the withdrawn ones, without an event: the gateway published
+    `claim.withdrawn` with the withdrawal itself. See `grant_states.lease_due_claims`."""
     token = uuid.uuid4()
-    async with pool.acquire(timeout=30) as connection, connection.transaction():
-        rows = await connection.fetch(_LEASE_SQL, limit, release_grace_s, lease_s, token)
-        to_send: list[LeasedClaim] = []
-        to_close: list[asyncpg.Record] = []
-        for row in rows:
-            if row["grant_state"] == "held" and row["released"]:
-                to_send.append(LeasedClaim(ClaimData.from_row(row), row["attempts"]))
-            else:
-                to_close.append(row)
-        if to_close:
-            await _close_unsent(connection, to_close)
-    return Lease(token=token, claims=to_send, closed=len(to_close))
-
-
-async def _close_unsent(connection: asyncpg.Connection, rows: Sequence[asyncpg.Record]) -> None:
-    states = ["withdrawn" if row["grant_state"] == "withdrawn" else "skipped" for row in rows]
-    await connection.execute(
-        """
-        UPDATE grant_claims c
-        SET state = o.state, lease_until = NULL, lease_token = NULL, closed_at = now(),
-            updated_at = now()
-        FROM unnest($1::uuid[], $2::text[]) AS o (claim_id, state)
-        WHERE c.claim_id = o.claim_id
-        """,
-        [row["claim_id"] for row in rows],
-        states,
+    async with connection.transaction():
+        due = await grant_states.lease_due_claims(
+            connection,
+            limit=limit,
+            lease_s=lease_s,
+            release_grace_s=release_grace_s,
+            token=token,
+        )
+    return Lease(
+        token=token,
+        claims=[LeasedClaim(ClaimData.from_row(row), row["attempts"]) for row in due.to_send],
+        closed=due.closed,
     )
 
 
@@ -197,26 +151,22 @@ class Recorded:
 
 
 async def record_outcomes(
-    pool: asyncpg.Pool, topics: Topics, lease_token: uuid.UUID, outcomes: Sequence[Outcome]
+    connection: asyncpg.Connection,
+    topics: Topics,
+    lease_token: uuid.UUID,
+    outcomes: Sequence[Outcome],
 ) -> Recorded:
     """Records the answers of one lease in one transaction, with their outbox events."""
     if not outcomes:
         return Recorded()
     by_claim = {o.claim.data.claim_id: o for o in outcomes}
-    async with pool.acquire(timeout=30) as connection, connection.transaction():
-        owned = await connection.fetch(
-            "SELECT claim_id, submitted_at IS NULL AS first_send FROM grant_claims"
-            " WHERE claim_id = ANY($1::uuid[]) AND state = 'pending' AND lease_token = $2"
-            " FOR UPDATE",
-            list(by_claim),
-            lease_token,
-        )
-        claim_rows: list[tuple[uuid.UUID, str, bool, float, str | None, int | None]] = []
-        achievement_rows: list[tuple[uuid.UUID, str, int | None, str | None]] = []
+    async with connection.transaction():
+        owned = await grant_states.lock_leased_claims(connection, lease_token, list(by_claim))
+        rows: list[ClaimOutcome] = []
         events: list[Event] = []
         counts = {"accepted": 0, "refused": 0, "retrying": 0}
-        for row in owned:
-            outcome = by_claim[row["claim_id"]]
+        for claim_id, first_send in owned.items():
+            outcome = by_claim[claim_id]
             data = outcome.claim.data
             ids = {
                 "achievement_id": data.achievement_id,
@@ -225,66 +175,35 @@ async def record_outcomes(
             }
             result = outcome.result
             sent = result is not None
-            if sent and row["first_send"]:
+            if sent and first_send:
                 events.append(ClaimSubmitted(**ids))
             match result:
                 case Accepted(amount) | Replayed(amount):
-                    claim_rows.append((data.claim_id, "accepted", sent, 0.0, None, amount))
-                    achievement_rows.append((data.achievement_id, "claimed", amount, None))
+                    rows.append(ClaimOutcome(claim_id, ClaimState.ACCEPTED, sent, amount=amount))
                     events.append(ClaimAccepted(**ids, grant_amount_pence=amount))
                     counts["accepted"] += 1
                 case Refused(code):
-                    claim_rows.append((data.claim_id, "refused", sent, 0.0, code, None))
-                    achievement_rows.append((data.achievement_id, "refused", None, code))
+                    rows.append(ClaimOutcome(claim_id, ClaimState.REFUSED, sent, code=code))
                     events.append(ClaimRefused(**ids, code=code))
                     counts["refused"] += 1
                 case Transient(reason):
-                    claim_rows.append(
-                        (data.claim_id, "pending", sent, outcome.retry_in_s, reason, None)
+                    rows.append(
+                        ClaimOutcome(
+                            claim_id, ClaimState.PENDING, sent, outcome.retry_in_s, code=reason
+                        )
                     )
                     counts["retrying"] += 1
                 case None:
-                    claim_rows.append(
-                        (data.claim_id, "pending", sent, outcome.retry_in_s, None, None)
-                    )
+                    pending = ClaimOutcome(claim_id, ClaimState.PENDING, sent, outcome.retry_in_s)
+                    rows.append(pending)
                     counts["retrying"] += 1
-        if claim_rows:
-            await connection.execute(
-                """
-                UPDATE grant_claims c
-                SET state = o.state,
-                    attempts = c.attempts + o.sent::int,
-                    submitted_at = CASE WHEN o.sent THEN coalesce(c.submitted_at, now())
-                                        ELSE c.submitted_at END,
-                    next_attempt_at = now() + make_interval(secs => o.retry_in_s),
-                    lease_until = NULL, lease_token = NULL,
-                    last_error_code = coalesce(o.code, c.last_error_code),
-                    grant_amount_pence = o.amount,
-                    closed_at = CASE WHEN o.state <> 'pending' THEN now() END,
-                    updated_at = now()
-                FROM unnest($1::uuid[], $2::text[], $3::bool[], $4::float8[], $5::text[],
-                            $6::int[]) AS o (claim_id, state, sent, retry_in_s, code, amount)
-                WHERE c.claim_id = o.claim_id
-                """,
-                *map(list, zip(*claim_rows, strict=True)),
-            )
-        if achievement_rows:
-            # The grant system's answer is the fact, whatever the row says now.
-            await connection.execute(
-                """
-                UPDATE achievements a
-                SET grant_state = o.state, grant_amount_pence = o.amount, grant_code = o.code,
-                    claimed_at = CASE WHEN o.state = 'claimed' THEN now() ELSE a.claimed_at END
-                FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[])
-                    AS o (achievement_id, state, amount, code)
-                WHERE a.achievement_id = o.achievement_id
-                """,
-                *map(list, zip(*achievement_rows, strict=True)),
+        recorded = await grant_states.record_claim_outcomes(connection, lease_token, rows)
+        if recorded.achievements_not_held:
+            # The withdrawal guard makes this impossible; if it happens, the grant system holds
+            # a claim the pipeline does not expect: reconcile by hand.
+            log.error(
+                "claim_answer_not_applied",
+                achievements=[str(a) for a in recorded.achievements_not_held],
             )
         await enqueue_many(connection, topics, events)
     return Recorded(**counts, lost_lease=len(outcomes) - len(owned))
-
-
-async def pending_count(pool: asyncpg.Pool) -> int:
-    count: int = await pool.fetchval("SELECT count(*) FROM grant_claims WHERE state = 'pending'")
-    return count

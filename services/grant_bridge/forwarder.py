@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from services.core.db import TRANSIENT_ERRORS, connection
 from services.core.events import Topics
 from services.core.logging import get_logger
 from services.grant_bridge.backoff import retry_delay_s
@@ -58,7 +59,7 @@ class Forwarder:
         while not stop.is_set():
             try:
                 handled = await self.forward_once()
-            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as error:
+            except TRANSIENT_ERRORS as error:
                 # Leases run out by themselves, so claims of a failed round are not stuck.
                 log.warning("forward_round_failed", error=type(error).__name__)
                 handled = 0
@@ -77,12 +78,15 @@ class Forwarder:
         settings = self._settings
         batching = settings.batching and not probing
         limit = 1 if probing else settings.batch_size if batching else self._single_lease_size()
-        lease = await lease_due(
-            self._pool,
-            limit=limit,
-            lease_s=settings.lease_s,
-            release_grace_s=settings.release_grace_s,
-        )
+        postgres = settings.common.postgres
+        # A connection per transaction: none is held while the requests are out.
+        async with connection(self._pool, postgres) as held:
+            lease = await lease_due(
+                held,
+                limit=limit,
+                lease_s=settings.lease_s,
+                release_grace_s=settings.release_grace_s,
+            )
         if lease.closed:
             log.info("withdrawn_claims_closed", count=lease.closed)
         if not lease.claims:
@@ -91,7 +95,8 @@ class Forwarder:
             outcomes = await self._send_batch(lease.claims)
         else:
             outcomes = await self._send_singles(lease.claims)
-        recorded = await record_outcomes(self._pool, self._topics, lease.token, outcomes)
+        async with connection(self._pool, postgres) as held:
+            recorded = await record_outcomes(held, self._topics, lease.token, outcomes)
         log.info(
             "claims_forwarded",
             leased=len(lease.claims),

@@ -34,8 +34,8 @@ class GrantBridgeSettings(BaseSettings):
 
     # How long a leased claim is reserved for one bridge; must outlive one request.
     lease_s: float = Field(default=60.0, gt=0)
-    # Claims are sent this long after `release_at`, so a withdrawal whose transaction started just
-    # before the window closed (its now() is its start time) has committed before the send.
+    # Claims are sent this long after `release_at`: a margin only. A withdrawal and the lease
+    # exclude each other by row locks and guards whatever it is (services/core/grant_states.py).
     release_grace_s: float = Field(default=2.0, ge=0)
 
     breaker_failure_threshold: int = Field(default=5, ge=1)

@@ -10,17 +10,24 @@ from typing import Any
 
 import asyncpg
 
+from services.core import grant_states
 from services.core.events import ClaimWithdrawn, Topics
 from services.core.outbox import enqueue
+from services.core.states import ACCEPTING, GrantState
 from services.upload_gateway.errors import ApiError, not_found
-from services.upload_gateway.uploads import ACCEPTED_STATUSES, get_upload, window_closed
+from services.upload_gateway.uploads import get_upload, window_closed
 
-GRANT_STATES = ("held", "not_eligible", "claimed", "refused", "withdrawn")
 # Deliberately no names, dates of birth or identifiers: this listing is about grant state.
 _COLUMNS = (
     "a.achievement_id, a.upload_id, a.row_number, a.course_code, a.achievement_date,"
-    " a.grant_eligible, a.grant_state, a.release_at, a.grant_code, a.grant_amount_pence,"
-    " a.claimed_at, a.withdrawn_at"
+    f" a.grant_eligible, a.grant_state, {grant_states.RELEASE_AT} AS release_at, a.grant_code,"
+    " a.grant_amount_pence, a.claimed_at, a.withdrawn_at"
+)
+# The validator writes an upload's achievements chunk by chunk; they exist for the ATO only
+# once the upload's outcome accepted them.
+_VISIBLE = (
+    "a.upload_id = $1 AND EXISTS (SELECT 1 FROM uploads u WHERE u.upload_id = a.upload_id"
+    " AND u.status = ANY($2::text[]))"
 )
 
 
@@ -70,13 +77,15 @@ async def list_achievements(
 ) -> tuple[list[Achievement], int]:
     """(one page in row order, how many the upload has)."""
     await get_upload(connection, ato_id, upload_id)  # 404 for a missing or foreign upload
+    accepting = sorted(ACCEPTING)
     total: int = await connection.fetchval(
-        "SELECT count(*) FROM achievements WHERE upload_id = $1", upload_id
+        f"SELECT count(*) FROM achievements a WHERE {_VISIBLE}", upload_id, accepting
     )
     rows = await connection.fetch(
-        f"SELECT {_COLUMNS} FROM achievements a WHERE a.upload_id = $1"
-        " ORDER BY a.row_number LIMIT $2 OFFSET $3",
+        f"SELECT {_COLUMNS} FROM achievements a WHERE {_VISIBLE}"
+        " ORDER BY a.row_number LIMIT $3 OFFSET $4",
         upload_id,
+        accepting,
         limit,
         offset,
     )
@@ -84,16 +93,18 @@ async def list_achievements(
 
 
 async def withdraw_achievement(
-    pool: asyncpg.Pool, topics: Topics, ato_id: str, achievement_id: uuid.UUID
+    connection: asyncpg.Connection, topics: Topics, ato_id: str, achievement_id: uuid.UUID
 ) -> Achievement:
     """Withdraws one achievement while it is still inside its amendment window.
 
-    The row lock taken first orders this against the grant bridge: whichever locks the row
-    first wins, and the loser sees the winner's committed state.
+    The row lock taken first orders this against the grant bridge's lease, which locks the same
+    row: whichever locks it first wins, and the loser sees the winner's committed state (the
+    lease passes over a row it cannot lock; the guarded update refuses a row whose claim a
+    lease took, `grant_states`).
     """
-    async with pool.acquire(timeout=10) as connection, connection.transaction():
+    async with connection.transaction():
         row = await connection.fetchrow(
-            f"SELECT {_COLUMNS}, u.status AS upload_status, a.release_at > now() AS in_window"
+            "SELECT a.upload_id, a.grant_state, u.status AS upload_status"
             " FROM achievements a JOIN uploads u USING (upload_id)"
             " WHERE a.achievement_id = $1 AND u.ato_id = $2 AND a.ato_id = $2"
             " FOR UPDATE OF a",
@@ -102,25 +113,20 @@ async def withdraw_achievement(
         )
         if row is None:
             raise not_found("achievement")
-        if row["grant_state"] == "withdrawn":
+        if row["grant_state"] == GrantState.WITHDRAWN:
             raise ApiError(409, "ALREADY_WITHDRAWN", "This achievement has already been withdrawn.")
-        if row["upload_status"] not in ACCEPTED_STATUSES:
+        if row["upload_status"] not in ACCEPTING:
             raise ApiError(
                 409, "UPLOAD_NOT_ACCEPTED", "The upload of this achievement was not accepted."
             )
-        if row["grant_state"] not in ("held", "not_eligible") or not row["in_window"]:
-            raise window_closed()
-        updated = await connection.fetchrow(
-            "UPDATE achievements a SET grant_state = 'withdrawn', withdrawn_at = now()"
-            " WHERE a.achievement_id = $1 AND a.grant_state IN ('held', 'not_eligible')"
-            f" AND a.release_at > now() RETURNING {_COLUMNS}",
-            achievement_id,
-        )
-        if updated is None:
+        if not await grant_states.withdraw_achievement(connection, achievement_id):
             raise window_closed()
         await enqueue(
             connection,
             topics,
             ClaimWithdrawn(achievement_id=achievement_id, upload_id=row["upload_id"]),
+        )
+        updated = await connection.fetchrow(
+            f"SELECT {_COLUMNS} FROM achievements a WHERE a.achievement_id = $1", achievement_id
         )
         return Achievement.from_row(updated)

@@ -1,12 +1,15 @@
-"""Every `web.AppKey` / `web.RequestKey` the gateway uses, declared in one place."""
+"""Every `web.AppKey` / `web.RequestKey` the gateway uses, declared in one place, and the one
+way a handler gets a database connection (`database`)."""
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
 import asyncpg
 from aiohttp import web
 
+from services.core.db import connection
 from services.core.events import Topics
 from services.core.storage import FolderStorage
 
@@ -27,3 +30,8 @@ RELAY: web.AppKey[OutboxRelay] = web.AppKey("relay")
 PUBLIC_ROUTES: web.AppKey[frozenset[str]] = web.AppKey("public_routes")
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
+
+
+def database(app: web.Application) -> AbstractAsyncContextManager[asyncpg.Connection]:
+    """A pooled connection, waited for at most the configured `db_acquire_timeout_s`."""
+    return connection(app[POOL], app[SETTINGS].common.postgres)

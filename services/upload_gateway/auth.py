@@ -8,7 +8,7 @@ import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from services.upload_gateway.appkeys import POOL, PRINCIPAL, PUBLIC_ROUTES
+from services.upload_gateway.appkeys import PRINCIPAL, PUBLIC_ROUTES, database
 from services.upload_gateway.errors import ApiError
 from services.upload_gateway.keys import owner_of_key
 
@@ -53,7 +53,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     key = bearer_key(request.headers.get("Authorization"))
     if key is None:
         raise _unauthorized()
-    async with request.app[POOL].acquire(timeout=10) as connection:
+    async with database(request.app) as connection:
         row = await owner_of_key(connection, key)
     if row is None:
         raise _unauthorized()

@@ -11,11 +11,11 @@ import traceback
 import uuid
 from collections.abc import Mapping
 
-import asyncpg
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from services.core.db import TRANSIENT_ERRORS
 from services.core.logging import get_logger
 
 log = get_logger()
@@ -97,12 +97,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             response = _from_http_exception(error)
         except asyncio.CancelledError:
             raise
-        except (
-            asyncpg.PostgresConnectionError,
-            asyncpg.InterfaceError,
-            ConnectionRefusedError,
-            TimeoutError,
-        ) as error:
+        except TRANSIENT_ERRORS as error:
             # A pool that cannot hand out a connection in time, or a database that went away.
             log.warning("dependency_unavailable", error=type(error).__name__, where=_where(error))
             response = json_error(

@@ -13,7 +13,7 @@ from services.core.scheme.scheme_document import scheme_document
 from services.core.scheme.scheme_document import template_csv as template_text
 from services.core.storage import FolderStorage
 from services.upload_gateway import achievements, issues, uploads
-from services.upload_gateway.appkeys import METRICS, POOL, SETTINGS, STORAGE, TOPICS
+from services.upload_gateway.appkeys import METRICS, SETTINGS, STORAGE, TOPICS, database
 from services.upload_gateway.auth import principal
 from services.upload_gateway.errors import ApiError, not_found
 from services.upload_gateway.intake import is_multipart, receive_multipart, receive_raw
@@ -71,17 +71,18 @@ async def create_upload(request: web.Request) -> web.Response:
             limit_bytes=settings.max_upload_bytes,
             chunk_bytes=settings.read_chunk_bytes,
         )
-        upload, created = await uploads.record_upload(
-            request.app[POOL],
-            request.app[TOPICS],
-            upload_id=upload_id,
-            ato_id=who.ato_id,
-            file_name=form.file_name,
-            policy=form.policy or who.default_policy,
-            stored=stored,
-            idempotency_key=idempotency_key,
-            terms_accepted_at=terms_accepted_at,
-        )
+        async with database(request.app) as connection:
+            upload, created = await uploads.record_upload(
+                connection,
+                request.app[TOPICS],
+                upload_id=upload_id,
+                ato_id=who.ato_id,
+                file_name=form.file_name,
+                policy=form.policy or who.default_policy,
+                stored=stored,
+                idempotency_key=idempotency_key,
+                terms_accepted_at=terms_accepted_at,
+            )
     except ApiError as error:
         storage.delete(storage_key)
         metrics.uploads.labels(error.code).inc()
@@ -115,7 +116,7 @@ async def list_uploads(request: web.Request) -> web.Response:
         raise ApiError(
             400, "INVALID_PARAMETER", f"status must be one of {', '.join(uploads.STATUSES)}."
         )
-    async with request.app[POOL].acquire(timeout=10) as connection:
+    async with database(request.app) as connection:
         page, next_cursor = await uploads.list_uploads(
             connection,
             who.ato_id,
@@ -132,7 +133,7 @@ async def list_uploads(request: web.Request) -> web.Response:
 async def get_upload(request: web.Request) -> web.Response:
     who = principal(request)
     upload_id = path_uuid(request, "upload_id", "upload")
-    async with request.app[POOL].acquire(timeout=10) as connection:
+    async with database(request.app) as connection:
         upload = await uploads.get_upload(connection, who.ato_id, upload_id)
     return web.json_response(upload.to_json())
 
@@ -152,7 +153,7 @@ async def upload_errors(request: web.Request) -> web.StreamResponse:
     as_csv = _wants_csv(request)
     limit = int_param(request, "limit", ISSUES_PAGE[0], 1, ISSUES_PAGE[1])
     offset = int_param(request, "offset", 0, 0, MAX_OFFSET)
-    async with request.app[POOL].acquire(timeout=10) as connection:
+    async with database(request.app) as connection:
         upload = await uploads.get_upload(connection, who.ato_id, upload_id)
         stored = await issues.count_stored(connection, upload_id)
         total = max(upload.issues_total, stored)
@@ -199,7 +200,7 @@ async def upload_achievements(request: web.Request) -> web.Response:
     upload_id = path_uuid(request, "upload_id", "upload")
     limit = int_param(request, "limit", ACHIEVEMENTS_PAGE[0], 1, ACHIEVEMENTS_PAGE[1])
     offset = int_param(request, "offset", 0, 0, MAX_OFFSET)
-    async with request.app[POOL].acquire(timeout=10) as connection:
+    async with database(request.app) as connection:
         items, total = await achievements.list_achievements(
             connection, who.ato_id, upload_id, limit=limit, offset=offset
         )
@@ -219,9 +220,10 @@ async def upload_achievements(request: web.Request) -> web.Response:
 async def withdraw_upload(request: web.Request) -> web.Response:
     who = principal(request)
     upload_id = path_uuid(request, "upload_id", "upload")
-    upload = await uploads.withdraw_upload(
-        request.app[POOL], request.app[TOPICS], who.ato_id, upload_id
-    )
+    async with database(request.app) as connection:
+        upload = await uploads.withdraw_upload(
+            connection, request.app[TOPICS], who.ato_id, upload_id
+        )
     log.info("upload_withdrawn", upload_id=str(upload_id))
     return web.json_response(upload.to_json())
 
@@ -229,9 +231,10 @@ async def withdraw_upload(request: web.Request) -> web.Response:
 async def withdraw_achievement(request: web.Request) -> web.Response:
     who = principal(request)
     achievement_id = path_uuid(request, "achievement_id", "achievement")
-    achievement = await achievements.withdraw_achievement(
-        request.app[POOL], request.app[TOPICS], who.ato_id, achievement_id
-    )
+    async with database(request.app) as connection:
+        achievement = await achievements.withdraw_achievement(
+            connection, request.app[TOPICS], who.ato_id, achievement_id
+        )
     log.info(
         "achievement_withdrawn",
         achievement_id=str(achievement_id),

@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from services.upload_gateway.appkeys import POOL, RELAY, SETTINGS
+from services.upload_gateway.appkeys import RELAY, SETTINGS, database
 from services.upload_gateway.relay import OutboxRelay
 
 
@@ -17,7 +17,7 @@ async def healthz(request: web.Request) -> web.Response:
 async def _database_ok(request: web.Request, timeout_s: float) -> bool:
     try:
         async with asyncio.timeout(timeout_s):
-            async with request.app[POOL].acquire() as connection:
+            async with database(request.app) as connection:
                 await connection.fetchval("SELECT 1")
     except Exception:
         return False

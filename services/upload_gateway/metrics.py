@@ -5,6 +5,7 @@ Labels are route templates, methods, statuses and codes only: never an id or a f
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from aiohttp import web
@@ -13,9 +14,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.exposition import generate_latest
 
 from services.core.logging import get_logger
-from services.upload_gateway.appkeys import METRICS, POOL
+from services.upload_gateway.appkeys import METRICS, database
 
 log = get_logger()
+_BACKLOG_READ_TIMEOUT_S = 2.0
 
 
 class GatewayMetrics:
@@ -89,7 +91,8 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 async def metrics_handler(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     try:
-        async with request.app[POOL].acquire(timeout=2) as connection:
+        # A scrape must not wait as long as a request would for a busy pool.
+        async with asyncio.timeout(_BACKLOG_READ_TIMEOUT_S), database(request.app) as connection:
             row = await connection.fetchrow(
                 "SELECT count(*) AS backlog,"
                 " coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest_s"

@@ -10,6 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
+from services.core.scheme.codes import Policy
+from services.core.states import GrantState, UploadState
 from services.upload_gateway.appkeys import PUBLIC_ROUTES, SETTINGS
 
 JSON = "application/json"
@@ -35,16 +37,9 @@ def _error(description: str) -> Schema:
 _STRING = {"type": "string"}
 _INT = {"type": "integer"}
 _TIME = {"type": "string", "format": "date-time"}
-_STATUSES = [
-    "received",
-    "validating",
-    "rejected",
-    "failed",
-    "partially_accepted",
-    "passed_with_warnings",
-    "passed",
-]
-_POLICY = {"type": "string", "enum": ["all_or_nothing", "valid_rows"]}
+_STATUSES = [state.value for state in UploadState]
+_GRANT_STATES = [state.value for state in GrantState]
+_POLICY = {"type": "string", "enum": [policy.value for policy in Policy]}
 
 SCHEMAS: dict[str, Schema] = {
     "Error": {
@@ -81,6 +76,7 @@ SCHEMAS: dict[str, Schema] = {
             "validation_started_at",
             "validated_at",
             "withdrawn_at",
+            "reference_version",
         ],
         "properties": {
             "upload_id": {"type": "string", "format": "uuid"},
@@ -91,7 +87,9 @@ SCHEMAS: dict[str, Schema] = {
             "status": {"type": "string", "enum": _STATUSES},
             "message": {
                 **_STRING,
-                "description": '"The data is valid" when the status is passed.',
+                "description": '"The data is valid" when the status is passed. When it is errored'
+                " (the pipeline could not finish; nothing accepted): upload again, and the"
+                " reference to quote to support.",
             },
             "encoding": _nullable({"type": "string"}),
             "rows_total": _INT,
@@ -107,6 +105,13 @@ SCHEMAS: dict[str, Schema] = {
             "validation_started_at": _nullable(_TIME),
             "validated_at": _nullable(_TIME),
             "withdrawn_at": _nullable(_TIME),
+            "reference_version": _nullable(
+                {
+                    **_INT,
+                    "description": "The version of the course catalogue and levy register"
+                    " every row was checked against (set once the upload is planned).",
+                }
+            ),
         },
     },
     "UploadPage": {
@@ -178,7 +183,7 @@ SCHEMAS: dict[str, Schema] = {
             "grant_eligible": {"type": "boolean"},
             "grant_state": {
                 "type": "string",
-                "enum": ["held", "not_eligible", "claimed", "refused", "withdrawn"],
+                "enum": _GRANT_STATES,
             },
             "release_at": {**_TIME, "description": "Held until: the amendment window's end."},
             "grant_code": _nullable(_STRING),

@@ -17,23 +17,21 @@ from typing import Any
 
 import asyncpg
 
+from services.core import grant_states
 from services.core.events import ClaimWithdrawn, Topics, UploadReceived, UploadWithdrawn
 from services.core.outbox import enqueue, enqueue_many
-from services.core.scheme.codes import UploadStatus
+from services.core.states import ACCEPTING, UploadState
 from services.core.storage import StoredFile
 from services.upload_gateway.errors import ApiError, not_found
 
-STATUSES = tuple(status.value for status in UploadStatus)
-ACCEPTED_STATUSES = frozenset(
-    {UploadStatus.PARTIALLY_ACCEPTED, UploadStatus.PASSED_WITH_WARNINGS, UploadStatus.PASSED}
-)
+STATUSES = tuple(state.value for state in UploadState)
 MAX_IDEMPOTENCY_KEY_CHARS = 255
 
 _COLUMNS = (
     "upload_id, file_name, size_bytes, sha256, policy, status, encoding, rows_total, rows_valid,"
     " rows_invalid, rows_warned, rows_processed, counts_by_code, file_error_code,"
     " file_error_message, received_at, upload_date, terms_accepted_at, validation_started_at,"
-    " validated_at, withdrawn_at"
+    " validated_at, withdrawn_at, reference_version"
 )
 
 
@@ -41,20 +39,34 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def status_message(status: str, rows_processed: int, file_error_message: str | None) -> str:
-    """The line the portal shows next to the upload (the portal flow's "the data is valid")."""
+def status_message(
+    status: str,
+    rows_processed: int,
+    file_error_message: str | None,
+    reference: str | None = None,
+) -> str:
+    """The line the portal shows next to the upload (the portal flow's "the data is valid").
+
+    `reference` is what an ATO quotes to support about an errored upload (its upload id)."""
     match status:
-        case "passed":
+        case UploadState.PASSED:
             return "The data is valid"
-        case "passed_with_warnings":
+        case UploadState.PASSED_WITH_WARNINGS:
             return "The data is valid, with warnings: see the error report."
-        case "partially_accepted":
+        case UploadState.PARTIALLY_ACCEPTED:
             return "Some rows have errors and were not accepted; the valid rows were accepted."
-        case "failed":
+        case UploadState.FAILED:
             return "Some rows have errors, so nothing was accepted: correct them and upload again."
-        case "rejected":
+        case UploadState.REJECTED:
             return file_error_message or "The file was refused."
-        case "validating":
+        case UploadState.ERRORED:
+            quoted = f" quoting reference {reference}" if reference else ""
+            return (
+                "The file could not be validated because of a problem on our side, not in the"
+                " file, so nothing was accepted. Please upload it again; if that fails too,"
+                f" contact support{quoted}."
+            )
+        case UploadState.VALIDATING:
             return f"Validating: {rows_processed} rows checked so far."
         case _:
             return "The file was received and is waiting to be validated."
@@ -83,6 +95,8 @@ class Upload:
     validation_started_at: datetime | None
     validated_at: datetime | None
     withdrawn_at: datetime | None
+    # The course catalogue and levy register version every row was checked against.
+    reference_version: int | None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Upload:
@@ -105,7 +119,9 @@ class Upload:
             "sha256": self.sha256,
             "policy": self.policy,
             "status": self.status,
-            "message": status_message(self.status, self.rows_processed, self.file_error_message),
+            "message": status_message(
+                self.status, self.rows_processed, self.file_error_message, str(self.upload_id)
+            ),
             "encoding": self.encoding,
             "rows_total": self.rows_total,
             "rows_valid": self.rows_valid,
@@ -120,6 +136,7 @@ class Upload:
             "validation_started_at": _iso(self.validation_started_at),
             "validated_at": _iso(self.validated_at),
             "withdrawn_at": _iso(self.withdrawn_at),
+            "reference_version": self.reference_version,
         }
 
 
@@ -137,7 +154,7 @@ def check_idempotency_key(value: str | None) -> str | None:
 
 
 async def record_upload(
-    pool: asyncpg.Pool,
+    connection: asyncpg.Connection,
     topics: Topics,
     *,
     upload_id: uuid.UUID,
@@ -154,7 +171,7 @@ async def record_upload(
     `(ato_id, idempotency_key)` constraint: the losers wait for the winner's commit, insert
     nothing, and read the winner.
     """
-    async with pool.acquire(timeout=10) as connection, connection.transaction():
+    async with connection.transaction():
         row = await connection.fetchrow(
             "INSERT INTO uploads (upload_id, ato_id, file_name, size_bytes, sha256, policy,"
             " storage_key, idempotency_key, terms_accepted_at, upload_date)"
@@ -267,39 +284,28 @@ async def list_uploads(
 
 
 async def withdraw_upload(
-    pool: asyncpg.Pool, topics: Topics, ato_id: str, upload_id: uuid.UUID
+    connection: asyncpg.Connection, topics: Topics, ato_id: str, upload_id: uuid.UUID
 ) -> Upload:
-    """Withdraws every achievement of an upload, or none: all must still be in the window.
+    """Withdraws every achievement of an upload, or none: all must still be withdrawable.
 
-    The upload row and its achievements are locked first, so the grant bridge (which claims
-    only rows past `release_at`, locking them `FOR UPDATE SKIP LOCKED`) cannot claim one
-    halfway through; the update itself re-checks the window by the database clock.
+    The upload row is locked first, then its achievements (`grant_states`): the grant bridge's
+    lease locks the same achievements with SKIP LOCKED, so it passes over them while this runs,
+    and a lease that got there first is seen by the guarded update, which then refuses (its
+    claims are on their way): either the withdrawal or the claim, never both.
     """
-    async with pool.acquire(timeout=10) as connection, connection.transaction():
+    async with connection.transaction():
         upload = await get_upload(connection, ato_id, upload_id, for_update=True)
         if upload.withdrawn_at is not None:
             raise ApiError(409, "ALREADY_WITHDRAWN", "This upload has already been withdrawn.")
-        if upload.status not in ACCEPTED_STATUSES:
+        if upload.status not in ACCEPTING:
             raise ApiError(
                 409,
                 "UPLOAD_NOT_ACCEPTED",
                 f"Only an accepted upload can be withdrawn; this one is '{upload.status}'.",
             )
-        closed = await connection.fetchval(
-            "SELECT count(*) FROM (SELECT grant_state, release_at FROM achievements"
-            " WHERE upload_id = $1 ORDER BY achievement_id FOR UPDATE) AS locked"
-            " WHERE grant_state IN ('claimed', 'refused')"
-            " OR (grant_state IN ('held', 'not_eligible') AND release_at <= now())",
-            upload_id,
-        )
-        if closed:
+        withdrawal = await grant_states.withdraw_upload_achievements(connection, upload_id)
+        if withdrawal.blocked:
             raise window_closed()
-        withdrawn = await connection.fetch(
-            "UPDATE achievements SET grant_state = 'withdrawn', withdrawn_at = now()"
-            " WHERE upload_id = $1 AND grant_state IN ('held', 'not_eligible')"
-            " AND release_at > now() RETURNING achievement_id",
-            upload_id,
-        )
         row = await connection.fetchrow(
             f"UPDATE uploads SET withdrawn_at = now() WHERE upload_id = $1 RETURNING {_COLUMNS}",
             upload_id,
@@ -310,11 +316,13 @@ async def withdraw_upload(
             topics,
             [
                 *(
-                    ClaimWithdrawn(achievement_id=r["achievement_id"], upload_id=upload_id)
-                    for r in withdrawn
+                    ClaimWithdrawn(achievement_id=achievement_id, upload_id=upload_id)
+                    for achievement_id in withdrawal.withdrawn
                 ),
                 UploadWithdrawn(
-                    upload_id=upload_id, ato_id=ato_id, achievements_withdrawn=len(withdrawn)
+                    upload_id=upload_id,
+                    ato_id=ato_id,
+                    achievements_withdrawn=len(withdrawal.withdrawn),
                 ),
             ],
         )

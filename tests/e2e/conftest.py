@@ -20,10 +20,11 @@ import asyncpg
 import pytest
 
 from services.core.settings import KafkaSettings
+from services.core.states import FINAL
 from services.upload_gateway.keys import create_ato
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FINAL_STATUSES = {"rejected", "failed", "partially_accepted", "passed_with_warnings", "passed"}
+FINAL_STATUSES = {state.value for state in FINAL}
 
 
 def free_port() -> int:

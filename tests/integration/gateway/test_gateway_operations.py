@@ -17,10 +17,11 @@ from gateway_helpers import (
     drop_database,
     gateway_settings_for,
 )
+from pydantic import SecretStr
 
-from services.core.settings import KafkaSettings
+from services.core.settings import KafkaSettings, PostgresSettings
 from services.upload_gateway.app import create_app
-from services.upload_gateway.appkeys import PUBLIC_ROUTES
+from services.upload_gateway.appkeys import POOL, PUBLIC_ROUTES
 from services.upload_gateway.keys import NewKey
 
 
@@ -63,6 +64,26 @@ async def test_readyz_is_503_json_when_kafka_is_unreachable(make_client: ClientF
     assert body == {"status": "not_ready", "checks": {"database": "ok", "kafka": "unavailable"}}
     # The gateway keeps serving: uploads only need PostgreSQL (the outbox holds the events).
     assert (await client.get("/healthz")).status == 200
+
+
+async def test_a_request_that_cannot_get_a_connection_in_time_is_503_json(
+    make_client: ClientFactory, ato: NewKey, database_url: str, storage_root: Path
+) -> None:
+    """The configured acquire timeout bounds the wait for a busy pool; the timeout is one of the
+    transient errors, answered 503 like a database that went away."""
+    settings = gateway_settings_for(database_url, storage_root)
+    settings.common.postgres = PostgresSettings(
+        database_url=SecretStr(database_url),
+        db_pool_min_size=1,
+        db_pool_max_size=1,
+        db_acquire_timeout_s=0.2,
+    )
+    client = await make_client(create_app(settings))
+    async with client.app[POOL].acquire():  # the pool's only connection, busy
+        response = await client.get("/v1/uploads", headers=bearer(ato))
+    assert response.status == 503
+    assert (await response.json())["code"] == "SERVICE_UNAVAILABLE"
+    assert (await client.get("/v1/uploads", headers=bearer(ato))).status == 200
 
 
 async def test_readyz_is_503_when_the_database_goes_away(client: Client, database_url: str) -> None:

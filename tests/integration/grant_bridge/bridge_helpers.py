@@ -22,6 +22,7 @@ from aiohttp.test_utils import TestServer
 from services.core.events import AcceptedAchievement, AchievementsAccepted, Topics, encode_event
 from services.core.kafka import make_producer
 from services.core.settings import CommonSettings, KafkaSettings, PostgresSettings
+from services.core.states import UploadState
 from services.grant_bridge.forwarder import Forwarder
 from services.grant_bridge.grant_client import GrantClient, new_session
 from services.grant_bridge.settings import GrantBridgeSettings
@@ -162,10 +163,10 @@ async def seed_upload(
         await connection.execute(
             "INSERT INTO uploads (upload_id, ato_id, file_name, size_bytes, sha256, policy,"
             " storage_key, terms_accepted_at, upload_date, status)"
-            " VALUES ($1, $2, 'a.csv', 1, 'x', 'valid_rows', 'k', now(), current_date,"
-            " 'validated')",
+            " VALUES ($1, $2, 'a.csv', 1, 'x', 'valid_rows', 'k', now(), current_date, $3)",
             upload_id,
             ato_id,
+            UploadState.PASSED,
         )
         kinds = (
             [("released", True, "held", -60.0)] * released

@@ -415,7 +415,8 @@ async def test_claims_leased_by_a_crashed_bridge_are_sent_once_its_lease_runs_ou
     async with Bridge(settings, pool, topics, forwarders=0).running():
         await wait_until(lambda: pending_is(pool, 5), what="claims recorded")
     # A bridge leases the claims and dies before sending or recording anything.
-    lease = await lease_due(pool, limit=10, lease_s=1.0, release_grace_s=0.0)
+    async with pool.acquire() as connection:
+        lease = await lease_due(connection, limit=10, lease_s=1.0, release_grace_s=0.0)
     assert len(lease.claims) == 5
 
     async with Bridge(settings, pool, topics, forwarders=1).running(consume=False) as bridge:

@@ -23,6 +23,7 @@ PURE_MODULES = [
     *SCHEME_MODULES,
     "services.core.events",
     "services.core.masking",
+    "services.core.states",
     "services.grant_bridge.circuit_breaker",
     "services.grant_bridge.backoff",
     "services.validator.offline_check",

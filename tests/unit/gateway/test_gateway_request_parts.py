@@ -117,6 +117,7 @@ def make_upload(**changes: object) -> Upload:
         "validation_started_at": None,
         "validated_at": None,
         "withdrawn_at": None,
+        "reference_version": 1,
         **changes,
     }
     return Upload(**values)  # type: ignore[arg-type]
@@ -135,8 +136,15 @@ def test_only_a_passed_upload_says_the_data_is_valid() -> None:
     assert status_message("passed", 0, None) == "The data is valid"
     assert status_message("rejected", 0, "Header missing.") == "Header missing."
     assert "12" in status_message("validating", 12, None)
-    for status in ("received", "failed", "partially_accepted", "passed_with_warnings"):
+    for status in ("received", "failed", "partially_accepted", "passed_with_warnings", "errored"):
         assert status_message(status, 0, None) != "The data is valid"
+
+
+def test_an_errored_upload_asks_for_it_again_and_gives_a_reference() -> None:
+    message = status_message("errored", 40, None, "9b1e0c2a")
+    assert "upload it again" in message
+    assert "not in the file" in message
+    assert "reference 9b1e0c2a" in message
 
 
 def test_the_upload_json_lists_file_errors_and_the_issue_total() -> None:
