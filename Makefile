@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STACK := deploy/local/stack.sh
 
-.PHONY: run test up down infra status venv lint typecheck bench clean
+.PHONY: run test test-tier2 up down infra status venv lint typecheck bench clean
 
 PYTHON311 := $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
 
@@ -25,10 +25,17 @@ run: venv
 	@$(STACK) up
 	@$(PY) -m services.demo
 
-## the whole test suite against the real local stack
+## lint, types, then the whole test suite against the real local stack (the tier2 tests aside)
 test: venv
+	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	@$(VENV)/bin/mypy services
 	@$(STACK) infra
-	@$(VENV)/bin/pytest -q
+	@$(VENV)/bin/pytest -q -m "not tier2"
+
+## slow fault, fuzz and scale tests (CI runs them after `make test`); exit 5 means none collected
+test-tier2: venv
+	@$(STACK) infra
+	@$(VENV)/bin/pytest -q -m tier2 || [ $$? -eq 5 ]
 
 ## the stack plus the services, in the background, restarted if they crash
 up: venv
@@ -49,8 +56,11 @@ lint: venv
 typecheck: venv
 	@$(VENV)/bin/mypy services
 
+## benchmarks that print figures (bench_scale also runs the offline check and the record
+## scanner); writes bench/results/latest.json and docs/performance.md
 bench: venv
-	@$(PY) bench/bench_offline_check.py
+	@$(STACK) infra
+	@$(PY) bench/bench_scale.py
 
 clean: down
 	rm -rf .local

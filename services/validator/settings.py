@@ -13,7 +13,19 @@ class ValidatorSettings(BaseSettings):
 
     worker_name: str = "validator"
     group_id: str = "validator"
-    batch_rows: int = 5_000
+    # A chunk task: at most this many bytes and records. Small enough that a 20-row upload
+    # never waits long behind another ATO's chunk, large enough that a chunk's fixed costs
+    # (a lease, a transaction, three COPYs) stay a small part of its time.
+    chunk_bytes: int = 4 * 1024 * 1024
+    chunk_rows: int = 20_000
+    # A chunk leased longer than this (its worker died or stalled) is taken by another worker.
+    chunk_lease_s: float = 60.0
+    # A chunk that failed this often (not an outage: a bug or a poisonous record) ends its
+    # upload as `errored`, so it never blocks the queue.
+    chunk_max_attempts: int = 3
+    # Chunk workers per process: the work is CPU-bound, so one per core a process has.
+    chunk_workers: int = 1
+    idle_poll_s: float = 0.2
     # Stored issues per upload for the error report; counts per code stay exact beyond it.
     max_stored_issues: int = 10_000
     max_rows: int = 1_000_000
@@ -21,7 +33,8 @@ class ValidatorSettings(BaseSettings):
     progress_interval_s: float = 1.0
     accepted_event_chunk: int = 1_000
     run_outbox_relay: bool = True
-    # An upload whose validation raises this often is dead-lettered (a bug, not an outage).
+    # An upload whose planning raises this often is `errored` and dead-lettered (a bug, not
+    # an outage).
     max_attempts: int = 3
     retry_delay_s: float = 1.0
     common: CommonSettings = Field(default_factory=CommonSettings)

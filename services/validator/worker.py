@@ -1,116 +1,69 @@
-"""The validator's consumer loop: one upload at a time per partition, offsets committed after.
+"""The validator's Kafka side: each `upload.received` is planned into chunk tasks.
 
-Kafka's group protocol spreads partitions (and so uploads) over the workers; an upload whose
-worker dies is redelivered to the next owner of its partition, which resumes from the rows
-already stored.
+Planning is short (byte-speed passes in a worker thread), so a record never holds its
+partition for long; the shared consumer loop (`services.core.consumer`) commits the offset once
+the plan (or the outcome, for a refused file) is durable. An outage is retried without a
+restart; an upload whose planning keeps failing for another reason ends `errored` and is
+dead-lettered, so the partition keeps moving.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 import asyncpg
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError
+from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 
+from services.core.consumer import DONE, Handled, RetryLater, Unusable
 from services.core.events import Topics, UploadReceived, parse_event
-from services.core.kafka import send_dead_letter
 from services.core.logging import get_logger
-from services.core.reference_store import ReferenceCache
 from services.core.storage import FolderStorage
-from services.validator.pipeline import UploadValidation
+from services.validator import upload_outcome
+from services.validator.chunk_worker import INFRASTRUCTURE_ERRORS
+from services.validator.planner import plan_upload
 from services.validator.settings import ValidatorSettings
 
 log = get_logger()
-
-# Failures of what the validator depends on, rather than of the upload being validated.
-INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    OSError,
-    TimeoutError,
-)
+DEAD_LETTER_STAGE = "validator.plan"
 
 
-class ValidatorWorker:
-    def __init__(
-        self,
-        settings: ValidatorSettings,
-        pool: asyncpg.Pool,
-        consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
-    ) -> None:
+class UploadPlanner:
+    """The handler of `achievements.uploads.v1` records."""
+
+    def __init__(self, settings: ValidatorSettings, pool: asyncpg.Pool) -> None:
         self.settings = settings
         self.pool = pool
-        self.consumer = consumer
-        self.producer = producer
         self.topics = Topics(settings.common.kafka.topic_prefix)
         self.storage = FolderStorage(settings.common.storage.root)
-        self.reference = ReferenceCache(pool)
+        # Failed attempts per upload in this process (an outage does not count).
+        self._failures: dict[str, int] = {}
 
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            batches = await self.consumer.getmany(timeout_ms=500, max_records=1)
-            for partition, records in batches.items():
-                for record in records:
-                    await self.handle(record)
-                    await self._commit(partition, record.offset + 1)
-
-    async def handle(self, record: ConsumerRecord) -> None:
+    async def handle(self, record: ConsumerRecord) -> Handled:
         try:
             event = parse_event(record.value)
         except (ValidationError, ValueError) as error:
-            log.warning("message_dead_lettered", topic=record.topic, offset=record.offset)
-            await send_dead_letter(
-                self.producer, self.topics, record, stage="validator", error=type(error).__name__
-            )
-            return
+            return Unusable(type(error).__name__)
         if not isinstance(event, UploadReceived):
-            return  # withdrawals need nothing from the validator
+            return DONE  # withdrawals need nothing from the validator
         structlog.contextvars.bind_contextvars(upload_id=str(event.upload_id))
+        key = str(event.upload_id)
         try:
-            await self._validate(event, record)
-        finally:
-            structlog.contextvars.unbind_contextvars("upload_id")
-
-    async def _validate(self, event: UploadReceived, record: ConsumerRecord) -> None:
-        """Retries an upload whose validation fails a few times, then dead-letters it so the
-        uploads behind it on the partition keep moving. A database or storage outage is not the
-        upload's fault: it propagates, the process restarts, and Kafka delivers the upload again.
-        """
-        attempts = self.settings.max_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                await UploadValidation(
-                    upload_id=event.upload_id,
-                    pool=self.pool,
-                    storage=self.storage,
-                    reference=await self.reference.current(),
-                    settings=self.settings,
-                    topics=self.topics,
-                ).run()
-                return
-            except INFRASTRUCTURE_ERRORS:
-                raise
-            except Exception as error:
-                log.error("upload_validation_failed", attempt=attempt, error=type(error).__name__)
-                if attempt == attempts:
-                    await send_dead_letter(
-                        self.producer,
-                        self.topics,
-                        record,
-                        stage="validator",
-                        error=type(error).__name__,
-                    )
-                    log.error("upload_dead_lettered", attempts=attempts)
-                    return
-                await asyncio.sleep(self.settings.retry_delay_s * attempt)
-
-    async def _commit(self, partition: TopicPartition, offset: int) -> None:
-        # After a rebalance the record comes again to the new owner; the effect is idempotent.
-        with contextlib.suppress(CommitFailedError):
-            await self.consumer.commit({partition: offset})
+            await plan_upload(self.pool, self.storage, self.settings, self.topics, event.upload_id)
+        except INFRASTRUCTURE_ERRORS as error:
+            log.warning("upload_planning_waiting", error=type(error).__name__)
+            return RetryLater(type(error).__name__)
+        except Exception as error:
+            failures = self._failures[key] = self._failures.get(key, 0) + 1
+            log.error("upload_planning_failed", attempt=failures, error=type(error).__name__)
+            if failures < self.settings.max_attempts:
+                return RetryLater(type(error).__name__, self.settings.retry_delay_s * failures)
+            del self._failures[key]
+            async with self.pool.acquire(
+                timeout=self.settings.common.postgres.db_acquire_timeout_s
+            ) as connection:
+                await upload_outcome.error_out(
+                    connection, self.topics, event.upload_id, reason="planning_failed"
+                )
+            return Unusable(type(error).__name__)
+        self._failures.pop(key, None)
+        return DONE

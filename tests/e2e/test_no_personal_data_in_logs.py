@@ -75,7 +75,15 @@ PERSONAL_VALUES = [
 # (shared/spec/events.md); it stays in PostgreSQL and the HTTP API.
 FILE_NAME = "june-achievements.csv"
 # Lines a validator writes about itself rather than about an upload.
-VALIDATOR_PROCESS_EVENTS = {"validator_started", "validator_stopped", "kafka_connected"}
+# Lines about the process, its partitions and outbox slots rather than about one upload.
+VALIDATOR_PROCESS_EVENTS = {
+    "validator_started",
+    "validator_stopped",
+    "kafka_connected",
+    "partitions_assigned",
+    "partitions_revoked",
+    "outbox_slots_taken",
+}
 
 
 def csv_body() -> bytes:

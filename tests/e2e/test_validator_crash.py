@@ -1,9 +1,11 @@
-"""A validator killed with SIGKILL mid-file: the next owner of the partition finishes the upload
-with exactly one result per row and the counts of an uninterrupted run."""
+"""Validators killed with SIGKILL at random points of a file: the chunks their leases held are
+taken again by the restarted workers, and the upload ends with exactly one achievement per valid
+row and the counts of the offline check."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -19,7 +21,8 @@ HEADER = (
     "ProviderReference,CourseCode,AchievementDate,LearnerForename,LearnerSurname,DateOfBirth,"
     "ULN,NINumber,CITBIndividualId,EmployerLevyNumber,Notes"
 )
-ROWS = 120_000
+ROWS = 200_000
+KILLS = 5
 
 
 def valid_uln(n: int) -> str:
@@ -61,40 +64,55 @@ async def test_killed_validators_leave_one_result_per_row_and_the_uninterrupted_
     path = tmp_path / "big.csv"
     write_file(path, today)
     expected = check_file(path, today=today, policy=Policy.VALID_ROWS)
-    pipeline: Pipeline = await make_pipeline(bridges=0, VALIDATOR_BATCH_ROWS="2000")
+    # Small chunks and short leases: many chunks in flight at each kill, freed again quickly.
+    pipeline: Pipeline = await make_pipeline(
+        bridges=0, VALIDATOR_CHUNK_ROWS="5000", VALIDATOR_CHUNK_LEASE_S="3"
+    )
     _, api_key = await pipeline.create_ato()
 
     accepted = await pipeline.upload(path.read_bytes(), api_key, policy="valid_rows")
     upload_id = accepted["upload_id"]
+    chooser = random.Random(20261129)  # random points, the same ones on every run
+    thresholds = sorted(chooser.randrange(ROWS // 20, ROWS * 9 // 10) for _ in range(KILLS))
     kills = 0
-    for threshold in (ROWS // 5, ROWS // 2):
+    for threshold in thresholds:
         # Polls another process's progress; there is nothing to await in this one.
         while (await progress(pipeline.database_url, upload_id))[1] < threshold:
-            await asyncio.sleep(0.05)
-        # Whichever validator owns the partition dies; both are restarted, as a supervisor would.
-        for name in ("validator-1", "validator-2"):
+            await asyncio.sleep(0.02)
+        # A validator dies (both, every other time); it is restarted, as a supervisor would.
+        victims = ("validator-1", "validator-2") if kills % 2 else (f"validator-{1 + kills % 2}",)
+        for name in victims:
             pipeline.services[name].kill()
         assert (await progress(pipeline.database_url, upload_id))[0] == "validating"
-        for name in ("validator-1", "validator-2"):
+        for name in victims:
             pipeline.services[name].start()
         kills += 1
     upload = await pipeline.wait_final(upload_id, api_key, timeout_s=300)
 
-    assert kills == 2
+    assert kills == KILLS
     assert upload["status"] == str(expected.status) == "partially_accepted"
     for field in ("rows_total", "rows_valid", "rows_invalid", "rows_warned"):
         assert upload[field] == getattr(expected, field), field
     connection = await asyncpg.connect(pipeline.database_url)
     try:
-        results = await connection.fetchrow(
+        achievements = await connection.fetchrow(
             "SELECT count(*) AS n, count(DISTINCT row_number) AS distinct_rows"
-            " FROM row_results WHERE upload_id = $1",
+            " FROM achievements WHERE upload_id = $1",
             upload_id,
         )
-        achievements = await connection.fetchval(
-            "SELECT count(*) FROM achievements WHERE upload_id = $1", upload_id
+        outcome_events = await connection.fetchval(
+            "SELECT count(*) FROM outbox WHERE payload->>'event_type' = 'upload.validated'"
+            " AND payload->>'upload_id' = $1",
+            upload_id,
+        )
+        announced = await connection.fetchval(
+            "SELECT coalesce(sum(jsonb_array_length(payload->'achievements')), 0) FROM outbox"
+            " WHERE payload->>'event_type' = 'achievements.accepted'"
+            " AND payload->>'upload_id' = $1",
+            upload_id,
         )
     finally:
         await connection.close()
-    assert results["n"] == results["distinct_rows"] == ROWS
-    assert achievements == expected.rows_valid
+    assert achievements["n"] == achievements["distinct_rows"] == expected.rows_valid
+    assert outcome_events == 1
+    assert announced == expected.rows_valid

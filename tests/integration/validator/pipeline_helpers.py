@@ -15,7 +15,8 @@ from services.core.reference_store import ReferenceCache
 from services.core.settings import CommonSettings, StorageSettings
 from services.core.storage import FolderStorage
 from services.upload_gateway.keys import create_ato
-from services.validator.pipeline import UploadValidation
+from services.validator.chunk_worker import ChunkWorker
+from services.validator.planner import plan_upload
 from services.validator.settings import ValidatorSettings
 
 UPLOAD_DATE = date(2026, 11, 20)
@@ -60,19 +61,15 @@ async def validate_stored(
 async def revalidate(
     pool: asyncpg.Pool, storage_root: Path, upload_id: uuid.UUID, **settings: Any
 ) -> dict[str, Any]:
-    """Runs (or resumes) the validation of a stored upload; returns the upload row and issues."""
+    """Plans a stored upload (as a validator does with its `upload.received`), then works its
+    chunks and outcome until nothing is left; returns the upload row and its issues."""
     storage = FolderStorage(storage_root)
     validator_settings = ValidatorSettings(
         common=CommonSettings(storage=StorageSettings(root=storage_root)), **settings
     )
-    await UploadValidation(
-        upload_id=upload_id,
-        pool=pool,
-        storage=storage,
-        reference=await ReferenceCache(pool).current(),
-        settings=validator_settings,
-        topics=Topics("unused."),
-    ).run()
+    topics = Topics("unused.")
+    await plan_upload(pool, storage, validator_settings, topics, upload_id)
+    await ChunkWorker(validator_settings, pool, topics, ReferenceCache(pool)).run_until_idle()
     async with pool.acquire() as connection:
         row = await connection.fetchrow("SELECT * FROM uploads WHERE upload_id = $1", upload_id)
         issues = await connection.fetch(

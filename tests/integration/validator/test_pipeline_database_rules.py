@@ -11,7 +11,7 @@ import pytest
 from pipeline_helpers import revalidate, validate_stored
 
 from services.core.reference_store import ReferenceCache, load_into_database
-from services.validator import results_store
+from services.validator import chunk_queue
 
 HEADER = (
     "ProviderReference,CourseCode,AchievementDate,LearnerForename,LearnerSurname,DateOfBirth,"
@@ -107,62 +107,75 @@ async def test_stored_issues_are_capped_while_counts_stay_exact(
     assert upload["rows_invalid"] == 12
 
 
-async def test_a_validation_interrupted_between_batches_resumes_with_one_result_per_row(
+async def test_a_validation_interrupted_between_chunks_resumes_with_one_result_per_row(
     pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     rows = [row(VALID_ULNS[i % 5], day=f"{1 + i % 19}/11/2026") for i in range(40)]
     rows[7] = row("9999999999")
     content = csv_file(*rows)
-    reference = await validate_stored(pool, tmp_path / "a", content, batch_rows=6)
+    reference = await validate_stored(
+        pool, tmp_path / "a", content, policy="valid_rows", chunk_rows=6
+    )
 
-    real_store_batch = results_store.store_batch
+    real_complete = chunk_queue.complete
     calls = 0
 
-    async def crash_on_third_batch(*args: Any, **kwargs: Any) -> None:
+    async def crash_on_third_chunk(*args: Any, **kwargs: Any) -> Any:
         nonlocal calls
         calls += 1
         if calls == 3:
             raise ConnectionResetError("worker died")
-        await real_store_batch(*args, **kwargs)
+        return await real_complete(*args, **kwargs)
 
-    monkeypatch.setattr(results_store, "store_batch", crash_on_third_batch)
+    monkeypatch.setattr(chunk_queue, "complete", crash_on_third_chunk)
+    # A lease of 0 s: the dead worker's chunk is free again at once.
     with pytest.raises(ConnectionResetError):
-        await validate_stored(pool, tmp_path / "b", content, batch_rows=6)
+        await validate_stored(
+            pool, tmp_path / "b", content, policy="valid_rows", chunk_rows=6, chunk_lease_s=0
+        )
     async with pool.acquire() as connection:
         upload_id = await connection.fetchval(
             "SELECT upload_id FROM uploads WHERE status = 'validating'"
         )
-        stored = await connection.fetchval(
-            "SELECT count(*) FROM row_results WHERE upload_id = $1", upload_id
+        done = await connection.fetchval(
+            "SELECT count(*) FROM validation_chunks WHERE upload_id = $1 AND state = 'done'",
+            upload_id,
         )
-    assert stored == 12  # two whole batches survived the crash
-    monkeypatch.setattr(results_store, "store_batch", real_store_batch)
+    assert done == 2  # two whole chunks survived the crash
+    monkeypatch.setattr(chunk_queue, "complete", real_complete)
 
-    resumed = await revalidate(pool, tmp_path / "b", upload_id, batch_rows=6)
+    resumed = await revalidate(pool, tmp_path / "b", upload_id, chunk_rows=6, chunk_lease_s=0)
     for field in ("status", "rows_total", "rows_valid", "rows_invalid", "rows_warned"):
         assert resumed[field] == reference[field], field
     assert resumed["counts_by_code"] == reference["counts_by_code"]
+    assert resumed["issues"] == reference["issues"]
     async with pool.acquire() as connection:
         per_row = await connection.fetch(
-            "SELECT row_number, count(*) AS n FROM row_results WHERE upload_id = $1"
+            "SELECT row_number, count(*) AS n FROM achievements WHERE upload_id = $1"
             " GROUP BY row_number",
             upload_id,
         )
-    assert len(per_row) == 40
+    assert resumed["rows_valid"] == 39
+    assert len(per_row) == 39
     assert {r["n"] for r in per_row} == {1}
 
 
-async def test_no_row_payload_stays_behind_once_the_outcome_is_decided(
+async def test_nothing_of_the_rows_stays_behind_but_the_outcome(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     upload = await validate_stored(pool, tmp_path, csv_file(row(VALID_ULNS[0]), row("12345")))
     async with pool.acquire() as connection:
-        leftovers = await connection.fetchval(
-            "SELECT count(*) FROM row_payloads WHERE upload_id = $1",
-            upload["upload_id"],
+        keys = await connection.fetchval(
+            "SELECT count(*) FROM row_keys WHERE upload_id = $1", upload["upload_id"]
         )
-    assert upload["rows_total"] == 2
-    assert leftovers == 0
+        chunks = await connection.fetchval(
+            "SELECT count(*) FROM validation_chunks WHERE upload_id = $1", upload["upload_id"]
+        )
+        achievements = await connection.fetchval(
+            "SELECT count(*) FROM achievements WHERE upload_id = $1", upload["upload_id"]
+        )
+    assert (upload["status"], upload["rows_total"]) == ("failed", 2)
+    assert (keys, chunks, achievements) == (0, 0, 0)
 
 
 async def test_duplicates_beyond_the_issue_cap_still_count(
@@ -172,12 +185,13 @@ async def test_duplicates_beyond_the_issue_cap_still_count(
     upload = await validate_stored(pool, tmp_path, csv_file(*rows), max_stored_issues=5)
 
     assert upload["counts_by_code"] == {"DUP_01": 11, "ULN_01": 1}
+    # The report keeps the first issues by row, whichever rule found them.
     assert [(i["row"], i["code"]) for i in upload["issues"]] == [
         (3, "DUP_01"),
         (4, "DUP_01"),
         (5, "DUP_01"),
         (6, "DUP_01"),
-        (14, "ULN_01"),
+        (7, "DUP_01"),
     ]
 
 

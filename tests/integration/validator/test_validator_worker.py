@@ -1,130 +1,127 @@
-"""The worker's handling of what it cannot validate: a poison message or an upload whose
-validation keeps failing goes to the dead-letter topic; an outage propagates instead."""
+"""The planner's answers to the shared consumer loop: a poison message is unusable (dead-lettered
+by the loop), an upload whose planning keeps failing ends `errored` and is unusable, and an
+outage is retried later, never dead-lettered."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from datetime import date
+from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+from aiokafka import ConsumerRecord
 
-from services.core.events import Topics, UploadReceived, encode_event
-from services.core.kafka import make_consumer, make_producer
-from services.core.settings import CommonSettings, KafkaSettings
-from services.validator.pipeline import UploadValidation
+from services.core.consumer import DONE, RetryLater, Unusable
+from services.core.events import UploadReceived, encode_event
+from services.core.settings import CommonSettings, StorageSettings
+from services.upload_gateway.keys import create_ato
+from services.validator import worker as worker_module
 from services.validator.settings import ValidatorSettings
-from services.validator.worker import ValidatorWorker
+from services.validator.worker import UploadPlanner
 
 
-@pytest.fixture
-async def producer(kafka_settings: KafkaSettings) -> AsyncIterator[AIOKafkaProducer]:
-    producer = make_producer(kafka_settings, "test")
-    await producer.start()
-    yield producer
-    await producer.stop()
-
-
-async def first_record(kafka_settings: KafkaSettings, topic: str) -> ConsumerRecord:
-    consumer: AIOKafkaConsumer = make_consumer(
-        kafka_settings, topic, group_id=f"reader-{uuid.uuid4()}", client_id="test"
-    )
-    await consumer.start()
-    try:
-        async with asyncio.timeout(20):
-            while True:
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    return records[0]
-    finally:
-        await consumer.stop()
-
-
-def worker(
-    pool: asyncpg.Pool, producer: AIOKafkaProducer, kafka_settings: KafkaSettings
-) -> ValidatorWorker:
+def planner(pool: asyncpg.Pool, root: Path) -> UploadPlanner:
     settings = ValidatorSettings(
-        common=CommonSettings(kafka=kafka_settings), max_attempts=2, retry_delay_s=0
+        common=CommonSettings(storage=StorageSettings(root=root)), max_attempts=2, retry_delay_s=0
     )
-    return ValidatorWorker(settings, pool, consumer=None, producer=producer)  # type: ignore[arg-type]
+    return UploadPlanner(settings, pool)
 
 
-def upload_received() -> UploadReceived:
+def record(value: bytes) -> ConsumerRecord:
+    return ConsumerRecord(
+        topic="t.achievements.uploads.v1",
+        partition=0,
+        offset=7,
+        timestamp=0,
+        timestamp_type=0,
+        key=b"k",
+        value=value,
+        checksum=None,
+        serialized_key_size=1,
+        serialized_value_size=len(value),
+        headers=(),
+    )
+
+
+async def stored_upload(pool: asyncpg.Pool) -> UploadReceived:
+    upload_id = uuid.uuid4()
+    async with pool.acquire() as connection:
+        ato_id = (await create_ato(connection, "Planner ATO")).ato_id
+        await connection.execute(
+            "INSERT INTO uploads (upload_id, ato_id, file_name, size_bytes, sha256, policy,"
+            " storage_key, terms_accepted_at, upload_date)"
+            " VALUES ($1, $2, 'f.csv', 1, $3, 'all_or_nothing', $4, $5, $6)",
+            upload_id,
+            ato_id,
+            "0" * 64,
+            f"uploads/{upload_id}.csv",
+            datetime.now(UTC),
+            date(2026, 11, 20),
+        )
     return UploadReceived(
-        upload_id=uuid.uuid4(),
-        ato_id="ATO-1",
-        file_name="f.csv",
+        upload_id=upload_id,
+        ato_id=ato_id,
         size_bytes=1,
         sha256="0" * 64,
         policy="all_or_nothing",
-        storage_key="uploads/x.csv",
+        storage_key=f"uploads/{upload_id}.csv",
         upload_date=date(2026, 11, 20),
     )
 
 
-async def test_an_upload_that_keeps_failing_is_dead_lettered_with_its_context(
-    pool: asyncpg.Pool,
-    producer: AIOKafkaProducer,
-    kafka_settings: KafkaSettings,
-    topics: Topics,
-    monkeypatch: pytest.MonkeyPatch,
+async def test_an_upload_whose_planning_keeps_failing_ends_errored_and_unusable(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     attempts: list[int] = []
 
-    async def broken_run(self: Any) -> None:
+    async def broken_plan(*args: Any) -> None:
         attempts.append(1)
         raise ValueError("a bug in a rule")
 
-    monkeypatch.setattr(UploadValidation, "run", broken_run)
-    event = upload_received()
-    await producer.send_and_wait(topics.uploads, encode_event(event), key=b"k")
-    record = await first_record(kafka_settings, topics.uploads)
+    monkeypatch.setattr(worker_module, "plan_upload", broken_plan)
+    event = await stored_upload(pool)
+    handler = planner(pool, tmp_path)
 
-    await worker(pool, producer, kafka_settings).handle(record)
+    first = await handler.handle(record(encode_event(event)))
+    second = await handler.handle(record(encode_event(event)))
 
-    dead = await first_record(kafka_settings, topics.dead_letter)
-    headers = dict(dead.headers)
+    assert isinstance(first, RetryLater)
+    assert second == Unusable("ValueError")
     assert len(attempts) == 2
-    assert dead.value == record.value
-    assert headers["dlq.stage"] == b"validator"
-    assert headers["dlq.error"] == b"ValueError"
-    assert headers["dlq.source_topic"] == topics.uploads.encode()
+    async with pool.acquire() as connection:
+        status = await connection.fetchval(
+            "SELECT status FROM uploads WHERE upload_id = $1", event.upload_id
+        )
+    assert status == "errored"
 
 
-async def test_a_message_that_is_not_an_event_is_dead_lettered(
-    pool: asyncpg.Pool, producer: AIOKafkaProducer, kafka_settings: KafkaSettings, topics: Topics
+async def test_a_message_that_is_not_an_event_is_unusable(
+    pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
-    await producer.send_and_wait(topics.uploads, b"{not json", key=b"k")
-    record = await first_record(kafka_settings, topics.uploads)
-
-    await worker(pool, producer, kafka_settings).handle(record)
-
-    dead = await first_record(kafka_settings, topics.dead_letter)
-    assert dead.value == b"{not json"
+    assert await planner(pool, tmp_path).handle(record(b"{not json")) == Unusable("ValidationError")
 
 
-async def test_an_outage_propagates_so_the_upload_is_delivered_again(
-    pool: asyncpg.Pool,
-    producer: AIOKafkaProducer,
-    kafka_settings: KafkaSettings,
-    topics: Topics,
-    monkeypatch: pytest.MonkeyPatch,
+async def test_an_outage_is_retried_later_never_dead_lettered(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def storage_gone(self: Any) -> None:
+    async def storage_gone(*args: Any) -> None:
         raise FileNotFoundError("the shared storage is not mounted")
 
-    monkeypatch.setattr(UploadValidation, "run", storage_gone)
-    await producer.send_and_wait(topics.uploads, encode_event(upload_received()), key=b"k")
-    record = await first_record(kafka_settings, topics.uploads)
+    monkeypatch.setattr(worker_module, "plan_upload", storage_gone)
+    event = await stored_upload(pool)
+    handler = planner(pool, tmp_path)
 
-    with pytest.raises(FileNotFoundError):
-        await worker(pool, producer, kafka_settings).handle(record)
-    consumer = make_consumer(kafka_settings, topics.dead_letter, group_id="dlq", client_id="t")
-    await consumer.start()
-    try:
-        assert (await consumer.getmany(timeout_ms=1500)) == {}
-    finally:
-        await consumer.stop()
+    outcomes = [await handler.handle(record(encode_event(event))) for _ in range(3)]
+
+    assert outcomes == [RetryLater("FileNotFoundError")] * 3
+
+
+async def test_a_planned_upload_is_done(pool: asyncpg.Pool, tmp_path: Path) -> None:
+    event = await stored_upload(pool)
+    path = tmp_path / event.storage_key
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a scheme header\r\nx\r\n")
+
+    assert await planner(pool, tmp_path).handle(record(encode_event(event))) is DONE

@@ -1,0 +1,192 @@
+"""The chunk loop of a validator process: lease a chunk, validate it off the event loop, write
+its results once, and decide the upload when its last chunk is done.
+
+Any process can take any chunk, so one huge upload is validated by every worker at once and a
+small upload of another ATO is taken next whatever is queued (round robin in the lease). A
+worker that dies leaves a lease that runs out; a worker that stalls past its lease finds its
+chunk done by another and writes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import asyncpg
+import structlog
+
+from services.core.db import TRANSIENT_ERRORS
+from services.core.events import Topics
+from services.core.logging import get_logger
+from services.core.reference_store import ReferenceCache
+from services.core.scheme.codes import FileError
+from services.core.scheme.file_inspection import Encoding
+from services.core.scheme.record_scanner import read_chunk
+from services.core.scheme.records import detect_layout, path_opener
+from services.core.scheme.reference import ReferenceData
+from services.core.scheme.validation import RowValidator
+from services.core.states import UploadState
+from services.core.storage import FolderStorage
+from services.validator import chunk_queue, duplicates, upload_outcome
+from services.validator.chunk_queue import LeasedChunk
+from services.validator.chunk_validation import ChunkResult, validate_chunk
+from services.validator.planner import StoredFileMissing, stored_path
+from services.validator.settings import ValidatorSettings
+
+log = get_logger()
+
+# Failures of what the worker depends on (the database; the storage, an OSError), rather than
+# of the chunk: waited out, never counted against the chunk.
+INFRASTRUCTURE_ERRORS = TRANSIENT_ERRORS
+
+
+def validate_leased_chunk(
+    storage: FolderStorage, chunk: LeasedChunk, reference: ReferenceData, issue_room: int
+) -> ChunkResult:
+    """Blocking: reads the chunk's records from the stored file and validates them."""
+    path = stored_path(storage, chunk.storage_key)
+    opener = path_opener(path)
+    encoding = Encoding(chunk.encoding)
+    layout = detect_layout(opener, encoding)
+    if isinstance(layout, FileError) or isinstance(layout.header, FileError):
+        raise RuntimeError("a planned upload's header no longer reads as it did")
+    validator = RowValidator(layout.header, chunk.upload_date, reference)
+    records = read_chunk(opener, encoding, chunk.delimiter, chunk.segments)
+    return validate_chunk(
+        records,
+        validator,
+        layout.header,
+        upload_id=chunk.upload_id,
+        ato_id=chunk.ato_id,
+        issue_room=issue_room,
+    )
+
+
+class ChunkWorker:
+    def __init__(
+        self,
+        settings: ValidatorSettings,
+        pool: asyncpg.Pool,
+        topics: Topics,
+        reference: ReferenceCache | None = None,
+    ) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.topics = topics
+        self.storage = FolderStorage(settings.common.storage.root)
+        self.reference = reference or ReferenceCache(pool)
+        self._acquire_s = settings.common.postgres.db_acquire_timeout_s
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Works until `stop`; sleeps `idle_poll_s` when there is nothing to do, and a little
+        longer after a failure (an outage is waited out here, never a reason to exit)."""
+        while not stop.is_set():
+            try:
+                if await self.work_once():
+                    continue
+                pause = self.settings.idle_poll_s
+            except INFRASTRUCTURE_ERRORS as error:
+                log.warning("chunk_work_waiting", error=type(error).__name__)
+                pause = self.settings.retry_delay_s
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=pause)
+
+    async def run_until_idle(self) -> int:
+        """Works until no chunk and no decision is left; returns how many steps it took."""
+        steps = 0
+        while await self.work_once():
+            steps += 1
+        return steps
+
+    async def work_once(self) -> bool:
+        """One chunk, or one upload whose chunks are all done decided; False when idle."""
+        async with self.pool.acquire(timeout=self._acquire_s) as connection:
+            chunk = await chunk_queue.lease_next(connection, self.settings.chunk_lease_s)
+        if chunk is not None:
+            await self.process(chunk)
+            return True
+        return await self.decide_waiting_upload()
+
+    async def process(self, chunk: LeasedChunk) -> None:
+        structlog.contextvars.bind_contextvars(upload_id=str(chunk.upload_id))
+        try:
+            await self._process(chunk)
+        finally:
+            structlog.contextvars.unbind_contextvars("upload_id")
+
+    async def _process(self, chunk: LeasedChunk) -> None:
+        if chunk.attempts > self.settings.chunk_max_attempts:
+            async with self.pool.acquire(timeout=self._acquire_s) as connection:
+                await upload_outcome.error_out(
+                    connection, self.topics, chunk.upload_id, reason="chunk_kept_failing"
+                )
+            return
+        try:
+            result = await self._validate(chunk)
+        except StoredFileMissing:
+            async with self.pool.acquire(timeout=self._acquire_s) as connection:
+                await upload_outcome.error_out(
+                    connection, self.topics, chunk.upload_id, reason="stored_file_missing"
+                )
+            return
+        except INFRASTRUCTURE_ERRORS:
+            raise
+        except Exception as error:
+            # Not an outage: a bug or a record no rule expected. Handed back for another try;
+            # `chunk_max_attempts` such failures end the upload as `errored`.
+            log.error("chunk_failed", chunk_no=chunk.chunk_no, error=type(error).__name__)
+            async with self.pool.acquire(timeout=self._acquire_s) as connection:
+                await chunk_queue.release_lease(connection, chunk)
+            return
+        async with self.pool.acquire(timeout=self._acquire_s) as connection:
+            found = await duplicates.chunk_earlier_upload_duplicates(
+                connection, chunk.ato_id, chunk.upload_id, result.duplicate_keys
+            )
+            result.mark_earlier_upload_duplicates(found)
+            async with connection.transaction():
+                completed = await chunk_queue.complete(
+                    connection, chunk, result, self.settings.progress_interval_s
+                )
+                if completed is not None and completed.progress_due and not completed.last:
+                    await upload_outcome.announce_progress(
+                        connection, self.topics, chunk.upload_id, completed.rows_processed
+                    )
+        if completed is None:
+            log.info("chunk_already_done", chunk_no=chunk.chunk_no)
+        elif completed.last:
+            await self.decide(chunk.upload_id)
+
+    async def _validate(self, chunk: LeasedChunk) -> ChunkResult:
+        reference = await self.reference.at(chunk.reference_version)
+        # CPU-bound: a worker thread, so the event loop keeps heartbeats and health answered.
+        return await asyncio.to_thread(
+            validate_leased_chunk, self.storage, chunk, reference, self.settings.max_stored_issues
+        )
+
+    async def decide(self, upload_id: object) -> bool:
+        structlog.contextvars.bind_contextvars(upload_id=str(upload_id))
+        try:
+            async with self.pool.acquire(timeout=self._acquire_s) as connection:
+                return await upload_outcome.decide(
+                    connection,
+                    self.topics,
+                    upload_id,  # type: ignore[arg-type]
+                    max_rows=self.settings.max_rows,
+                    max_stored_issues=self.settings.max_stored_issues,
+                    amendment_window_s=self.settings.common.amendment.amendment_window_s,
+                    accepted_event_chunk=self.settings.accepted_event_chunk,
+                )
+        finally:
+            structlog.contextvars.unbind_contextvars("upload_id")
+
+    async def decide_waiting_upload(self) -> bool:
+        """An upload whose last chunk's worker died before deciding it is decided here."""
+        async with self.pool.acquire(timeout=self._acquire_s) as connection:
+            upload_id = await connection.fetchval(
+                "SELECT upload_id FROM uploads WHERE status = $1"
+                " AND chunks_total IS NOT NULL AND chunks_done >= chunks_total LIMIT 1",
+                UploadState.VALIDATING,
+            )
+        if upload_id is None:
+            return False
+        return await self.decide(upload_id)

@@ -1,0 +1,178 @@
+"""The cross-row rules in PostgreSQL: DUP_01 across the chunks of one file, DUP_02 against the
+same ATO's earlier accepted uploads.
+
+DUP_02 runs twice: for each chunk before its rows are written (against every upload of the ATO
+accepted by then), and once more when the outcome is decided, only against the uploads of the
+ATO accepted since the chunks looked (`accepted_since`). Outcomes of one ATO are serialised by
+an advisory lock, so of two uploads with the same achievement finishing at once exactly one
+gets DUP_02.
+
+Plans are fixed by the queries' shape, not left to statistics of tables that fill and empty
+within minutes: the chunk check probes the duplicate indexes once per key (hash and merge joins
+are switched off for that statement), and DUP_01 is one sort of this upload's keys.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from services.core.scheme.validation import CITB_ID_KIND, NI_NUMBER_KIND, ULN_KIND
+from services.core.states import ACCEPTING
+
+_ACCEPTING = sorted(state.value for state in ACCEPTING)
+
+
+def _earlier_uploads(keys: str, *, ato: str, upload: str, extra: str = "") -> str:
+    """Rows of `keys` (row_number, course_code, achievement_date, kind, identifier) that match
+    an accepted, not-withdrawn achievement of another upload of the ATO. One branch per
+    identifier column, so each probes that column's index."""
+    accepting = ",".join(_ACCEPTING)
+    return "\n        UNION\n".join(
+        f"""
+        SELECT keys.row_number FROM {keys} JOIN achievements a
+          ON a.course_code = keys.course_code AND a.achievement_date = keys.achievement_date
+         AND keys.kind = '{kind}' AND a.{kind} = keys.identifier
+        JOIN uploads u ON u.upload_id = a.upload_id
+        WHERE a.grant_state <> 'withdrawn' AND a.ato_id = {ato} AND a.upload_id <> {upload}
+          AND u.ato_id = {ato} AND u.status = ANY('{{{accepting}}}'::text[]){extra}"""
+        for kind in (ULN_KIND, NI_NUMBER_KIND, CITB_ID_KIND)
+    )
+
+
+_SPLIT_KEY = """
+        split_part(key, '|', 1) AS course_code,
+        split_part(key, '|', 2)::date AS achievement_date,
+        split_part(key, '|', 3) AS kind,
+        split_part(key, '|', 4) AS identifier"""
+
+_CHUNK_KEYS = f"""(
+        SELECT row_number, {_SPLIT_KEY}
+        FROM unnest($3::integer[], $4::text[]) AS k(row_number, key)) AS keys"""
+_CHUNK_EARLIER_UPLOADS = _earlier_uploads(_CHUNK_KEYS, ato="$1", upload="$2")
+
+
+async def chunk_earlier_upload_duplicates(
+    connection: asyncpg.Connection,
+    ato_id: str,
+    upload_id: uuid.UUID,
+    keys: Sequence[tuple[int, str]],
+) -> set[int]:
+    """DUP_02 for one chunk's keys: the row numbers whose achievement the ATO already has."""
+    if not keys:
+        return set()
+    async with connection.transaction():
+        # One index probe per key, whatever the planner thinks of `achievements`' size.
+        await connection.execute(
+            "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
+        )
+        rows = await connection.fetch(
+            _CHUNK_EARLIER_UPLOADS,
+            ato_id,
+            upload_id,
+            [row for row, _ in keys],
+            [key for _, key in keys],
+        )
+    return {row["row_number"] for row in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class Marked:
+    """What marking a rule's rows did to the counts."""
+
+    rows: int  # rows the rule marks (each counts once for the code)
+    newly_invalid: int  # of them, rows that were valid until now
+    warned_lost: int  # of those, rows that carried a warning (no longer counted as warned)
+    first_rows: list[int]  # the first `limit` marked rows, for the stored issues
+
+
+_STORED_KEYS = f"""(
+        SELECT row_number, {_SPLIT_KEY}
+        FROM row_keys WHERE upload_id = $1) AS keys"""
+
+_IN_FILE = """
+        SELECT row_number FROM (
+            SELECT row_number, min(row_number) OVER (PARTITION BY key) AS first_row
+            FROM row_keys WHERE upload_id = $1) ordered
+        WHERE row_number > first_row"""
+
+
+def _marking(found: str, *, dup_02: bool) -> str:
+    """Marks the rows `found` names ($1 the upload, $2 how many row numbers to return): their
+    keys no longer valid, their achievements gone; returns what that did to the counts. A row
+    DUP_02 marked already (when its chunk was validated) is not marked DUP_02 again."""
+    again = " AND NOT k.dup_02" if dup_02 else ""
+    return f"""
+    WITH found AS ({found}),
+    marked AS (
+        SELECT DISTINCT k.row_number, k.is_valid, k.has_warning
+        FROM row_keys k JOIN (SELECT DISTINCT row_number FROM found) f USING (row_number)
+        WHERE k.upload_id = $1{again}
+    ),
+    invalidated AS (
+        UPDATE row_keys k SET is_valid = false, dup_02 = k.dup_02 OR {str(dup_02).lower()}
+        FROM marked m
+        WHERE k.upload_id = $1 AND k.row_number = m.row_number
+    ),
+    unaccepted AS (
+        DELETE FROM achievements a USING marked m
+        WHERE a.upload_id = $1 AND a.row_number = m.row_number AND m.is_valid
+    )
+    SELECT count(*) AS rows,
+           count(*) FILTER (WHERE is_valid) AS newly_invalid,
+           count(*) FILTER (WHERE is_valid AND has_warning) AS warned_lost,
+           (SELECT coalesce(array_agg(row_number ORDER BY row_number), '{{}}')
+              FROM (SELECT row_number FROM marked ORDER BY row_number LIMIT $2) first)
+              AS first_rows
+    FROM marked"""
+
+
+_MARK_IN_FILE = _marking(_IN_FILE, dup_02=False)
+_MARK_EARLIER = _marking(
+    _earlier_uploads(_STORED_KEYS, ato="$3", upload="$1", extra=" AND a.upload_id = ANY($4)"),
+    dup_02=True,
+)
+
+
+async def mark_in_file_duplicates(
+    connection: asyncpg.Connection, upload_id: uuid.UUID, limit: int
+) -> Marked:
+    """DUP_01: every row after the first that shares a key (the first counts even if invalid)."""
+    return _marked(await connection.fetchrow(_MARK_IN_FILE, upload_id, limit))
+
+
+async def uploads_accepted_since(
+    connection: asyncpg.Connection, ato_id: str, upload_id: uuid.UUID, since: datetime
+) -> list[uuid.UUID]:
+    """The ATO's other uploads accepted since `since`: the ones a chunk may not have seen."""
+    rows = await connection.fetch(
+        "SELECT upload_id FROM uploads WHERE ato_id = $1 AND upload_id <> $2"
+        " AND status = ANY($3::text[]) AND validated_at >= $4",
+        ato_id,
+        upload_id,
+        list(_ACCEPTING),
+        since,
+    )
+    return [row["upload_id"] for row in rows]
+
+
+async def mark_earlier_upload_duplicates(
+    connection: asyncpg.Connection,
+    ato_id: str,
+    upload_id: uuid.UUID,
+    limit: int,
+    among_uploads: Sequence[uuid.UUID],
+) -> Marked:
+    """DUP_02 against the given uploads of the ATO (those accepted since the chunks looked)."""
+    return _marked(
+        await connection.fetchrow(_MARK_EARLIER, upload_id, limit, ato_id, list(among_uploads))
+    )
+
+
+def _marked(row: asyncpg.Record | None) -> Marked:
+    assert row is not None
+    return Marked(row["rows"], row["newly_invalid"], row["warned_lost"], list(row["first_rows"]))

@@ -1,0 +1,476 @@
+"""The upload status from `received` to its outcome: the one module that moves it.
+
+Every transition is guarded in SQL by the status it leaves (`received` or `validating`), so a
+second worker deciding the same upload, or a redelivered message, changes nothing; the outcome
+is decided with the upload row locked, once, after the last chunk. Outcomes of one ATO are
+serialised by an advisory lock, so DUP_02 between two uploads finishing at once is decided in
+one order.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import asyncpg
+
+from services.core.events import (
+    AchievementsAccepted,
+    Topics,
+    UploadProgress,
+    UploadValidated,
+    ValidationStarted,
+    topic_for,
+)
+from services.core.logging import get_logger
+from services.core.outbox import enqueue
+from services.core.scheme.codes import Code, FileError, Policy, UploadStatus
+from services.core.scheme.outcome import accepts_rows, decide_status, issue_position
+from services.core.scheme.validation import duplicate_issue
+from services.core.states import IN_PROGRESS, UploadState
+from services.validator import chunk_queue, duplicates
+from services.validator.chunk_queue import Segment
+
+log = get_logger()
+
+UNDECIDED = sorted(state.value for state in IN_PROGRESS)
+# How long after the chunks' DUP_02 look an upload of the same ATO may commit its acceptance
+# and still have been invisible to them: the outcome re-checks the uploads accepted since
+# validation started, less this margin (a commit follows its last statement at once).
+_ACCEPTANCE_COMMIT_MARGIN = timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    upload_id: uuid.UUID
+    ato_id: str
+    storage_key: str
+    sha256: str
+    policy: str
+    upload_date: date
+    status: str
+    chunks_total: int | None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> Upload:
+        return cls(
+            upload_id=row["upload_id"],
+            ato_id=row["ato_id"],
+            storage_key=row["storage_key"],
+            sha256=row["sha256"],
+            policy=row["policy"],
+            upload_date=row["upload_date"],
+            status=row["status"],
+            chunks_total=row["chunks_total"],
+        )
+
+    @property
+    def decided(self) -> bool:
+        return self.status not in UNDECIDED
+
+
+_UPLOAD_COLUMNS = (
+    "upload_id, ato_id, storage_key, sha256, policy, upload_date, status, chunks_total"
+)
+
+
+async def load(
+    connection: asyncpg.Connection, upload_id: uuid.UUID, *, lock: bool = False
+) -> Upload | None:
+    row = await connection.fetchrow(
+        f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE upload_id = $1"
+        + (" FOR UPDATE" if lock else ""),
+        upload_id,
+    )
+    return Upload.from_row(row) if row else None
+
+
+async def start_validation(connection: asyncpg.Connection, topics: Topics, upload: Upload) -> None:
+    """`received` → `validating`, announced once."""
+    async with connection.transaction():
+        started = await connection.execute(
+            "UPDATE uploads SET status = $2, validation_started_at = now()"
+            " WHERE upload_id = $1 AND status = $3",
+            upload.upload_id,
+            UploadState.VALIDATING,
+            UploadState.RECEIVED,
+        )
+        if started.endswith(" 1"):
+            await enqueue(
+                connection,
+                topics,
+                ValidationStarted(upload_id=upload.upload_id, ato_id=upload.ato_id),
+            )
+
+
+async def record_plan(
+    connection: asyncpg.Connection,
+    upload: Upload,
+    *,
+    encoding: str,
+    delimiter: str,
+    reference_version: int,
+    chunks: list[list[Segment]],
+) -> bool:
+    """Stores the chunk tasks; False when the upload was planned or decided already (another
+    worker got there first: the plans are the same, the first one stands)."""
+    async with connection.transaction():
+        current = await load(connection, upload.upload_id, lock=True)
+        if current is None or current.decided or current.chunks_total is not None:
+            return False
+        await connection.execute(
+            "UPDATE uploads SET chunks_total = $2, encoding = $3, delimiter = $4,"
+            " reference_version = $5 WHERE upload_id = $1",
+            upload.upload_id,
+            len(chunks),
+            encoding,
+            delimiter,
+            reference_version,
+        )
+        await chunk_queue.record_plan(connection, upload.upload_id, upload.ato_id, chunks)
+    return True
+
+
+async def reference_version_for_planning(connection: asyncpg.Connection) -> int:
+    """The current reference version, share-locked until the plan commits, so a reload that
+    prunes old versions waits and then sees this upload needs it."""
+    version = await connection.fetchval(
+        "SELECT version FROM reference_versions WHERE id = 1 FOR SHARE"
+    )
+    return int(version or 0)
+
+
+async def announce_progress(
+    connection: asyncpg.Connection, topics: Topics, upload_id: uuid.UUID, rows_processed: int
+) -> None:
+    await enqueue(
+        connection, topics, UploadProgress(upload_id=upload_id, rows_processed=rows_processed)
+    )
+
+
+async def reject(
+    connection: asyncpg.Connection,
+    topics: Topics,
+    upload: Upload,
+    file_error: FileError,
+    encoding: str | None,
+) -> bool:
+    """A file-level code found while planning: `rejected`, all counts 0, no issues."""
+    async with connection.transaction():
+        current = await load(connection, upload.upload_id, lock=True)
+        if current is None or current.decided:
+            return False
+        await _discard_rows(connection, upload.upload_id, issues=True)
+        await _record_outcome(
+            connection, topics, upload, UploadStatus.REJECTED, encoding, _NO_COUNTS, file_error
+        )
+    return True
+
+
+async def error_out(
+    connection: asyncpg.Connection, topics: Topics, upload_id: uuid.UUID, reason: str
+) -> bool:
+    """`errored`: the pipeline could not finish for a reason not in the file (scheme v1.1
+    section 6). Nothing accepted; the gateway's message asks the ATO to upload again, quoting
+    the upload id for support. `reason` goes to the log only."""
+    async with connection.transaction():
+        upload = await load(connection, upload_id, lock=True)
+        if upload is None or upload.decided:
+            return False
+        await _discard_rows(connection, upload_id, issues=True)
+        await _record_outcome(
+            connection, topics, upload, UploadStatus.ERRORED, None, _NO_COUNTS, None
+        )
+    log.error("upload_errored", reason=reason)
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    rows_total: int
+    rows_invalid: int
+    rows_warned: int
+    by_code: dict[str, int]
+
+    @property
+    def rows_valid(self) -> int:
+        return self.rows_total - self.rows_invalid
+
+
+_NO_COUNTS = Counts(0, 0, 0, {})
+
+
+async def decide(
+    connection: asyncpg.Connection,
+    topics: Topics,
+    upload_id: uuid.UUID,
+    *,
+    max_rows: int,
+    max_stored_issues: int,
+    amendment_window_s: float,
+    accepted_event_chunk: int,
+) -> bool:
+    """The outcome, once every chunk is done: cross-row rules, counts, status, achievements
+    announced. False when there is nothing to decide (not all chunks done, or decided)."""
+    started = time.perf_counter()
+    async with connection.transaction():
+        upload = await load(connection, upload_id, lock=True)
+        if upload is None or upload.decided or upload.chunks_total is None:
+            return False
+        done = await connection.fetchval(
+            "SELECT chunks_done FROM uploads WHERE upload_id = $1", upload_id
+        )
+        if done < upload.chunks_total:
+            return False
+        await connection.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('upload-outcome:' || $1, 0))",
+            upload.ato_id,
+        )
+        found = await chunk_queue.totals(connection, upload_id)
+        encoding = await connection.fetchval(
+            "SELECT encoding FROM uploads WHERE upload_id = $1", upload_id
+        )
+        file_error = _file_error(found, max_rows)
+        if file_error is not None:
+            await _discard_rows(connection, upload_id, issues=True)
+            await _record_outcome(
+                connection,
+                topics,
+                upload,
+                UploadStatus.REJECTED,
+                encoding,
+                _NO_COUNTS,
+                file_error,
+                decide_started=started,
+            )
+            return True
+        counts = await _cross_row_rules(connection, upload, found, max_stored_issues)
+        status = decide_status(
+            Policy(upload.policy), counts.rows_total, counts.rows_invalid, counts.rows_warned, None
+        )
+        await _keep_first_issues(connection, upload_id, max_stored_issues)
+        if accepts_rows(status):
+            await _accept(connection, topics, upload, amendment_window_s, accepted_event_chunk)
+            await chunk_queue.forget(connection, upload_id)
+        else:
+            await _discard_rows(connection, upload_id, issues=False)
+        await _record_outcome(
+            connection, topics, upload, status, encoding, counts, None, decide_started=started
+        )
+    return True
+
+
+def _file_error(found: chunk_queue.ChunkTotals, max_rows: int) -> FileError | None:
+    """Section 8's codes known only once every record was read: FILE_01 (found while parsing
+    a chunk), FILE_02 (no non-blank row), FILE_05 (over the row limit)."""
+    if found.file_error_code is not None:
+        return FileError(Code(found.file_error_code), found.file_error_message or "")
+    from services.core.scheme.outcome import file_error_after_reading
+
+    return file_error_after_reading(
+        unparseable=None, header=None, rows_total=found.rows_total, row_limit=max_rows
+    )
+
+
+async def _cross_row_rules(
+    connection: asyncpg.Connection,
+    upload: Upload,
+    found: chunk_queue.ChunkTotals,
+    max_stored_issues: int,
+) -> Counts:
+    """DUP_01 across chunks, then DUP_02 against uploads accepted while the chunks ran."""
+    rows_invalid, rows_warned = found.rows_invalid, found.rows_warned
+    by_code = dict(found.counts_by_code)
+    started = await connection.fetchval(
+        "SELECT validation_started_at FROM uploads WHERE upload_id = $1", upload.upload_id
+    )
+    since = (started or datetime.now(UTC)) - _ACCEPTANCE_COMMIT_MARGIN
+    recent = await duplicates.uploads_accepted_since(
+        connection, upload.ato_id, upload.upload_id, since
+    )
+    marks = [
+        (
+            Code.DUP_01,
+            await duplicates.mark_in_file_duplicates(
+                connection, upload.upload_id, max_stored_issues
+            ),
+        ),
+    ]
+    if recent:
+        marks.append(
+            (
+                Code.DUP_02,
+                await duplicates.mark_earlier_upload_duplicates(
+                    connection, upload.ato_id, upload.upload_id, max_stored_issues, recent
+                ),
+            )
+        )
+    for code, marked in marks:
+        if not marked.rows:
+            continue
+        rows_invalid += marked.newly_invalid
+        rows_warned -= marked.warned_lost
+        by_code[code.value] = by_code.get(code.value, 0) + marked.rows
+        issues = [duplicate_issue(row, code) for row in marked.first_rows]
+        await connection.executemany(
+            "INSERT INTO row_issues VALUES ($1, $2, $3, NULL, $4, $5, $6, NULL)"
+            " ON CONFLICT DO NOTHING",
+            [
+                (
+                    upload.upload_id,
+                    issue.row,
+                    issue_position(issue),
+                    issue.code.value,
+                    issue.severity.value,
+                    issue.message,
+                )
+                for issue in issues
+            ],
+        )
+    return Counts(found.rows_total, rows_invalid, rows_warned, dict(sorted(by_code.items())))
+
+
+async def _keep_first_issues(
+    connection: asyncpg.Connection, upload_id: uuid.UUID, max_stored_issues: int
+) -> None:
+    """Chunks each keep up to the cap; the report keeps the upload's first issues by row."""
+    await connection.execute(
+        """
+        DELETE FROM row_issues r USING (
+            SELECT row_number, position FROM row_issues WHERE upload_id = $1
+            ORDER BY row_number, position OFFSET $2) extra
+        WHERE r.upload_id = $1 AND r.row_number = extra.row_number
+          AND r.position = extra.position
+        """,
+        upload_id,
+        max_stored_issues,
+    )
+
+
+async def _accept(
+    connection: asyncpg.Connection,
+    topics: Topics,
+    upload: Upload,
+    amendment_window_s: float,
+    chunk: int,
+) -> None:
+    """The achievements written by the chunks become visible with the status; the amendment
+    window starts now; they are announced in events of `chunk` achievements, built in
+    PostgreSQL (a million rows never become Python objects here)."""
+    release_at: datetime = await connection.fetchval(
+        "UPDATE uploads SET release_at = now() + make_interval(secs => $2)"
+        " WHERE upload_id = $1 RETURNING release_at",
+        upload.upload_id,
+        amendment_window_s,
+    )
+    envelope = AchievementsAccepted(
+        upload_id=upload.upload_id, ato_id=upload.ato_id, achievements=[]
+    )
+    topic, key = topic_for(envelope, topics)
+    payload = envelope.model_dump(mode="json", exclude={"event_id", "achievements"})
+    release_text = release_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    await connection.execute(
+        """
+        INSERT INTO outbox (topic, key, payload)
+        SELECT $2, $3, $4::jsonb || jsonb_build_object(
+                   'event_id', gen_random_uuid(),
+                   'achievements', jsonb_agg(jsonb_build_object(
+                       'achievement_id', achievement_id, 'row_number', row_number,
+                       'grant_eligible', grant_eligible, 'release_at', $5::text)
+                   ORDER BY row_number))
+        FROM (SELECT achievement_id, row_number, grant_eligible,
+                     (row_number() OVER (ORDER BY row_number) - 1) / $6 AS part
+              FROM achievements WHERE upload_id = $1) numbered
+        GROUP BY part
+        ORDER BY part
+        """,
+        upload.upload_id,
+        topic,
+        key,
+        payload,
+        release_text,
+        chunk,
+    )
+
+
+async def _discard_rows(
+    connection: asyncpg.Connection, upload_id: uuid.UUID, *, issues: bool
+) -> None:
+    """Nothing of an upload that accepts no row stays: its provisional achievements, keys and
+    tasks; its issues too when it is refused as a whole (section 8: a rejected file has none)."""
+    await connection.execute("DELETE FROM achievements WHERE upload_id = $1", upload_id)
+    if issues:
+        await connection.execute("DELETE FROM row_issues WHERE upload_id = $1", upload_id)
+    await chunk_queue.forget(connection, upload_id)
+
+
+async def _record_outcome(
+    connection: asyncpg.Connection,
+    topics: Topics,
+    upload: Upload,
+    status: UploadStatus,
+    encoding: str | None,
+    counts: Counts,
+    file_error: FileError | None,
+    *,
+    message: str | None = None,
+    decide_started: float | None = None,
+) -> None:
+    """The final status, guarded by the status it leaves, and `upload.validated`.
+
+    `validated_at` is the last thing stamped before the commit: DUP_02's re-check at another
+    upload's outcome relies on it being close to the moment this one became visible."""
+    updated = await connection.execute(
+        """
+        UPDATE uploads SET status = $2, encoding = $3, rows_total = $4, rows_valid = $5,
+               rows_invalid = $6, rows_warned = $7, counts_by_code = $8,
+               file_error_code = $9, file_error_message = $10, rows_processed = $4,
+               validated_at = clock_timestamp()
+        WHERE upload_id = $1 AND status = ANY($11::text[])
+        """,
+        upload.upload_id,
+        status.value,
+        encoding,
+        counts.rows_total,
+        counts.rows_valid,
+        counts.rows_invalid,
+        counts.rows_warned,
+        counts.by_code,
+        file_error.code.value if file_error else None,
+        file_error.message if file_error else None,
+        list(UNDECIDED),
+    )
+    if not updated.endswith(" 1"):
+        raise RuntimeError("the upload's status changed under its row lock")
+    await enqueue(
+        connection,
+        topics,
+        UploadValidated(
+            upload_id=upload.upload_id,
+            ato_id=upload.ato_id,
+            status=status.value,
+            encoding=encoding,
+            rows_total=counts.rows_total,
+            rows_valid=counts.rows_valid,
+            rows_invalid=counts.rows_invalid,
+            rows_warned=counts.rows_warned,
+            counts_by_code=counts.by_code,
+            file_error_code=file_error.code.value if file_error else None,
+        ),
+    )
+    log.info(
+        "upload_outcome",
+        status=status.value,
+        rows_total=counts.rows_total,
+        rows_invalid=counts.rows_invalid,
+        file_error_code=file_error.code.value if file_error else None,
+        # How long the deciding transaction ran up to here (the commit follows): the share of
+        # an upload's time spent after its last chunk, which benchmarks report.
+        **(
+            {"decide_s": round(time.perf_counter() - decide_started, 3)}
+            if decide_started is not None
+            else {}
+        ),
+    )
