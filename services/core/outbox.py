@@ -34,18 +34,71 @@ async def enqueue_many(
         )
 
 
-async def relay_once(pool: asyncpg.Pool, producer: AIOKafkaProducer, batch_size: int = 500) -> int:
-    """Publishes one batch of unsent rows; returns how many. Rows stay locked until sent."""
-    async with pool.acquire(timeout=30) as connection, connection.transaction():
+# The schema's generated `outbox.slot` column has this many values (migration 0007).
+OUTBOX_SLOTS = 16
+# Advisory-lock namespace of the slots (any constant: the same in every process).
+_SLOT_LOCKS = 7_300_211
+
+
+class Relay:
+    """Publishes the outbox rows of the slots this relay holds, each slot in id order.
+
+    A slot is held with a session advisory lock on a connection kept for the relay's life, so
+    exactly one relay publishes each slot (per-key order, whatever the number of processes) and
+    no transaction or row lock is held while Kafka is sent to. A relay that dies loses its
+    connection and with it its slots, which the others take on their next round. Rows sent but
+    not yet marked are sent again after such a crash: delivery is at least once, and consumers
+    deduplicate on `event_id`.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, batch_size: int = 500):
+        self._pool = pool
+        self._producer = producer
+        self._batch_size = batch_size
+        self._connection: asyncpg.Connection | None = None
+        self._slots: list[int] = []
+
+    @property
+    def slots(self) -> list[int]:
+        return list(self._slots)
+
+    async def relay_once(self) -> int:
+        """One round: takes the free slots, publishes a batch of each held slot; returns how
+        many rows were published."""
+        connection = await self._connect()
+        try:
+            taken = await connection.fetch(
+                "SELECT s FROM generate_series(0, $1::int - 1) AS s"
+                " WHERE NOT s = ANY($2::int[]) AND pg_try_advisory_lock($3, s)",
+                OUTBOX_SLOTS,
+                self._slots,
+                _SLOT_LOCKS,
+            )
+            if taken:
+                self._slots = sorted({*self._slots, *(row["s"] for row in taken)})
+                log.info("outbox_slots_taken", slots=self._slots)
+            sent = 0
+            for slot in self._slots:
+                sent += await self._publish(connection, slot)
+        except BaseException:
+            # Whatever failed (the database, or Kafka for this process only), the slots go back
+            # so that a relay that can publish takes them; this one may take them again later.
+            await self.close()
+            raise
+        return sent
+
+    async def _publish(self, connection: asyncpg.Connection, slot: int) -> int:
         rows = await connection.fetch(
-            "SELECT id, topic, key, payload FROM outbox WHERE sent_at IS NULL"
-            " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
-            batch_size,
+            "SELECT id, topic, key, payload FROM outbox WHERE sent_at IS NULL AND slot = $1"
+            " ORDER BY id LIMIT $2",
+            slot,
+            self._batch_size,
         )
         if not rows:
             return 0
+        # Sent in id order; the idempotent producer keeps that order within a partition.
         futures = [
-            await producer.send(
+            await self._producer.send(
                 row["topic"],
                 value=json_bytes(row["payload"]),
                 key=row["key"].encode(),
@@ -60,6 +113,34 @@ async def relay_once(pool: asyncpg.Pool, producer: AIOKafkaProducer, batch_size:
         )
         return len(rows)
 
+    async def _connect(self) -> asyncpg.Connection:
+        if self._connection is None:
+            self._connection = await self._pool.acquire(timeout=30)
+            self._slots = []
+        return self._connection
+
+    async def close(self) -> None:
+        """Hands the slots back (at once, rather than when the connection ends)."""
+        connection, self._connection, self._slots = self._connection, None, []
+        if connection is None:
+            return
+        try:
+            if not connection.is_closed():
+                await connection.execute("SELECT pg_advisory_unlock_all()")
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+            pass  # a broken connection released its locks already
+        finally:
+            await self._pool.release(connection)
+
+
+async def relay_once(pool: asyncpg.Pool, producer: AIOKafkaProducer, batch_size: int = 500) -> int:
+    """One round of a relay that holds every free slot, then hands them back."""
+    relay = Relay(pool, producer, batch_size)
+    try:
+        return await relay.relay_once()
+    finally:
+        await relay.close()
+
 
 async def run_relay(
     pool: asyncpg.Pool,
@@ -68,13 +149,18 @@ async def run_relay(
     idle_sleep_s: float = 0.2,
 ) -> None:
     """Relays until `stop` is set. A send that fails leaves the rows unsent for the next round."""
-    while not stop.is_set():
-        try:
-            sent = await relay_once(pool, producer)
-        except Exception as error:
-            log.warning("outbox_relay_failed", error=type(error).__name__)
-            sent = 0
-            await asyncio.sleep(1)
-        if sent == 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=idle_sleep_s)
+    relay = Relay(pool, producer)
+    try:
+        while not stop.is_set():
+            try:
+                sent = await relay.relay_once()
+            except Exception as error:
+                log.warning("outbox_relay_failed", error=type(error).__name__)
+                sent = 0
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=1)
+            if sent == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=idle_sleep_s)
+    finally:
+        await relay.close()
