@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+# One chunk worker per process and a process per core: Polars' own thread pool (one thread per
+# core by default) would have the processes fight each other for the same cores. Set before
+# Polars is imported.
+os.environ.setdefault("POLARS_MAX_THREADS", "1")
+
 import asyncio
 import signal
 

@@ -16,6 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from services.core.masking import mask_value
+from services.core.scheme.bulk_rules import (
+    VALID_COLUMNS,
+    BulkResult,
+    BulkValidator,
+    warning_issue,
+)
 from services.core.scheme.codes import Code, FileError
 from services.core.scheme.columns import Column, HeaderMap
 from services.core.scheme.outcome import issue_position
@@ -24,7 +30,6 @@ from services.core.scheme.validation import (
     Achievement,
     Issue,
     RowResult,
-    RowValidator,
     duplicate_issue,
     duplicate_key_text,
 )
@@ -151,26 +156,56 @@ class ChunkResult:
             )
         )
 
+    def add_proven(self, bulk: BulkResult, header: HeaderMap) -> None:
+        """The rows the bulk pass proved valid: their values straight from its columns, no
+        `RowResult` per row; only their warnings become issues."""
+        upload_id, ato_id = self.upload_id, self.ato_id
+        fields = len(Achievement._fields)
+        for row in bulk.valid.select(VALID_COLUMNS).iter_rows():
+            # (row_number, *the Achievement fields, warnings, *the three identifier keys)
+            row_number, values = row[0], row[1 : 1 + fields]
+            warnings, keys = row[1 + fields], row[2 + fields :]
+            warned = bool(warnings)
+            self.rows_total += 1
+            if warned:
+                self.rows_warned += 1
+                cells = bulk.cells(row_number)
+                for code in warnings:
+                    self.counts_by_code[code] += 1
+                    self._add_issue(warning_issue(row_number, code), cells, header)
+            keyed = [key for key in keys if key is not None]
+            if keyed:
+                self._keyed_rows[row_number] = (True, warned)
+                self.keys.extend((upload_id, row_number, key, True, warned, False) for key in keyed)
+            self.achievements[row_number] = (
+                achievement_id(upload_id, row_number),
+                upload_id,
+                row_number,
+                ato_id,
+                *values,
+                initial_grant_state(values[-1]).value,
+            )
+
 
 def validate_chunk(
     records: Iterable[Record],
-    validator: RowValidator,
+    validator: BulkValidator,
     header: HeaderMap,
     *,
     upload_id: uuid.UUID,
     ato_id: str,
     issue_room: int,
 ) -> ChunkResult:
-    """Every record of the chunk through the row rules (blank rows skipped, not counted).
+    """Every record of the chunk through the scheme's two passes (blank rows skipped, not
+    counted): the bulk pass proves most rows valid; the row validator explains the rest.
 
     At most `issue_room` issues are kept (the upload keeps its first issues by row when the
     outcome is decided); the counts per code stay exact.
     """
     result = ChunkResult(upload_id=upload_id, ato_id=ato_id, _issue_room=issue_room)
-    validate = validator.validate
-    for record in records:
-        row = validate(record)
-        if row is None:
-            continue
-        result.add(row, record[1], header)
+    bulk = validator.bulk(records)
+    result.add_proven(bulk, header)
+    cells = dict(bulk.exact)
+    for row in validator.exact(bulk.exact):
+        result.add(row, cells[row.row_number], header)
     return result

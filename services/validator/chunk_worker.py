@@ -19,12 +19,12 @@ from services.core.db import TRANSIENT_ERRORS
 from services.core.events import Topics
 from services.core.logging import get_logger
 from services.core.reference_store import ReferenceCache
+from services.core.scheme.bulk_rules import BulkValidator
 from services.core.scheme.codes import FileError
 from services.core.scheme.file_inspection import Encoding
 from services.core.scheme.record_scanner import read_chunk
 from services.core.scheme.records import detect_layout, path_opener
-from services.core.scheme.reference import ReferenceData
-from services.core.scheme.validation import RowValidator
+from services.core.scheme.reference import InMemoryReference
 from services.core.states import UploadState
 from services.core.storage import FolderStorage
 from services.validator import chunk_queue, duplicates, upload_outcome
@@ -41,7 +41,7 @@ INFRASTRUCTURE_ERRORS = TRANSIENT_ERRORS
 
 
 def validate_leased_chunk(
-    storage: FolderStorage, chunk: LeasedChunk, reference: ReferenceData, issue_room: int
+    storage: FolderStorage, chunk: LeasedChunk, reference: InMemoryReference, issue_room: int
 ) -> ChunkResult:
     """Blocking: reads the chunk's records from the stored file and validates them."""
     path = stored_path(storage, chunk.storage_key)
@@ -50,7 +50,7 @@ def validate_leased_chunk(
     layout = detect_layout(opener, encoding)
     if isinstance(layout, FileError) or isinstance(layout.header, FileError):
         raise RuntimeError("a planned upload's header no longer reads as it did")
-    validator = RowValidator(layout.header, chunk.upload_date, reference)
+    validator = BulkValidator(layout.header, chunk.upload_date, reference)
     records = read_chunk(opener, encoding, chunk.delimiter, chunk.segments)
     return validate_chunk(
         records,
