@@ -145,7 +145,8 @@ class Forwarder:
 
     def _record_breaker(self, result: ClaimResult | None) -> None:
         if isinstance(result, Transient):
-            self.breaker.record_failure()
+            # The breaker stays open at least as long as the grant API asked (Retry-After).
+            self.breaker.record_failure(result.retry_after_s)
         else:
             self.breaker.record_success()
 

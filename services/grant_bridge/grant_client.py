@@ -20,6 +20,11 @@ BATCH_NAMESPACE = uuid.UUID("0b9e7d5c-3a1f-5e2d-8c4b-6a9f1e3d5c7b")
 
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+ALREADY_CLAIMED = "ALREADY_CLAIMED"
+# A 409 ALREADY_CLAIMED naming our own claim id without its amount: an earlier send of this very
+# claim was stored. `GrantClient` reads the amount with GET /v1/claims/{id}; until it has it the
+# claim is retried (never refused: it is ours and accepted).
+OWN_CLAIM_UNCONFIRMED = "OWN_CLAIM_UNCONFIRMED"
 
 
 def claim_id_for(achievement_id: uuid.UUID) -> uuid.UUID:
@@ -90,8 +95,27 @@ def _code(body: Any) -> str | None:
     return None
 
 
-def classify(status: int, body: Any, retry_after: str | None = None) -> ClaimResult:
-    """One claim's answer, from a single request or an entry of a 207 batch answer."""
+def _names_own_claim(body: Any, claim_id: uuid.UUID | None) -> bool:
+    """A 409 ALREADY_CLAIMED whose `existing_claim_id` is the claim id we sent."""
+    if claim_id is None or not isinstance(body, Mapping) or _code(body) != ALREADY_CLAIMED:
+        return False
+    existing = body.get("existing_claim_id")
+    if not isinstance(existing, str):
+        return False
+    try:
+        return uuid.UUID(existing) == claim_id
+    except ValueError:
+        return False
+
+
+def classify(
+    status: int, body: Any, retry_after: str | None = None, *, claim_id: uuid.UUID | None = None
+) -> ClaimResult:
+    """One claim's answer, from a single request or an entry of a 207 batch answer.
+
+    `claim_id` is the claim that was sent: a 409 ALREADY_CLAIMED naming it means an earlier send
+    of this claim was stored (a lost answer), so it is accepted, not refused.
+    """
     if status == 201:
         amount = _amount(body)
         # A 201 we cannot read is still stored: the retry with the same key replays it.
@@ -103,6 +127,9 @@ def classify(status: int, body: Any, retry_after: str | None = None) -> ClaimRes
         code = _code(body)
         return Refused(code) if code is not None else Transient("BAD_RESPONSE")
     if status == 409:
+        if _names_own_claim(body, claim_id):
+            amount = _amount(body)
+            return Replayed(amount) if amount is not None else Transient(OWN_CLAIM_UNCONFIRMED)
         return Refused(_code(body) or "CONFLICT")
     if status == 422:
         return Refused(_code(body) or "INVALID_CLAIM")
@@ -186,12 +213,20 @@ class ClaimData:
 
 def batch_results(claim_ids: Sequence[uuid.UUID], body: Any) -> list[ClaimResult]:
     """Results of a 207 answer in claim order; a result missing for a claim means retry it."""
-    by_id: dict[str, ClaimResult] = {}
+    by_id: dict[str, Mapping[str, Any]] = {}
     entries = body.get("results") if isinstance(body, Mapping) else None
     for entry in entries if isinstance(entries, list) else []:
         if isinstance(entry, Mapping) and isinstance(entry.get("status"), int):
-            by_id[str(entry.get("claim_id"))] = classify(entry["status"], entry.get("body"))
-    return [by_id.get(str(claim_id), Transient("BAD_RESPONSE")) for claim_id in claim_ids]
+            by_id[str(entry.get("claim_id"))] = entry
+    results: list[ClaimResult] = []
+    for claim_id in claim_ids:
+        found = by_id.get(str(claim_id))
+        results.append(
+            Transient("BAD_RESPONSE")
+            if found is None
+            else classify(found["status"], found.get("body"), claim_id=claim_id)
+        )
+    return results
 
 
 def new_session(*, token: str, timeout_s: float, max_connections: int) -> aiohttp.ClientSession:
@@ -218,11 +253,17 @@ class GrantClient:
                 headers={"Idempotency-Key": str(claim.claim_id)},
             ) as response:
                 body = await _json_or_none(response)
-                return classify(response.status, body, response.headers.get("Retry-After"))
+                result = classify(
+                    response.status,
+                    body,
+                    response.headers.get("Retry-After"),
+                    claim_id=claim.claim_id,
+                )
         except TimeoutError:
             return Transient("TIMEOUT")
         except aiohttp.ClientError:
             return Transient("CONNECTION_ERROR")
+        return await self._confirm_own(claim.claim_id, result)
 
     async def submit_batch(self, claims: Sequence[ClaimData]) -> list[ClaimResult]:
         """One result per claim, in order. Raises `BatchRejected` for a refused whole batch."""
@@ -235,7 +276,11 @@ class GrantClient:
             ) as response:
                 body = await _json_or_none(response)
                 if response.status == 207:
-                    return batch_results(claim_ids, body)
+                    results = batch_results(claim_ids, body)
+                    return [
+                        await self._confirm_own(claim_id, result)
+                        for claim_id, result in zip(claim_ids, results, strict=True)
+                    ]
                 result = classify(response.status, body, response.headers.get("Retry-After"))
         except TimeoutError:
             result = Transient("TIMEOUT")
@@ -244,6 +289,18 @@ class GrantClient:
         if not isinstance(result, Transient):
             raise BatchRejected(response.status, _code(body))
         return [result] * len(claims)
+
+    async def _confirm_own(self, claim_id: uuid.UUID, result: ClaimResult) -> ClaimResult:
+        """An own claim the grant system already holds, as `Replayed` with its stored amount;
+        any other result as it is. A failed look-up leaves it `Transient`: retried later."""
+        if not (isinstance(result, Transient) and result.reason == OWN_CLAIM_UNCONFIRMED):
+            return result
+        try:
+            stored = await self.get_claim(claim_id)
+        except (TimeoutError, aiohttp.ClientError, ValueError):
+            return result
+        amount = _amount(stored)
+        return Replayed(amount) if amount is not None else result
 
     async def get_claim(self, claim_id: uuid.UUID) -> dict[str, Any] | None:
         """The stored claim, or None when the grant system has none under this id."""
