@@ -10,7 +10,7 @@ from aiohttp import web
 from services.core.events import Topics
 from services.core.kafka import ensure_topics
 from services.core.logging import configure_logging, get_logger
-from services.upload_gateway.app import create_app
+from services.upload_gateway.app import create_app, runner_options
 from services.upload_gateway.settings import GatewaySettings
 
 log = get_logger()
@@ -19,12 +19,7 @@ log = get_logger()
 async def serve(settings: GatewaySettings) -> None:
     kafka = settings.common.kafka
     await ensure_topics(kafka, Topics(kafka.topic_prefix))
-    runner = web.AppRunner(
-        create_app(settings),
-        handle_signals=False,
-        shutdown_timeout=settings.shutdown_timeout_s,
-        access_log=None,  # the metrics middleware logs every request as JSON
-    )
+    runner = web.AppRunner(create_app(settings), **runner_options(settings))
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port)
     await site.start()

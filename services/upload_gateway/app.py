@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 
@@ -17,17 +18,26 @@ from services.upload_gateway.appkeys import (
     SETTINGS,
     STORAGE,
     TOPICS,
+    UPLOAD_SLOTS,
 )
 from services.upload_gateway.auth import auth_middleware
+from services.upload_gateway.bodies import body_guard_middleware
 from services.upload_gateway.errors import error_middleware
+from services.upload_gateway.limits import UploadSlots
 from services.upload_gateway.metrics import GatewayMetrics, metrics_middleware
 from services.upload_gateway.relay import OutboxRelay
 from services.upload_gateway.routes import PUBLIC_ROUTE_NAMES, add_routes
 from services.upload_gateway.settings import GatewaySettings
 
-# Headroom over the file limit for a multipart envelope; the real limit is enforced while
-# streaming, so aiohttp must neither buffer nor refuse the body before the handler sees it.
-_BODY_HEADROOM_BYTES = 1024 * 1024
+
+def runner_options(settings: GatewaySettings) -> dict[str, Any]:
+    """What `web.AppRunner` is given besides the app: the connection-level timeouts."""
+    return {
+        "handle_signals": False,
+        "shutdown_timeout": settings.shutdown_timeout_s,
+        "keepalive_timeout": settings.keepalive_timeout_s,
+        "access_log": None,  # the metrics middleware logs every request as JSON
+    }
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
@@ -51,13 +61,19 @@ async def _outbox_relay(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: GatewaySettings) -> web.Application:
     app = web.Application(
         # Outermost first: metrics see the final status the error middleware produced.
-        middlewares=[metrics_middleware, error_middleware, auth_middleware],
-        client_max_size=settings.max_upload_bytes + _BODY_HEADROOM_BYTES,
+        # The body guard runs after authentication: no body is read for an unknown caller.
+        middlewares=[metrics_middleware, error_middleware, auth_middleware, body_guard_middleware],
+        # Only for a body read whole (request.read/json/post); the upload streams its body
+        # through its own limits, so this is the JSON limit.
+        client_max_size=settings.max_json_body_bytes,
     )
     app[SETTINGS] = settings
     app[STORAGE] = FolderStorage(settings.common.storage.root)
     app[TOPICS] = Topics(settings.common.kafka.topic_prefix)
     app[METRICS] = GatewayMetrics()
+    app[UPLOAD_SLOTS] = UploadSlots(
+        settings.max_concurrent_uploads_per_ato, settings.upload_retry_after_s
+    )
     app[PUBLIC_ROUTES] = PUBLIC_ROUTE_NAMES
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_outbox_relay)

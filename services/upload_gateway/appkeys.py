@@ -15,6 +15,7 @@ from services.core.storage import FolderStorage
 
 if TYPE_CHECKING:
     from services.upload_gateway.auth import Principal
+    from services.upload_gateway.limits import UploadSlots
     from services.upload_gateway.metrics import GatewayMetrics
     from services.upload_gateway.relay import OutboxRelay
     from services.upload_gateway.settings import GatewaySettings
@@ -24,6 +25,8 @@ POOL: web.AppKey[asyncpg.Pool] = web.AppKey("pool")
 STORAGE: web.AppKey[FolderStorage] = web.AppKey("storage")
 TOPICS: web.AppKey[Topics] = web.AppKey("topics")
 METRICS: web.AppKey[GatewayMetrics] = web.AppKey("metrics")
+# Uploads in flight per ATO in this process.
+UPLOAD_SLOTS: web.AppKey[UploadSlots] = web.AppKey("upload_slots")
 # Absent when the relay is turned off (GATEWAY_RUN_OUTBOX_RELAY=false).
 RELAY: web.AppKey[OutboxRelay] = web.AppKey("relay")
 # Route names that need no API key (health, metrics, the scheme, the documents).

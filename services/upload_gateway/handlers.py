@@ -13,10 +13,23 @@ from services.core.scheme.scheme_document import scheme_document
 from services.core.scheme.scheme_document import template_csv as template_text
 from services.core.storage import FolderStorage
 from services.upload_gateway import achievements, issues, uploads
-from services.upload_gateway.appkeys import METRICS, SETTINGS, STORAGE, TOPICS, database
+from services.upload_gateway.appkeys import (
+    METRICS,
+    SETTINGS,
+    STORAGE,
+    TOPICS,
+    UPLOAD_SLOTS,
+    database,
+)
 from services.upload_gateway.auth import principal
 from services.upload_gateway.errors import ApiError, not_found
-from services.upload_gateway.intake import is_multipart, receive_multipart, receive_raw
+from services.upload_gateway.intake import (
+    BodyLimits,
+    is_multipart,
+    receive_multipart,
+    receive_raw,
+)
+from services.upload_gateway.limits import check_free_disk
 
 log = get_logger()
 
@@ -63,14 +76,16 @@ async def create_upload(request: web.Request) -> web.Response:
     upload_id = uuid.uuid4()
     storage_key = FolderStorage.key_for(upload_id)
     receive = receive_multipart if is_multipart(request) else receive_raw
+    limits = BodyLimits(
+        file_bytes=settings.max_upload_bytes,
+        chunk_bytes=settings.read_chunk_bytes,
+        max_parts=settings.max_multipart_parts,
+        read_timeout_s=settings.body_read_timeout_s,
+    )
     try:
-        form, stored = await receive(
-            request,
-            storage,
-            storage_key,
-            limit_bytes=settings.max_upload_bytes,
-            chunk_bytes=settings.read_chunk_bytes,
-        )
+        with request.app[UPLOAD_SLOTS].hold(who.ato_id):
+            check_free_disk(storage.root, settings.min_free_disk_bytes)
+            form, stored = await receive(request, storage, storage_key, limits)
         async with database(request.app) as connection:
             upload, created = await uploads.record_upload(
                 connection,

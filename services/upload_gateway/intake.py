@@ -6,11 +6,14 @@ The body is never held in memory: chunks go through the content sniffer and the 
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import unicodedata
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, StreamReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from services.core.scheme.codes import Policy
@@ -36,6 +39,20 @@ DEFAULT_FILE_NAME = "upload.csv"
 # A multipart body is a little larger than the file it carries.
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+# A full disk (or quota) while writing: the service's problem, not the file's.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class BodyLimits:
+    """How much of a request body is read, and how patiently."""
+
+    file_bytes: int  # FILE_03: the file itself
+    chunk_bytes: int  # the size of each read into storage
+    max_parts: int  # multipart parts, ignored ones included
+    read_timeout_s: float  # the longest wait for the next bytes of the body
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +103,71 @@ def too_large(limit_bytes: int) -> ApiError:
     )
 
 
+def too_many_parts(max_parts: int) -> ApiError:
+    return ApiError(
+        413,
+        "FILE_03",
+        f"The multipart body has more than {max_parts} parts; send the file and its fields only.",
+    )
+
+
+def body_timed_out(timeout_s: float) -> ApiError:
+    return ApiError(
+        408,
+        "REQUEST_TIMEOUT",
+        f"No part of the body arrived for {timeout_s:g} seconds; the upload was stopped.",
+    )
+
+
+def disk_full() -> ApiError:
+    return ApiError(
+        507,
+        "INSUFFICIENT_STORAGE",
+        "The service has no room to store the file just now; nothing was kept. Retry later.",
+    )
+
+
+async def timed(read: Awaitable[T], timeout_s: float) -> T:
+    """One read from the body: a client that stops sending is cut off with 408."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await read
+    except TimeoutError:
+        raise body_timed_out(timeout_s) from None
+
+
+class BoundedBody:
+    """The request body as aiohttp's multipart reader reads it (the `StreamReader` methods it
+    calls): every read timed, and the whole body, whatever its framing and whichever parts are
+    skipped, capped; a body over the cap is refused with FILE_03 as soon as the cap is passed."""
+
+    def __init__(self, content: StreamReader, *, cap_bytes: int, limits: BodyLimits) -> None:
+        self._content = content
+        self._cap_bytes = cap_bytes
+        self._limits = limits
+        self.consumed_bytes = 0
+
+    def _count(self, data: bytes) -> bytes:
+        self.consumed_bytes += len(data)
+        if self.consumed_bytes > self._cap_bytes:
+            raise too_large(self._limits.file_bytes)
+        return data
+
+    async def read(self, n: int = -1) -> bytes:
+        return self._count(await timed(self._content.read(n), self._limits.read_timeout_s))
+
+    async def readline(self, *, max_line_length: int | None = None) -> bytes:
+        line = self._content.readline(max_line_length=max_line_length)
+        return self._count(await timed(line, self._limits.read_timeout_s))
+
+    def at_eof(self) -> bool:
+        return self._content.at_eof()
+
+    def unread_data(self, data: bytes) -> None:
+        self._content.unread_data(data)
+        self.consumed_bytes -= len(data)
+
+
 async def _sniffed(chunks: AsyncIterator[bytes], sniffer: ContentSniffer) -> AsyncIterator[bytes]:
     async for chunk in chunks:
         sniffer.feed(chunk)
@@ -101,14 +183,18 @@ async def _store(
         sniffer.finish()
     except UploadTooLarge:
         raise too_large(limit_bytes) from None
+    except OSError as error:
+        if error.errno in DISK_FULL_ERRNOS:
+            raise disk_full() from None  # store() has removed the partial file
+        raise
     except FileRefused as refusal:
         storage.delete(storage_key)
         raise ApiError(422, refusal.code, refusal.message) from None
     return stored
 
 
-async def _request_chunks(request: web.Request, chunk_bytes: int) -> AsyncIterator[bytes]:
-    async for chunk in request.content.iter_chunked(chunk_bytes):
+async def _request_chunks(request: web.Request, limits: BodyLimits) -> AsyncIterator[bytes]:
+    while chunk := await timed(request.content.read(limits.chunk_bytes), limits.read_timeout_s):
         yield chunk
 
 
@@ -137,10 +223,9 @@ async def receive_raw(
     request: web.Request,
     storage: FolderStorage,
     storage_key: str,
-    *,
-    limit_bytes: int,
-    chunk_bytes: int,
+    limits: BodyLimits,
 ) -> tuple[UploadForm, StoredFile]:
+    limit_bytes = limits.file_bytes
     if request.content_type not in RAW_CONTENT_TYPES:
         raise ApiError(
             415,
@@ -152,7 +237,7 @@ async def receive_raw(
     check_form(form)
     if request.content_length is not None and request.content_length > limit_bytes:
         raise too_large(limit_bytes)
-    stored = await _store(storage, storage_key, _request_chunks(request, chunk_bytes), limit_bytes)
+    stored = await _store(storage, storage_key, _request_chunks(request, limits), limit_bytes)
     return form, stored
 
 
@@ -160,23 +245,29 @@ async def receive_multipart(
     request: web.Request,
     storage: FolderStorage,
     storage_key: str,
-    *,
-    limit_bytes: int,
-    chunk_bytes: int,
+    limits: BodyLimits,
 ) -> tuple[UploadForm, StoredFile]:
-    if (
-        request.content_length is not None
-        and request.content_length > limit_bytes + MULTIPART_OVERHEAD_BYTES
-    ):
+    limit_bytes, chunk_bytes = limits.file_bytes, limits.chunk_bytes
+    cap_bytes = limit_bytes + MULTIPART_OVERHEAD_BYTES
+    if request.content_length is not None and request.content_length > cap_bytes:
         raise too_large(limit_bytes)
     fields: dict[str, str] = {}
     stored: StoredFile | None = None
     part_file_name: str | None = None
+    parts = 0
     try:
-        reader = await request.multipart()
+        # Every byte the reader takes, skipped parts and preamble included, goes through the
+        # cap and the read timeout (a chunked body declares no length to refuse up front).
+        body = BoundedBody(request.content, cap_bytes=cap_bytes, limits=limits)
+        reader = MultipartReader(
+            request.headers, cast(StreamReader, body), client_max_size=cap_bytes
+        )
         # Fields may come before or after the file part, so the file is stored as it comes
         # and the form checked once every part has been read.
         while (part := await reader.next()) is not None:
+            parts += 1
+            if parts > limits.max_parts:
+                raise too_many_parts(limits.max_parts)
             if not isinstance(part, BodyPartReader):
                 raise ApiError(400, "BAD_REQUEST", "Nested multipart bodies are not supported.")
             if part.name == "file":

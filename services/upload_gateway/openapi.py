@@ -254,6 +254,9 @@ _PROTECTED = {
 }
 _NOT_FOUND = {"404": _error("No such resource for this ATO (another ATO's looks the same).")}
 _BAD_PARAMS = {"400": _error("A query parameter is out of range or malformed.")}
+_BAD_BODY = {
+    "400": _error("INVALID_BODY: a body (none is needed) too large, too deep or malformed JSON.")
+}
 _UPLOAD_ANSWER = {"Location": {"schema": _STRING, "description": "/v1/uploads/{upload_id}"}}
 
 OPERATIONS: dict[str, Schema] = {
@@ -356,10 +359,19 @@ OPERATIONS: dict[str, Schema] = {
                 "headers": _UPLOAD_ANSWER,
             },
             "400": _error("Malformed request (policy, Idempotency-Key, multipart body)."),
+            "408": _error("REQUEST_TIMEOUT: the client stopped sending the body."),
             "409": _error("IDEMPOTENCY_KEY_REUSED: the key was used for different bytes."),
-            "413": _error("FILE_03: larger than the size limit."),
+            "413": _error(
+                "FILE_03: the file or the whole body is larger than the size limit, or a"
+                " multipart body has too many parts."
+            ),
             "415": _error("The body is neither CSV nor multipart/form-data."),
             "422": _error("FILE_01 (workbook or binary), FILE_02 (empty) or TERMS_NOT_ACCEPTED."),
+            "429": {
+                **_error("TOO_MANY_UPLOADS: this ATO's concurrent-upload limit is reached."),
+                "headers": {"Retry-After": {"schema": _STRING, "description": "Seconds."}},
+            },
+            "507": _error("INSUFFICIENT_STORAGE: no room to store the file; nothing was kept."),
             **_PROTECTED,
         },
     },
@@ -426,6 +438,7 @@ OPERATIONS: dict[str, Schema] = {
         "parameters": [_path_id("upload_id")],
         "responses": {
             "200": _json("The withdrawn upload.", _ref("Upload")),
+            **_BAD_BODY,
             "409": _error("AMENDMENT_WINDOW_CLOSED, ALREADY_WITHDRAWN or UPLOAD_NOT_ACCEPTED."),
             **_NOT_FOUND,
             **_PROTECTED,
@@ -437,6 +450,7 @@ OPERATIONS: dict[str, Schema] = {
         "parameters": [_path_id("achievement_id")],
         "responses": {
             "200": _json("The withdrawn achievement.", _ref("Achievement")),
+            **_BAD_BODY,
             "409": _error("AMENDMENT_WINDOW_CLOSED, ALREADY_WITHDRAWN or UPLOAD_NOT_ACCEPTED."),
             **_NOT_FOUND,
             **_PROTECTED,

@@ -8,6 +8,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from services.core.settings import CommonSettings
 
 DEFAULT_MAX_UPLOAD_BYTES = 200 * 1024 * 1024  # the scheme's FILE_03 limit (200 MB)
+# Free space kept on the storage volume beyond one file of the largest size.
+DISK_MARGIN_BYTES = 1024 * 1024 * 1024
 
 
 class GatewaySettings(BaseSettings):
@@ -18,6 +20,20 @@ class GatewaySettings(BaseSettings):
     max_upload_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES, gt=0)
     # Size of the reads from the socket while streaming a body to storage.
     read_chunk_bytes: int = Field(default=256 * 1024, gt=0)
+    # Parts of one multipart upload (the file and its fields), ignored parts included.
+    max_multipart_parts: int = Field(default=16, gt=0)
+    # Uploads of one ATO in flight at once, per gateway process; the next one answers 429.
+    max_concurrent_uploads_per_ato: int = Field(default=4, gt=0)
+    upload_retry_after_s: int = Field(default=5, gt=0)
+    # An upload is refused with 507 unless the storage volume has this much free space.
+    min_free_disk_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES + DISK_MARGIN_BYTES, ge=0)
+    # A client that sends nothing of its body for this long is cut off (408).
+    body_read_timeout_s: float = Field(default=30.0, gt=0)
+    # An idle keep-alive connection is closed after this long (aiohttp's default is an hour).
+    keepalive_timeout_s: float = Field(default=15.0, gt=0)
+    # Any body on a route other than the upload: at most this size, and well-formed JSON if JSON.
+    max_json_body_bytes: int = Field(default=64 * 1024, gt=0)
+    max_json_depth: int = Field(default=32, gt=0)
     # Tests that do not want Kafka turn this off; uploads still land in the outbox.
     run_outbox_relay: bool = True
     readiness_timeout_s: float = 2.0

@@ -71,8 +71,10 @@ async def test_the_same_key_is_independent_per_ato(
 
 
 async def test_ten_simultaneous_identical_requests_make_one_upload(
-    client: Client, ato: NewKey, pool: asyncpg.Pool, storage_root: Path
+    make_client: ClientFactory, ato: NewKey, pool: asyncpg.Pool, storage_root: Path
 ) -> None:
+    # All ten in flight at once: above the default per-ATO limit, which is not under test here.
+    client = await make_client(max_concurrent_uploads_per_ato=10)
     headers = {**bearer(ato), **CSV, "Idempotency-Key": "burst"}
 
     async def send() -> tuple[int, str]:

@@ -1,0 +1,61 @@
+"""Admission for uploads: how many of one ATO's uploads run at once, and room on the disk.
+
+The per-ATO count lives in this gateway process (like an asyncio semaphore per ATO that is
+never waited on): with N gateway processes an ATO can have N times the limit in flight.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from services.upload_gateway.errors import ApiError
+from services.upload_gateway.intake import disk_full
+
+
+class UploadSlots:
+    """At most `per_ato` uploads of one ATO in flight; the next is refused at once (429)."""
+
+    def __init__(self, per_ato: int, retry_after_s: int) -> None:
+        self.per_ato = per_ato
+        self.retry_after_s = retry_after_s
+        self._in_flight: dict[str, int] = {}
+
+    def in_flight(self, ato_id: str) -> int:
+        return self._in_flight.get(ato_id, 0)
+
+    @contextmanager
+    def hold(self, ato_id: str) -> Iterator[None]:
+        if self.in_flight(ato_id) >= self.per_ato:
+            raise ApiError(
+                429,
+                "TOO_MANY_UPLOADS",
+                f"This ATO already has {self.per_ato} uploads in progress; wait for one to"
+                " finish and retry.",
+                headers={"Retry-After": str(self.retry_after_s)},
+            )
+        self._in_flight[ato_id] = self.in_flight(ato_id) + 1
+        try:
+            yield
+        finally:
+            left = self._in_flight[ato_id] - 1
+            if left:
+                self._in_flight[ato_id] = left
+            else:
+                del self._in_flight[ato_id]
+
+
+def free_bytes(root: Path) -> int:
+    """Free space on the volume that holds `root` (or will: its nearest existing folder)."""
+    path = root
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def check_free_disk(root: Path, minimum_bytes: int) -> None:
+    """507 before a byte is written when the storage volume is nearly full."""
+    if minimum_bytes and free_bytes(root) < minimum_bytes:
+        raise disk_full()
