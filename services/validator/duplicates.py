@@ -27,14 +27,16 @@ from services.core.states import ACCEPTING
 _ACCEPTING = sorted(state.value for state in ACCEPTING)
 
 
-def _earlier_uploads(keys: str, *, ato: str, upload: str, extra: str = "") -> str:
+def _earlier_uploads(
+    keys: str, *, ato: str, upload: str, extra: str = "", columns: str = "keys.row_number"
+) -> str:
     """Rows of `keys` (row_number, course_code, achievement_date, kind, identifier) that match
     an accepted, not-withdrawn achievement of another upload of the ATO. One branch per
     identifier column, so each probes that column's index."""
     accepting = ",".join(_ACCEPTING)
     return "\n        UNION\n".join(
         f"""
-        SELECT keys.row_number FROM {keys} JOIN achievements a
+        SELECT {columns} FROM {keys} JOIN achievements a
           ON a.course_code = keys.course_code AND a.achievement_date = keys.achievement_date
          AND keys.kind = '{kind}' AND a.{kind} = keys.identifier
         JOIN uploads u ON u.upload_id = a.upload_id
@@ -90,59 +92,87 @@ class Marked:
     first_rows: list[int]  # the first `limit` marked rows, for the stored issues
 
 
+# A stored key with what the marking needs of its row; a row DUP_02 marked already (when its
+# chunk was validated) is left out of DUP_02's re-check.
 _STORED_KEYS = f"""(
-        SELECT row_number, {_SPLIT_KEY}
-        FROM row_keys WHERE upload_id = $1) AS keys"""
+        SELECT row_number, is_valid, has_warning, {_SPLIT_KEY}
+        FROM row_keys WHERE upload_id = $1 AND NOT dup_02) AS keys"""
 
+# Every row after the first that shares a key; one sort of the upload's keys, no join.
 _IN_FILE = """
-        SELECT row_number FROM (
-            SELECT row_number, min(row_number) OVER (PARTITION BY key) AS first_row
+        SELECT row_number, is_valid, has_warning FROM (
+            SELECT row_number, is_valid, has_warning,
+                   min(row_number) OVER (PARTITION BY key) AS first_row
             FROM row_keys WHERE upload_id = $1) ordered
         WHERE row_number > first_row"""
 
+_EARLIER = _earlier_uploads(
+    _STORED_KEYS,
+    ato="$3",
+    upload="$1",
+    extra=" AND a.upload_id = ANY($4)",
+    columns="keys.row_number, keys.is_valid, keys.has_warning",
+)
 
-def _marking(found: str, *, dup_02: bool) -> str:
-    """Marks the rows `found` names ($1 the upload, $2 how many row numbers to return): their
-    keys no longer valid, their achievements gone; returns what that did to the counts. A row
-    DUP_02 marked already (when its chunk was validated) is not marked DUP_02 again."""
-    again = " AND NOT k.dup_02" if dup_02 else ""
+
+def _summary(found: str) -> str:
+    """What marking the rows `found` names ($1 the upload, $2 how many row numbers to return
+    for the stored issues) does: one row per marked row, its validity as it was."""
     return f"""
-    WITH found AS ({found}),
-    marked AS (
-        SELECT DISTINCT k.row_number, k.is_valid, k.has_warning
-        FROM row_keys k JOIN (SELECT DISTINCT row_number FROM found) f USING (row_number)
-        WHERE k.upload_id = $1{again}
-    ),
-    invalidated AS (
-        UPDATE row_keys k SET is_valid = false, dup_02 = k.dup_02 OR {str(dup_02).lower()}
-        FROM marked m
-        WHERE k.upload_id = $1 AND k.row_number = m.row_number
-    ),
-    unaccepted AS (
-        DELETE FROM achievements a USING marked m
-        WHERE a.upload_id = $1 AND a.row_number = m.row_number AND m.is_valid
-    )
+    WITH marked AS (SELECT DISTINCT row_number, is_valid, has_warning FROM ({found}) found)
     SELECT count(*) AS rows,
            count(*) FILTER (WHERE is_valid) AS newly_invalid,
            count(*) FILTER (WHERE is_valid AND has_warning) AS warned_lost,
+           coalesce(array_agg(row_number), '{{}}') AS marked,
+           coalesce(array_agg(row_number) FILTER (WHERE is_valid), '{{}}') AS were_valid,
            (SELECT coalesce(array_agg(row_number ORDER BY row_number), '{{}}')
               FROM (SELECT row_number FROM marked ORDER BY row_number LIMIT $2) first)
               AS first_rows
     FROM marked"""
 
 
-_MARK_IN_FILE = _marking(_IN_FILE, dup_02=False)
-_MARK_EARLIER = _marking(
-    _earlier_uploads(_STORED_KEYS, ato="$3", upload="$1", extra=" AND a.upload_id = ANY($4)"),
-    dup_02=True,
-)
+async def _mark(
+    connection: asyncpg.Connection,
+    upload_id: uuid.UUID,
+    summary: asyncpg.Record | None,
+    *,
+    dup_02: bool,
+) -> Marked:
+    """Applies a summary: the marked rows' keys no longer valid (and DUP_02-marked), their
+    achievements gone. By row numbers through the (upload, row) indexes: one probe per row,
+    whatever the statistics of tables that filled a minute ago say."""
+    assert summary is not None
+    if summary["rows"]:
+        await connection.execute(
+            "UPDATE row_keys SET is_valid = false, dup_02 = dup_02 OR $3"
+            " WHERE upload_id = $1 AND row_number = ANY($2::integer[])",
+            upload_id,
+            summary["marked"],
+            dup_02,
+        )
+        await connection.execute(
+            "DELETE FROM achievements WHERE upload_id = $1 AND row_number = ANY($2::integer[])",
+            upload_id,
+            summary["were_valid"],
+        )
+    return Marked(
+        summary["rows"],
+        summary["newly_invalid"],
+        summary["warned_lost"],
+        list(summary["first_rows"]),
+    )
+
+
+_SUMMARY_IN_FILE = _summary(_IN_FILE)
+_SUMMARY_EARLIER = _summary(_EARLIER)
 
 
 async def mark_in_file_duplicates(
     connection: asyncpg.Connection, upload_id: uuid.UUID, limit: int
 ) -> Marked:
     """DUP_01: every row after the first that shares a key (the first counts even if invalid)."""
-    return _marked(await connection.fetchrow(_MARK_IN_FILE, upload_id, limit))
+    summary = await connection.fetchrow(_SUMMARY_IN_FILE, upload_id, limit)
+    return await _mark(connection, upload_id, summary, dup_02=False)
 
 
 async def uploads_accepted_since(
@@ -167,12 +197,12 @@ async def mark_earlier_upload_duplicates(
     limit: int,
     among_uploads: Sequence[uuid.UUID],
 ) -> Marked:
-    """DUP_02 against the given uploads of the ATO (those accepted since the chunks looked)."""
-    return _marked(
-        await connection.fetchrow(_MARK_EARLIER, upload_id, limit, ato_id, list(among_uploads))
-    )
-
-
-def _marked(row: asyncpg.Record | None) -> Marked:
-    assert row is not None
-    return Marked(row["rows"], row["newly_invalid"], row["warned_lost"], list(row["first_rows"]))
+    """DUP_02 against the given uploads of the ATO (those accepted since the chunks looked).
+    Hash joins only: a nested loop over this upload's keys and those uploads' achievements,
+    which stale statistics could pick, would be quadratic."""
+    async with connection.transaction():
+        await connection.execute("SET LOCAL enable_nestloop = off")
+        summary = await connection.fetchrow(
+            _SUMMARY_EARLIER, upload_id, limit, ato_id, list(among_uploads)
+        )
+    return await _mark(connection, upload_id, summary, dup_02=True)

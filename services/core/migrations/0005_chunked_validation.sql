@@ -80,8 +80,11 @@ CREATE TABLE row_keys (
     has_warning boolean NOT NULL,
     dup_02      boolean NOT NULL            -- found in an earlier upload already (counted once)
 );
--- Every query reads one upload's keys; without an index each would scan every upload's.
-CREATE INDEX row_keys_upload ON row_keys (upload_id);
+-- Every query reads one upload's keys, and marking a duplicate row finds that row's keys: by
+-- (upload, row), so each lookup is one index probe whatever plan the (stale) statistics pick.
+-- An index on the upload alone made every marked row scan all of the upload's keys: a million
+-- rows with a few thousand duplicates took minutes.
+CREATE INDEX row_keys_upload_row ON row_keys (upload_id, row_number);
 
 -- The row-at-a-time tables of the single-worker validator are replaced by the chunk counts and
 -- `row_keys`. An upload being validated when this runs has its Kafka offset uncommitted and is
