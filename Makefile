@@ -18,6 +18,10 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
+# The local stack and the tests run in local mode: the development password and tokens are
+# accepted only there (deploy/local/env.sh sets it too for the stack's own scripts).
+run test test-tier2 up infra bench: export DEPLOYMENT_MODE ?= local
+
 ## set-up if needed, the whole stack, then a demo upload end to end
 # The demo holds claims for a short amendment window instead of two days.
 run: export GRANT_BRIDGE_AMENDMENT_WINDOW_S ?= 10

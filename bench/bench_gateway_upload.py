@@ -30,7 +30,12 @@ from pydantic import SecretStr
 from scratch_database import admin, database_url
 
 from services.core.db import migrate_dsn
-from services.core.settings import CommonSettings, PostgresSettings, StorageSettings
+from services.core.settings import (
+    CommonSettings,
+    PostgresSettings,
+    SchemeLimits,
+    StorageSettings,
+)
 from services.upload_gateway.app import create_app
 from services.upload_gateway.keys import create_ato
 from services.upload_gateway.settings import GatewaySettings
@@ -96,7 +101,7 @@ async def run(size_mb: int, runs: int, chunk_kb: int, tmp_root: str | None) -> N
             )
             settings = GatewaySettings(
                 run_outbox_relay=False,
-                max_upload_bytes=size_bytes + MB,
+                limits=SchemeLimits(max_upload_bytes=size_bytes + MB),
                 read_chunk_bytes=chunk_bytes,
                 common=CommonSettings(
                     postgres=PostgresSettings(database_url=SecretStr(database_url(database))),

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from urllib.parse import urlsplit, urlunsplit
+
+# Benchmarks run on the local stack, with its development password: local mode unless told
+# otherwise (the processes they start inherit it).
+os.environ.setdefault("DEPLOYMENT_MODE", "local")
 
 import asyncpg
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
+import os
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
@@ -15,14 +17,14 @@ import asyncpg
 from services.core.db import migrate
 from services.core.events import Topics
 from services.core.kafka import ensure_topics
-from services.core.settings import CommonSettings
+from services.core.settings import CommonSettings, SchemeLimits, load_settings
 from services.upload_gateway.keys import NewKey, create_ato, create_key, revoke_key
 
 
 async def _with_connection(
     action: Callable[[asyncpg.Connection], Awaitable[int]],
 ) -> int:
-    settings = CommonSettings()
+    settings = load_settings(CommonSettings, "achievements")
     connection = await asyncpg.connect(settings.postgres.database_url.get_secret_value())
     try:
         return await action(connection)
@@ -40,7 +42,7 @@ async def _migrate(_: argparse.Namespace) -> int:
 
 
 async def _topics(_: argparse.Namespace) -> int:
-    settings = CommonSettings()
+    settings = load_settings(CommonSettings, "achievements")
     await ensure_topics(settings.kafka, Topics(settings.kafka.topic_prefix))
     print("topics ready")
     return 0
@@ -91,6 +93,27 @@ async def _key_revoke(args: argparse.Namespace) -> int:
     return await _with_connection(run)
 
 
+API_KEY_VARIABLE = "ACHIEVEMENTS_API_KEY"
+
+
+class MissingApiKey(Exception):
+    pass
+
+
+def read_api_key() -> str:
+    """The ATO API key: from ACHIEVEMENTS_API_KEY, else asked for (not echoed) on a terminal.
+
+    Never an argument: a command line is visible to every user of the machine and kept in shell
+    history.
+    """
+    api_key = os.environ.get(API_KEY_VARIABLE, "").strip()
+    if not api_key and sys.stdin.isatty():
+        api_key = getpass.getpass("ATO API key: ").strip()
+    if not api_key:
+        raise MissingApiKey(f"no API key: set {API_KEY_VARIABLE} (or run it on a terminal)")
+    return api_key
+
+
 async def _upload(args: argparse.Namespace) -> int:
     from services.upload_client import upload_file
 
@@ -113,7 +136,8 @@ async def _upload(args: argparse.Namespace) -> int:
 def _check(argv: list[str]) -> int:
     from services.validator.offline_check import main as check_main
 
-    return check_main(argv)
+    # The same `SCHEME_*` limits as the gateway and the validator.
+    return check_main(argv, SchemeLimits())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -154,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     upload = commands.add_parser("upload", help="upload a CSV through the gateway")
     upload.add_argument("file")
-    upload.add_argument("--api-key", required=True)
+    # Removed: the key is read from ACHIEVEMENTS_API_KEY or asked for. Still parsed (hidden) only
+    # to explain that, rather than argparse's bare "unrecognized arguments".
+    upload.add_argument("--api-key", dest="removed_api_key", help=argparse.SUPPRESS)
     upload.add_argument("--gateway", default="http://127.0.0.1:8080")
     upload.add_argument("--policy", choices=["all_or_nothing", "valid_rows"])
     upload.add_argument("--wait", action="store_true", help="wait for the final status")
@@ -171,7 +197,15 @@ def main(argv: list[str] | None = None) -> int:
     # The offline check owns its own argument parsing (section 7 of the scheme).
     if argv[:1] == ["check"]:
         return _check(argv[1:])
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "upload":
+        if args.removed_api_key is not None:
+            parser.error(f"--api-key was removed: set {API_KEY_VARIABLE} instead (or be asked)")
+        try:
+            args.api_key = read_api_key()
+        except MissingApiKey as missing:
+            parser.error(str(missing))
     result: int = asyncio.run(args.action(args))
     return result
 

@@ -9,6 +9,10 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
+# The tests run against the local stack, with its development password and tokens: local mode,
+# whatever the calling environment says (the processes the e2e tests start inherit it).
+os.environ["DEPLOYMENT_MODE"] = "local"
+
 import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient

@@ -21,6 +21,9 @@ PG_PASSWORD="${PG_PASSWORD:-achievements}"
 PG_DATABASE="${PG_DATABASE:-achievements}"
 PG_STANDIN_DATABASE="${PG_STANDIN_DATABASE:-grant_standin}"
 
+# The local stack is a development stack: its well-known password and tokens are accepted only in
+# this mode; every service refuses them (and a missing secret) in any other.
+export DEPLOYMENT_MODE="${DEPLOYMENT_MODE:-local}"
 export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-$KAFKA_HOST:$KAFKA_PORT}"
 export DATABASE_URL="${DATABASE_URL:-postgresql://$PG_USER:$PG_PASSWORD@$PG_HOST:$PG_PORT/$PG_DATABASE}"
 export GRANT_STANDIN_DATABASE_URL="${GRANT_STANDIN_DATABASE_URL:-postgresql://$PG_USER:$PG_PASSWORD@$PG_HOST:$PG_PORT/$PG_STANDIN_DATABASE}"
@@ -28,6 +31,8 @@ export STORAGE_ROOT="${STORAGE_ROOT:-$LOCAL_DIR/storage}"
 # One development token for both sides of the grant API, unless set.
 export GRANT_STANDIN_TOKEN="${GRANT_STANDIN_TOKEN:-dev-grant-token}"
 export GRANT_BRIDGE_TOKEN="${GRANT_BRIDGE_TOKEN:-$GRANT_STANDIN_TOKEN}"
+# The stand-in's admin endpoints (/admin/faults) take their own token.
+export GRANT_STANDIN_ADMIN_TOKEN="${GRANT_STANDIN_ADMIN_TOKEN:-dev-standin-admin-token}"
 export GRANT_BRIDGE_GRANT_API_URL="${GRANT_BRIDGE_GRANT_API_URL:-http://127.0.0.1:8090}"
 
 pg_bin() {

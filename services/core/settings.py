@@ -6,23 +6,119 @@ unprefixed variables so one stack configuration serves every process.
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
+from urllib.parse import parse_qs, urlsplit
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.core.scheme.file_inspection import DEFAULT_SIZE_LIMIT_BYTES
+from services.core.scheme.outcome import DEFAULT_ROW_LIMIT
 
 DEFAULT_DATABASE_URL = "postgresql://achievements:achievements@127.0.0.1:55432/achievements"
 
 
-class PostgresSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+# --- Deployment mode and secrets -----------------------------------------------------------------
+# The development defaults (the local database password, the grant tokens) apply only when
+# DEPLOYMENT_MODE=local is set explicitly; anywhere else a missing secret stops the process.
 
+DEPLOYMENT_MODE_VARIABLE = "DEPLOYMENT_MODE"
+# The local stack's database password (deploy/local/env.sh); never accepted outside local mode.
+DEV_DATABASE_PASSWORD = "achievements"  # noqa: S105 (the local stack's well-known password)
+
+
+class DeploymentMode(StrEnum):
+    LOCAL = "local"
+    PRODUCTION = "production"
+
+
+class DeploymentModeField(BaseModel):
+    """`DEPLOYMENT_MODE`, unprefixed whatever the settings class's prefix; production if unset."""
+
+    deployment_mode: DeploymentMode = Field(
+        default=DeploymentMode.PRODUCTION,
+        validation_alias=AliasChoices("deployment_mode", DEPLOYMENT_MODE_VARIABLE),
+    )
+
+    @property
+    def is_local(self) -> bool:
+        return self.deployment_mode is DeploymentMode.LOCAL
+
+
+def require_secret(
+    settings: DeploymentModeField, field: str, variable: str, dev_value: str
+) -> None:
+    """Outside local mode the secret `field` must be set, non-empty and not the development value.
+
+    Messages name the variable, never the value.
+    """
+    if settings.is_local:
+        return
+    value: SecretStr = getattr(settings, field)
+    if field not in settings.model_fields_set or not value.get_secret_value():
+        raise ValueError(f"{variable} must be set ({DEPLOYMENT_MODE_VARIABLE} is not 'local')")
+    if value.get_secret_value() == dev_value:
+        raise ValueError(
+            f"{variable} is the development default, refused ({DEPLOYMENT_MODE_VARIABLE} is not"
+            " 'local')"
+        )
+
+
+def require_database_url(settings: DeploymentModeField, field: str, variable: str) -> None:
+    """Outside local mode the database URL must be set and carry a password other than the local
+    stack's."""
+    require_secret(settings, field, variable, dev_value="")
+    if settings.is_local:
+        return
+    url: SecretStr = getattr(settings, field)
+    parts = urlsplit(url.get_secret_value())
+    password = parts.password or next(iter(parse_qs(parts.query).get("password", [])), "")
+    if not password or password == DEV_DATABASE_PASSWORD:
+        raise ValueError(
+            f"{variable} has no password or the development one, refused"
+            f" ({DEPLOYMENT_MODE_VARIABLE} is not 'local')"
+        )
+
+
+_Settings = TypeVar("_Settings")
+
+
+def load_settings(factory: Callable[[], _Settings], process: str) -> _Settings:
+    """Builds a process's settings at start; invalid ones end it with one line on stderr
+    (the settings' names and the problem, never an input value) and exit status 2."""
+    try:
+        return factory()
+    except ValidationError as invalid:
+        problems = []
+        for problem in invalid.errors(
+            include_url=False, include_context=False, include_input=False
+        ):
+            message = problem["msg"].removeprefix("Value error, ")
+            where = ".".join(str(part) for part in problem["loc"])
+            problems.append(f"{where}: {message}" if where else message)
+        print(f"{process}: invalid settings: {'; '.join(problems)}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+class PostgresSettings(BaseSettings, DeploymentModeField):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", hide_input_in_errors=True)
+
+    # The default is the local stack's database, used only with DEPLOYMENT_MODE=local.
     database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
     db_pool_min_size: int = 1
     db_pool_max_size: int = 10
     db_acquire_timeout_s: float = 10.0
     # Generous: deciding a 1,000,000-row upload runs single statements of tens of seconds.
     db_command_timeout_s: float = 600.0
+
+    @model_validator(mode="after")
+    def _secrets_outside_local(self) -> PostgresSettings:
+        require_database_url(self, "database_url", "DATABASE_URL")
+        return self
 
 
 class KafkaSettings(BaseSettings):
@@ -64,3 +160,18 @@ class CommonSettings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)
     amendment: AmendmentSettings = Field(default_factory=AmendmentSettings)
     log_level: str = "INFO"
+
+
+class SchemeLimits(BaseSettings):
+    """The scheme's configurable file limits (section 5: FILE_03 and FILE_05), one group read by
+    the gateway, the validator and `achievements check`, so they never disagree.
+
+    The bounds of one record (section 8) are scheme constants, not settings.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SCHEME_", extra="ignore")
+
+    # FILE_03: 200 MB is 200 x 1024 x 1024 bytes.
+    max_upload_bytes: int = Field(default=DEFAULT_SIZE_LIMIT_BYTES, gt=0)
+    # FILE_05: non-blank data rows.
+    max_rows: int = Field(default=DEFAULT_ROW_LIMIT, gt=0)

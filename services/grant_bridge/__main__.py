@@ -1,7 +1,10 @@
 """`python -m services.grant_bridge`: the consumer, the due-claims loop and the outbox relay.
 
 SIGTERM/SIGINT set one stop event: the consumer finishes the record in hand and commits, the
-forwarder records the answers of the round in flight, the relay publishes what is committed.
+forwarder leases nothing more and records the answers of the requests in flight, the relay
+publishes what is committed. All of it within `DRAIN_S`, under a cluster's default 30 s grace:
+a loop still running at its share of the bound is cancelled, and its leased claims come back
+when their lease runs out (the grant API deduplicates on the claim's idempotency key). Exits 0.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
+import time
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -18,12 +22,33 @@ from services.core.events import Topics
 from services.core.kafka import ensure_topics, make_producer
 from services.core.logging import configure_logging, get_logger
 from services.core.outbox import relay_once, run_relay
+from services.core.settings import load_settings
 from services.grant_bridge.forwarder import Forwarder
 from services.grant_bridge.grant_client import GrantClient, new_session
 from services.grant_bridge.settings import GrantBridgeSettings
 from services.grant_bridge.worker import AcceptedConsumer
 
 log = get_logger()
+
+# The drain's bound, in seconds. The workers have until `WORKERS_SHARE` of it (a request out
+# when SIGTERM came ends within `client_timeout_s`), the relay and the outbox until
+# `RELAY_SHARE`; the rest is for closing the HTTP session, Kafka and the pool.
+DRAIN_S = 20.0
+WORKERS_SHARE = 0.75
+RELAY_SHARE = 0.9
+
+
+async def _stop_tasks(tasks: list[asyncio.Task[None]], deadline: float) -> list[object]:
+    """Waits for `tasks` until `deadline` (time.monotonic()), cancels what still runs, and
+    returns each task's result or exception (a cancelled one's is None)."""
+    await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
+    late = [task for task in tasks if not task.done()]
+    for task in late:
+        task.cancel()
+    if late:
+        log.warning("drain_cancelled", loops=[task.get_name() for task in late])
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    return [None if isinstance(result, asyncio.CancelledError) else result for result in results]
 
 
 async def run(settings: GrantBridgeSettings, stop: asyncio.Event) -> None:
@@ -55,15 +80,25 @@ async def run(settings: GrantBridgeSettings, stop: asyncio.Event) -> None:
             relay_stop = asyncio.Event()
             relay = asyncio.create_task(run_relay(pool, producer, relay_stop), name="relay")
             log.info("bridge_started", grant_api_url=settings.grant_api_url)
+            stopping = asyncio.create_task(stop.wait())
             try:
                 # A loop that ends before `stop` failed: a half-running bridge helps nobody.
-                await asyncio.wait([*workers, relay], return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait([*workers, relay, stopping], return_when=asyncio.FIRST_COMPLETED)
             finally:
                 stop.set()
-                results = await asyncio.gather(*workers, return_exceptions=True)
+                stopping.cancel()
+                start = time.monotonic()
+                log.info("bridge_draining", drain_s=DRAIN_S)
+                results = await _stop_tasks(workers, start + DRAIN_S * WORKERS_SHARE)
                 relay_stop.set()
-                results.append((await asyncio.gather(relay, return_exceptions=True))[0])
-            await _drain_outbox(pool, producer)
+                results += await _stop_tasks([relay], start + DRAIN_S * RELAY_SHARE)
+            try:
+                await asyncio.wait_for(
+                    _drain_outbox(pool, producer),
+                    timeout=max(0.5, start + DRAIN_S * RELAY_SHARE - time.monotonic()),
+                )
+            except TimeoutError:  # the rows stay in the outbox for the next start
+                log.warning("outbox_drain_failed", error="TimeoutError")
             for task, result in zip([*workers, relay], results, strict=True):
                 if isinstance(result, BaseException):
                     log.error("bridge_loop_failed", loop=task.get_name())
@@ -72,7 +107,10 @@ async def run(settings: GrantBridgeSettings, stop: asyncio.Event) -> None:
             await session.close()
             await producer.stop()
     finally:
-        await pool.close()
+        try:
+            await asyncio.wait_for(pool.close(), timeout=5)
+        except TimeoutError:
+            pool.terminate()
         log.info("bridge_stopped")
 
 
@@ -85,7 +123,7 @@ async def _drain_outbox(pool: asyncpg.Pool, producer: AIOKafkaProducer) -> None:
 
 
 async def main() -> None:
-    settings = GrantBridgeSettings()
+    settings = load_settings(GrantBridgeSettings, "bridge")
     configure_logging("bridge", settings.common.log_level)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -3,6 +3,9 @@
 One round = one lease (a batch of up to `batch_size`, or a few waves of single claims),
 the HTTP requests outside any transaction, then one transaction with every outcome. While the
 breaker is open nothing is leased and the loop sleeps until the cool-down ends.
+
+Draining (`stop` set): nothing more is leased, requests already out finish and their answers
+are recorded, single claims of the round not yet sent are handed back unsent (lease released).
 """
 
 from __future__ import annotations
@@ -53,9 +56,11 @@ class Forwarder:
         )
         self._rng = rng or random.Random()
         self.requests_sent = 0
+        self._stop: asyncio.Event | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Rounds until `stop`; a round in progress finishes (its answers are recorded)."""
+        self._stop = stop
         while not stop.is_set():
             try:
                 handled = await self.forward_once()
@@ -134,6 +139,9 @@ class Forwarder:
 
         async def send(claim: LeasedClaim) -> Outcome:
             async with semaphore:
+                if self._stop is not None and self._stop.is_set():
+                    # Draining: not sent, handed back for the next lease at once.
+                    return Outcome(claim, None)
                 if not self.breaker.allow_request():
                     return self._deferred(claim)
                 self.requests_sent += 1

@@ -9,17 +9,22 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.core.settings import CommonSettings
+from services.core.settings import CommonSettings, DeploymentModeField, require_secret
 
 # The grant API's limit for POST /v1/claim-batches.
 MAX_BATCH_SIZE = 500
+# The local stack's grant token (the stand-in's default too); used only with DEPLOYMENT_MODE=local.
+DEV_GRANT_TOKEN = "dev-grant-token"  # noqa: S105 (a development default, refused elsewhere)
 
 
-class GrantBridgeSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="GRANT_BRIDGE_", extra="ignore")
+class GrantBridgeSettings(BaseSettings, DeploymentModeField):
+    model_config = SettingsConfigDict(
+        env_prefix="GRANT_BRIDGE_", extra="ignore", hide_input_in_errors=True
+    )
 
     grant_api_url: str = "http://127.0.0.1:8090"
-    token: SecretStr = SecretStr("dev-grant-token")
+    # Required (GRANT_BRIDGE_TOKEN) unless DEPLOYMENT_MODE=local.
+    token: SecretStr = SecretStr(DEV_GRANT_TOKEN)
     client_timeout_s: float = Field(default=10.0, gt=0)
 
     # Retries: capped exponential backoff with full jitter; Retry-After is a floor.
@@ -58,4 +63,9 @@ class GrantBridgeSettings(BaseSettings):
             raise ValueError("lease_s must be longer than client_timeout_s")
         if self.backoff_cap_s < self.backoff_base_s:
             raise ValueError("backoff_cap_s must be at least backoff_base_s")
+        return self
+
+    @model_validator(mode="after")
+    def _secrets_outside_local(self) -> GrantBridgeSettings:
+        require_secret(self, "token", "GRANT_BRIDGE_TOKEN", DEV_GRANT_TOKEN)
         return self

@@ -8,6 +8,7 @@ import signal
 from aiohttp import web
 
 from services.core.logging import configure_logging, get_logger
+from services.core.settings import load_settings
 from services.grant_standin.app import create_app
 from services.grant_standin.settings import Settings
 
@@ -44,7 +45,7 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> None:
-    settings = Settings()
+    settings = load_settings(Settings, "grant-standin")
     configure_logging("grant-standin", settings.log_level)
     asyncio.run(serve(settings))
 

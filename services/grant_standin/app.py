@@ -95,6 +95,12 @@ async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse
         return response
 
 
+def _is_admin(request: web.Request) -> bool:
+    resource = request.match_info.route.resource
+    routed = resource is not None and resource.canonical.startswith("/admin/")
+    return routed or request.path.startswith("/admin/")
+
+
 @web.middleware
 async def _down(request: web.Request, handler: Handler) -> web.StreamResponse:
     # The admin endpoints stay up, or nothing could bring the stand-in back.
@@ -105,7 +111,10 @@ async def _down(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 @web.middleware
 async def _authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    expected = b"Bearer " + request.app[AppKeys.settings].token.get_secret_value().encode()
+    # The admin endpoints take their own token: a grant client's token cannot change the faults.
+    settings = request.app[AppKeys.settings]
+    token = settings.admin_token if _is_admin(request) else settings.token
+    expected = b"Bearer " + token.get_secret_value().encode()
     given = request.headers.get("Authorization", "").encode()
     if not hmac.compare_digest(given, expected):
         return _json(error(401, ErrorCode.UNAUTHORIZED))

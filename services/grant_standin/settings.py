@@ -4,24 +4,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.core.settings import DeploymentModeField, require_database_url, require_secret
 from services.grant_standin.faults import FaultConfig, FaultFields
 
+# Development defaults, used only with DEPLOYMENT_MODE=local; required settings otherwise.
 DEFAULT_DATABASE_URL = "postgresql://achievements:achievements@127.0.0.1:55432/grant_standin"
+DEV_TOKEN = "dev-grant-token"  # noqa: S105
+DEV_ADMIN_TOKEN = "dev-standin-admin-token"  # noqa: S105
 
 
-class Settings(BaseSettings, FaultFields):
-    """Where the stand-in listens, its database and token, and the faults it starts with
+class Settings(BaseSettings, FaultFields, DeploymentModeField):
+    """Where the stand-in listens, its database and tokens, and the faults it starts with
     (PUT /admin/faults changes them while running)."""
 
-    model_config = SettingsConfigDict(env_prefix="GRANT_STANDIN_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="GRANT_STANDIN_", extra="ignore", hide_input_in_errors=True
+    )
 
     database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
     host: str = "127.0.0.1"
     port: int = Field(default=8090, ge=0, le=65535)
-    token: SecretStr = SecretStr("dev-grant-token")
+    # The claims API's bearer token; the admin endpoints (/admin/faults) take their own.
+    token: SecretStr = SecretStr(DEV_TOKEN)
+    admin_token: SecretStr = SecretStr(DEV_ADMIN_TOKEN)
 
     # None reads the bundled copy of the course catalogue and levy register.
     reference_dir: Path | None = None
@@ -35,6 +43,15 @@ class Settings(BaseSettings, FaultFields):
     # A batch of 500 claims with long names and notes stays well under this.
     max_request_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _secrets(self) -> Settings:
+        require_database_url(self, "database_url", "GRANT_STANDIN_DATABASE_URL")
+        require_secret(self, "token", "GRANT_STANDIN_TOKEN", DEV_TOKEN)
+        require_secret(self, "admin_token", "GRANT_STANDIN_ADMIN_TOKEN", DEV_ADMIN_TOKEN)
+        if self.admin_token.get_secret_value() == self.token.get_secret_value():
+            raise ValueError("GRANT_STANDIN_ADMIN_TOKEN must differ from GRANT_STANDIN_TOKEN")
+        return self
 
     def fault_config(self) -> FaultConfig:
         return FaultConfig.model_validate(self.model_dump(include=set(FaultFields.model_fields)))

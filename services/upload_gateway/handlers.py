@@ -77,7 +77,7 @@ async def create_upload(request: web.Request) -> web.Response:
     storage_key = FolderStorage.key_for(upload_id)
     receive = receive_multipart if is_multipart(request) else receive_raw
     limits = BodyLimits(
-        file_bytes=settings.max_upload_bytes,
+        file_bytes=settings.limits.max_upload_bytes,
         chunk_bytes=settings.read_chunk_bytes,
         max_parts=settings.max_multipart_parts,
         read_timeout_s=settings.body_read_timeout_s,

@@ -1,7 +1,8 @@
 """Reading an upload request: a raw CSV body or multipart/form-data, streamed to storage.
 
-The body is never held in memory: chunks go through the content sniffer and the size limit into
-`FolderStorage.store`, which hashes as it writes and removes the partial file on any refusal.
+The body is never held in memory: chunks go through the scheme's file inspection (see
+`content_check`) and the size limit into `FolderStorage.store`, which hashes as it writes and
+removes the partial file on any refusal.
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ async def _sniffed(chunks: AsyncIterator[bytes], sniffer: ContentSniffer) -> Asy
 async def _store(
     storage: FolderStorage, storage_key: str, chunks: AsyncIterator[bytes], limit_bytes: int
 ) -> StoredFile:
-    sniffer = ContentSniffer()
+    sniffer = ContentSniffer(limit_bytes)
     try:
         stored = await storage.store(storage_key, _sniffed(chunks, sniffer), limit_bytes)
         sniffer.finish()

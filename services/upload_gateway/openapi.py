@@ -477,7 +477,7 @@ def build_document(app: web.Application) -> Schema:
             "version": "1.0.0",
             "description": (
                 "The front door for ATOs. Every query is scoped to the API key's ATO. Files up to"
-                f" {settings.max_upload_bytes} bytes; errors are JSON {{code, message}}."
+                f" {settings.limits.max_upload_bytes} bytes; errors are JSON {{code, message}}."
             ),
         },
         "paths": paths,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.core.settings import CommonSettings
+from services.core.scheme.file_inspection import DEFAULT_SIZE_LIMIT_BYTES
+from services.core.settings import CommonSettings, SchemeLimits
 
-DEFAULT_MAX_UPLOAD_BYTES = 200 * 1024 * 1024  # the scheme's FILE_03 limit (200 MB)
 # Free space kept on the storage volume beyond one file of the largest size.
 DISK_MARGIN_BYTES = 1024 * 1024 * 1024
 
@@ -17,7 +17,6 @@ class GatewaySettings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8080
-    max_upload_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES, gt=0)
     # Size of the reads from the socket while streaming a body to storage.
     read_chunk_bytes: int = Field(default=256 * 1024, gt=0)
     # Parts of one multipart upload (the file and its fields), ignored parts included.
@@ -26,7 +25,7 @@ class GatewaySettings(BaseSettings):
     max_concurrent_uploads_per_ato: int = Field(default=4, gt=0)
     upload_retry_after_s: int = Field(default=5, gt=0)
     # An upload is refused with 507 unless the storage volume has this much free space.
-    min_free_disk_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES + DISK_MARGIN_BYTES, ge=0)
+    min_free_disk_bytes: int = Field(default=DEFAULT_SIZE_LIMIT_BYTES + DISK_MARGIN_BYTES, ge=0)
     # A client that sends nothing of its body for this long is cut off (408).
     body_read_timeout_s: float = Field(default=30.0, gt=0)
     # An idle keep-alive connection is closed after this long (aiohttp's default is an hour).
@@ -37,6 +36,9 @@ class GatewaySettings(BaseSettings):
     # Tests that do not want Kafka turn this off; uploads still land in the outbox.
     run_outbox_relay: bool = True
     readiness_timeout_s: float = 2.0
-    # How long SIGTERM waits for requests in flight (a large upload) before closing.
-    shutdown_timeout_s: float = 60.0
+    # How long SIGTERM waits for requests in flight (a large upload) before closing: well
+    # under a cluster's default 30 s grace, so the relay and the pool still close in time.
+    shutdown_timeout_s: float = Field(default=20.0, gt=0)
+    # The file size limit (FILE_03) and row limit: `SCHEME_*` variables, shared with the validator.
+    limits: SchemeLimits = Field(default_factory=SchemeLimits)
     common: CommonSettings = Field(default_factory=CommonSettings)

@@ -1,4 +1,12 @@
-"""`python -m services.validator`: one validator worker process of the consumer group."""
+"""`python -m services.validator`: one validator worker process of the consumer group.
+
+SIGTERM/SIGINT drain it within `drain_s` (`VALIDATOR_DRAIN_S`, under a cluster's default 30 s
+grace): the planner finishes the record in hand and commits, each chunk worker finishes a quick
+chunk or hands it back (its lease released, so another process takes it at once), the relay
+publishes what is committed and hands its slots back, then Kafka and PostgreSQL are closed. Work
+still running at the bound is cancelled; it is resumable (an uncommitted record comes again, a
+chunk's lease runs out). Exits 0.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +19,8 @@ os.environ.setdefault("POLARS_MAX_THREADS", "1")
 
 import asyncio
 import signal
+import time
+from collections.abc import Awaitable
 
 from services.core.consumer import ConsumerLoop
 from services.core.db import create_pool
@@ -19,9 +29,38 @@ from services.core.kafka import ensure_topics, make_consumer, make_producer
 from services.core.logging import configure_logging, get_logger
 from services.core.outbox import run_relay
 from services.core.reference_store import ReferenceCache
+from services.core.settings import load_settings
 from services.validator.chunk_worker import ChunkWorker
 from services.validator.settings import ValidatorSettings
 from services.validator.worker import DEAD_LETTER_STAGE, UploadPlanner
+
+# Shares of `drain_s` by which the workers, then the relay, must have stopped; the rest of the
+# bound is for closing the Kafka clients and the pool.
+WORKERS_SHARE = 0.6
+RELAY_SHARE = 0.75
+
+
+async def _within(deadline: float, step: Awaitable[object]) -> bool:
+    """Awaits `step` until `deadline` (time.monotonic()); False when it failed or overran (it
+    is logged and left: the drain goes on)."""
+    try:
+        await asyncio.wait_for(step, timeout=max(0.5, deadline - time.monotonic()))
+    except Exception as error:
+        get_logger().warning("drain_step_failed", error=type(error).__name__)
+        return False
+    return True
+
+
+async def _stop_tasks(tasks: list[asyncio.Task[None]], deadline: float) -> None:
+    """Waits for `tasks` until `deadline`, then cancels what still runs."""
+    if tasks:
+        await asyncio.wait(tasks, timeout=max(0.0, deadline - time.monotonic()))
+    late = [task for task in tasks if not task.done()]
+    for task in late:
+        task.cancel()
+    if late:
+        get_logger().warning("drain_cancelled", tasks=[task.get_name() for task in late])
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def main(settings: ValidatorSettings) -> None:
@@ -57,31 +96,48 @@ async def main(settings: ValidatorSettings) -> None:
     await producer.start()
     await consumer.start()
     log.info("validator_started", worker=settings.worker_name)
-    tasks = [asyncio.create_task(consumer_loop.run(consumer, stop))]
+    workers = [asyncio.create_task(consumer_loop.run(consumer, stop), name="planner")]
     reference = ReferenceCache(pool)
-    tasks += [
-        asyncio.create_task(ChunkWorker(settings, pool, topics, reference).run(stop))
-        for _ in range(settings.chunk_workers)
+    workers += [
+        asyncio.create_task(
+            ChunkWorker(settings, pool, topics, reference).run(stop), name=f"chunk-worker-{n}"
+        )
+        for n in range(settings.chunk_workers)
     ]
+    # The relay outlives the workers, so the events of their last chunks go out too.
+    relay_stop = asyncio.Event()
+    relays = []
     if settings.run_outbox_relay:
-        tasks.append(asyncio.create_task(run_relay(pool, producer, stop)))
+        relays.append(asyncio.create_task(run_relay(pool, producer, relay_stop), name="relay"))
+    stopping = asyncio.create_task(stop.wait())
     try:
         done, _ = await asyncio.wait(
-            [*tasks, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+            [*workers, *relays, stopping], return_when=asyncio.FIRST_COMPLETED
         )
         for task in done:
             if task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
     finally:
         stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await consumer.stop()
-        await producer.stop()
-        await pool.close()
-        log.info("validator_stopped", worker=settings.worker_name)
+        start = time.monotonic()
+        log.info("validator_draining", worker=settings.worker_name, drain_s=settings.drain_s)
+        await _stop_tasks(workers, start + settings.drain_s * WORKERS_SHARE)
+        relay_stop.set()
+        # `run_relay` hands its slots back (`Relay.close`) as it ends.
+        await _stop_tasks(relays, start + settings.drain_s * RELAY_SHARE)
+        end = start + settings.drain_s
+        await _within(end, consumer.stop())
+        await _within(end, producer.stop())
+        if not await _within(end, pool.close()):
+            pool.terminate()
+        log.info(
+            "validator_stopped",
+            worker=settings.worker_name,
+            drain_took_s=round(time.monotonic() - start, 2),
+        )
 
 
 if __name__ == "__main__":
-    settings = ValidatorSettings()
+    settings = load_settings(ValidatorSettings, "validator")
     configure_logging("validator", settings.common.log_level)
     asyncio.run(main(settings))

@@ -5,12 +5,20 @@ Any process can take any chunk, so one huge upload is validated by every worker 
 small upload of another ATO is taken next whatever is queued (round robin in the lease). A
 worker that dies leaves a lease that runs out; a worker that stalls past its lease finds its
 chunk done by another and writes nothing.
+
+Draining (SIGTERM sets `stop`): a chunk whose validation ends within `DRAIN_GRACE_FRACTION` of
+`drain_s` is written; a longer one is abandoned (its thread is left to finish, its result never
+written) and its lease released, so another process takes it at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import asyncpg
 import structlog
@@ -38,6 +46,43 @@ log = get_logger()
 # Failures of what the worker depends on (the database; the storage, an OSError), rather than
 # of the chunk: waited out, never counted against the chunk.
 INFRASTRUCTURE_ERRORS = TRANSIENT_ERRORS
+# Share of `drain_s` a chunk in validation may still take once draining starts.
+DRAIN_GRACE_FRACTION = 0.25
+
+T = TypeVar("T")
+
+
+def _in_daemon_thread(function: Callable[[], T]) -> asyncio.Future[T]:
+    """Runs `function` in a daemon thread: unlike `asyncio.to_thread`, a draining process can
+    stop waiting for it and exit (the default executor's threads are joined at exit)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def work() -> None:
+        try:
+            result: T | None = context.run(function)
+            error: BaseException | None = None
+        except BaseException as raised:
+            result, error = None, raised
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name="chunk-validation", daemon=True).start()
+    return future
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # an abandoned chunk's failure is nobody's concern
 
 
 def validate_leased_chunk(
@@ -76,10 +121,13 @@ class ChunkWorker:
         self.storage = FolderStorage(settings.common.storage.root)
         self.reference = reference or ReferenceCache(pool)
         self._acquire_s = settings.common.postgres.db_acquire_timeout_s
+        self._stop: asyncio.Event | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Works until `stop`; sleeps `idle_poll_s` when there is nothing to do, and a little
-        longer after a failure (an outage is waited out here, never a reason to exit)."""
+        longer after a failure (an outage is waited out here, never a reason to exit). Once
+        `stop` is set, the chunk in hand is finished if it is quick, else handed back."""
+        self._stop = stop
         while not stop.is_set():
             try:
                 if await self.work_once():
@@ -138,6 +186,13 @@ class ChunkWorker:
             async with self.pool.acquire(timeout=self._acquire_s) as connection:
                 await chunk_queue.release_lease(connection, chunk)
             return
+        if result is None:
+            # Draining: handed back at once, and nothing of this lease is ever written (the
+            # abandoned thread's result goes nowhere; `complete` is not called).
+            async with self.pool.acquire(timeout=self._acquire_s) as connection:
+                await chunk_queue.release_lease(connection, chunk)
+            log.info("chunk_handed_back", chunk_no=chunk.chunk_no)
+            return
         async with self.pool.acquire(timeout=self._acquire_s) as connection:
             found = await duplicates.chunk_earlier_upload_duplicates(
                 connection, chunk.ato_id, chunk.upload_id, result.duplicate_keys
@@ -156,12 +211,32 @@ class ChunkWorker:
         elif completed.last:
             await self.decide(chunk.upload_id)
 
-    async def _validate(self, chunk: LeasedChunk) -> ChunkResult:
+    async def _validate(self, chunk: LeasedChunk) -> ChunkResult | None:
+        """The chunk's result, or None when draining and it was not done in time."""
+        stop = self._stop
+        if stop is not None and stop.is_set():
+            return None
         reference = await self.reference.at(chunk.reference_version)
+        issue_room = self.settings.max_stored_issues
         # CPU-bound: a worker thread, so the event loop keeps heartbeats and health answered.
-        return await asyncio.to_thread(
-            validate_leased_chunk, self.storage, chunk, reference, self.settings.max_stored_issues
+        validation = _in_daemon_thread(
+            lambda: validate_leased_chunk(self.storage, chunk, reference, issue_room)
         )
+        if stop is None:
+            return await validation
+        stopping = asyncio.ensure_future(stop.wait())
+        waited: set[asyncio.Future[Any]] = {validation, stopping}
+        try:
+            await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not validation.done():
+            grace_s = self.settings.drain_s * DRAIN_GRACE_FRACTION
+            await asyncio.wait({validation}, timeout=grace_s)
+        if not validation.done():
+            validation.add_done_callback(_retrieve)
+            return None
+        return validation.result()
 
     async def decide(self, upload_id: object) -> bool:
         structlog.contextvars.bind_contextvars(upload_id=str(upload_id))
@@ -171,7 +246,7 @@ class ChunkWorker:
                     connection,
                     self.topics,
                     upload_id,  # type: ignore[arg-type]
-                    max_rows=self.settings.max_rows,
+                    max_rows=self.settings.limits.max_rows,
                     max_stored_issues=self.settings.max_stored_issues,
                     amendment_window_s=self.settings.common.amendment.amendment_window_s,
                     accepted_event_chunk=self.settings.accepted_event_chunk,

@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from services.core.scheme.check import CheckReport, check_file
 from services.core.scheme.codes import Policy
+from services.core.settings import SchemeLimits
 
 EXIT_USAGE = 2
 UK_TIME = ZoneInfo("Europe/London")
@@ -66,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], limits: SchemeLimits | None = None) -> int:
+    """`limits` defaults to the `SCHEME_*` settings the gateway and the validator read."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -82,7 +84,14 @@ def main(argv: list[str]) -> int:
         return EXIT_USAGE
     today: date = args.today or datetime.now(UK_TIME).date()
     try:
-        report = check_file(path, today=today, policy=Policy(args.policy))
+        limits = SchemeLimits() if limits is None else limits
+        report = check_file(
+            path,
+            today=today,
+            policy=Policy(args.policy),
+            size_limit_bytes=limits.max_upload_bytes,
+            row_limit=limits.max_rows,
+        )
     except OSError as error:
         print(f"achievements check: error: cannot read {path}: {error.strerror}", file=sys.stderr)
         return EXIT_USAGE

@@ -63,7 +63,7 @@ def plan_file(storage: FolderStorage, storage_key: str, settings: ValidatorSetti
     """The byte-level checks, the header and the record scan: blocking, run in a thread."""
     path = stored_path(storage, storage_key)
     with path.open("rb") as stream:
-        inspection = inspect_stream(stream, size_limit_bytes=settings.max_upload_bytes)
+        inspection = inspect_stream(stream, size_limit_bytes=settings.limits.max_upload_bytes)
     encoding = inspection.encoding
     if inspection.error is not None or encoding is None:
         return Plan(encoding.value if encoding else None, ",", [], inspection.error)

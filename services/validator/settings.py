@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.core.settings import CommonSettings
+from services.core.settings import CommonSettings, SchemeLimits
 
 
 class ValidatorSettings(BaseSettings):
@@ -28,8 +28,6 @@ class ValidatorSettings(BaseSettings):
     idle_poll_s: float = 0.2
     # Stored issues per upload for the error report; counts per code stay exact beyond it.
     max_stored_issues: int = 10_000
-    max_rows: int = 1_000_000
-    max_upload_bytes: int = 200 * 1024 * 1024
     progress_interval_s: float = 1.0
     accepted_event_chunk: int = 1_000
     run_outbox_relay: bool = True
@@ -37,4 +35,10 @@ class ValidatorSettings(BaseSettings):
     # an outage).
     max_attempts: int = 3
     retry_delay_s: float = 1.0
+    # SIGTERM: the whole drain (chunks finished or handed back, the relay's slots handed back,
+    # Kafka and PostgreSQL closed) ends within this, under a cluster's default 30 s grace.
+    drain_s: float = Field(default=20.0, gt=0)
+    # The file size limit (FILE_03) and row limit (FILE_05): `SCHEME_*` variables, shared with
+    # the gateway and `achievements check`.
+    limits: SchemeLimits = Field(default_factory=SchemeLimits)
     common: CommonSettings = Field(default_factory=CommonSettings)

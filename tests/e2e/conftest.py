@@ -83,6 +83,7 @@ class Pipeline:
     database_url: str
     standin_database_url: str
     token: str
+    admin_token: str
     services: dict[str, ServiceProcess] = field(default_factory=dict)
 
     def add(self, name: str, module: str, log_dir: Path, **extra_env: str) -> ServiceProcess:
@@ -172,8 +173,10 @@ async def make_pipeline(
         standin_database_url = await make_database("services.grant_standin.migrations")
         gateway_port, standin_port = free_port(), free_port()
         token = "e2e-grant-token"
+        admin_token = "e2e-standin-admin-token"
         env = {
             **os.environ,
+            "DEPLOYMENT_MODE": "local",
             "DATABASE_URL": database_url,
             "KAFKA_BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,
             "KAFKA_TOPIC_PREFIX": kafka_settings.topic_prefix,
@@ -182,6 +185,7 @@ async def make_pipeline(
             "GRANT_STANDIN_PORT": str(standin_port),
             "GRANT_STANDIN_DATABASE_URL": standin_database_url,
             "GRANT_STANDIN_TOKEN": token,
+            "GRANT_STANDIN_ADMIN_TOKEN": admin_token,
             "GRANT_BRIDGE_TOKEN": token,
             "GRANT_BRIDGE_GRANT_API_URL": f"http://127.0.0.1:{standin_port}",
             "LOG_LEVEL": "INFO",
@@ -194,6 +198,7 @@ async def make_pipeline(
             database_url=database_url,
             standin_database_url=standin_database_url,
             token=token,
+            admin_token=admin_token,
         )
         pipeline.add("grant-standin", "services.grant_standin", tmp_path).start()
         pipeline.add("gateway", "services.upload_gateway", tmp_path).start()

@@ -184,7 +184,9 @@ async def withdraw_upload(
 
 async def set_standin_down(session: aiohttp.ClientSession, pipeline: Pipeline, down: bool) -> None:
     async with session.put(
-        f"{pipeline.standin_url}/admin/faults", json={"down": down}, headers=bearer(pipeline.token)
+        f"{pipeline.standin_url}/admin/faults",
+        json={"down": down},
+        headers=bearer(pipeline.admin_token),
     ) as response:
         assert response.status == 200, await response.text()
         assert (await response.json())["down"] is down

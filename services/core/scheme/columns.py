@@ -118,6 +118,8 @@ COLUMN_POSITION: Final[Mapping[Column, int]] = MappingProxyType(
 COLUMN_OF_CODE: Final[Mapping[Code, Column]] = MappingProxyType(
     {code: spec.column for spec in COLUMNS for code in spec.codes}
 )
+# FILE_04 names at most this many header problems, then "and N more" (section 5).
+MAX_NAMED_HEADER_PROBLEMS: Final = 20
 _BY_NORMALISED_HEADER: Final = MappingProxyType(
     {normalise_header(spec.header): spec.column for spec in COLUMNS}
 )
@@ -167,12 +169,25 @@ def _header_message(
     unknown: list[int],
     empty: list[int],
 ) -> str:
+    """Names at most `MAX_NAMED_HEADER_PROBLEMS` problems (section 5), then "and N more".
+
+    A problem is a missing header, a duplicated header, an unknown header cell or an empty one;
+    every name is a template header or a column letter, so the message stays short whatever
+    the header row holds.
+    """
+    total = len(missing) + len(duplicated) + len(unknown) + len(empty)
+    budget = MAX_NAMED_HEADER_PROBLEMS
+    missing, budget = missing[:budget], budget - min(budget, len(missing))
+    named_duplicates = list(duplicated.items())[:budget]
+    budget -= len(named_duplicates)
+    unknown, budget = unknown[:budget], budget - min(budget, len(unknown))
+    empty = empty[:budget]
     problems = []
     if missing:
         problems.append(f"missing {', '.join(column.value for column in missing)}")
     problems += [
         f"{column.value} appears {len(indices)} times (columns {_letters(indices)})"
-        for column, indices in duplicated.items()
+        for column, indices in named_duplicates
     ]
     if unknown:
         noun = "the header in column" if len(unknown) == 1 else "the headers in columns"
@@ -182,6 +197,9 @@ def _header_message(
         noun = "the header in column" if len(empty) == 1 else "the headers in columns"
         verb = "is empty" if len(empty) == 1 else "are empty"
         problems.append(f"{noun} {_letters(empty)} {verb}")
+    named = len(missing) + len(named_duplicates) + len(unknown) + len(empty)
+    if total > named:
+        problems.append(f"and {total - named:,} more")
     message = f"{MESSAGES[Code.FILE_04].rstrip('.')}: {'; '.join(problems)}."
     if len(missing) == len(COLUMNS):
         message += (
@@ -192,7 +210,11 @@ def _header_message(
 
 
 def _letters(indices: list[int]) -> str:
-    letters = [column_letter(index) for index in indices]
+    """The column letters of a duplicated header are bounded too: the first
+    `MAX_NAMED_HEADER_PROBLEMS`, then "and N more"."""
+    letters = [column_letter(index) for index in indices[:MAX_NAMED_HEADER_PROBLEMS]]
+    if len(indices) > len(letters):
+        return f"{', '.join(letters)} and {len(indices) - len(letters):,} more"
     return letters[0] if len(letters) == 1 else f"{', '.join(letters[:-1])} and {letters[-1]}"
 
 

@@ -14,7 +14,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
-from services.core.settings import CommonSettings, PostgresSettings, StorageSettings
+from services.core.settings import (
+    CommonSettings,
+    PostgresSettings,
+    SchemeLimits,
+    StorageSettings,
+)
 from services.upload_gateway.keys import NewKey
 from services.upload_gateway.settings import GatewaySettings
 
@@ -37,6 +42,8 @@ def gateway_settings_for(
         storage=StorageSettings(root=storage_root),
         kafka=overrides.pop("kafka", CommonSettings().kafka),
     )
+    if "max_upload_bytes" in overrides:
+        overrides["limits"] = SchemeLimits(max_upload_bytes=overrides.pop("max_upload_bytes"))
     return GatewaySettings(**{"run_outbox_relay": False, **overrides, "common": common})
 
 

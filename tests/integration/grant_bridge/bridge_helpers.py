@@ -31,6 +31,7 @@ from services.grant_standin.app import create_app
 from services.grant_standin.settings import Settings as StandinSettings
 
 TOKEN = "bridge-test-token"
+ADMIN_TOKEN = "bridge-test-standin-admin-token"
 # In the stand-in's bundled reference data: a course with a grant and a grant-eligible employer.
 COURSE_CODE = "SD-WAH-101"
 COURSE_GRANT_PENCE = 6000
@@ -69,7 +70,8 @@ class Standin:
         return str(self.server.make_url("")).rstrip("/")
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        headers = {"Authorization": f"Bearer {TOKEN}"}
+        token = ADMIN_TOKEN if path.startswith("/admin/") else TOKEN
+        headers = {"Authorization": f"Bearer {token}"}
         async with (
             aiohttp.ClientSession(headers=headers) as session,
             session.request(method, self.url + path, **kwargs) as response,
@@ -89,7 +91,14 @@ class Standin:
 @asynccontextmanager
 async def serve_standin(database_url: str, **settings: Any) -> AsyncIterator[Standin]:
     app = create_app(
-        StandinSettings(database_url=database_url, port=0, token=TOKEN, seed=11, **settings)
+        StandinSettings(
+            database_url=database_url,
+            port=0,
+            token=TOKEN,
+            admin_token=ADMIN_TOKEN,
+            seed=11,
+            **settings,
+        )
     )
     counter = RequestCounter()
     app.middlewares.insert(0, counter.middleware)

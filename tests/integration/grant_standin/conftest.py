@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from standin_helpers import MIGRATIONS, TOKEN
+from standin_helpers import ADMIN_TOKEN, MIGRATIONS, TOKEN
 
 from services.grant_standin.app import create_app
 from services.grant_standin.settings import Settings
@@ -25,6 +25,7 @@ def settings(standin_database_url: str) -> Settings:
         database_url=standin_database_url,
         port=0,
         token=TOKEN,
+        admin_token=ADMIN_TOKEN,
         seed=1,
         slow_delay_s=0.5,
         db_pool_max_size=5,

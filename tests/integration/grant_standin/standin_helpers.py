@@ -7,6 +7,9 @@ from typing import Any
 
 TOKEN = "test-grant-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+# The admin endpoints (/admin/faults) take their own token.
+ADMIN_TOKEN = "test-standin-admin-token"
+ADMIN_AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 MIGRATIONS = "services.grant_standin.migrations"
 
 # From the stand-in's bundled reference data.

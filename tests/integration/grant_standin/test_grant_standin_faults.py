@@ -9,7 +9,7 @@ import aiohttp
 import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
-from standin_helpers import AUTH, claim_body, key_headers
+from standin_helpers import ADMIN_AUTH, AUTH, claim_body, key_headers
 
 from services.grant_standin.faults import FaultConfig, FaultInjector
 
@@ -21,7 +21,7 @@ async def post(client: Client, body: Any, key: str = "k", **kwargs: Any) -> aioh
 
 
 async def put_faults(client: Client, **changes: Any) -> dict[str, Any]:
-    response = await client.put("/admin/faults", json=changes, headers=AUTH)
+    response = await client.put("/admin/faults", json=changes, headers=ADMIN_AUTH)
     assert response.status == 200
     answer: dict[str, Any] = await response.json()
     return answer
@@ -183,9 +183,31 @@ async def test_a_seeded_fraction_fails_the_requests_the_generator_predicts(
 # --- The admin endpoint ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+async def test_the_admin_endpoint_refuses_the_claims_token(client: Client, method: str) -> None:
+    response = await client.request(method, "/admin/faults", json={"down": True}, headers=AUTH)
+    assert response.status == 401
+    assert await response.json() == {"code": "UNAUTHORIZED"}
+    faults = await client.get("/admin/faults", headers=ADMIN_AUTH)
+    assert faults.status == 200
+    assert (await faults.json())["down"] is False  # the refused PUT changed nothing
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("POST", "/v1/claims"), ("GET", "/v1/claims/anything"), ("GET", "/v1/claims?upload_id=u")],
+)
+async def test_the_claims_api_refuses_the_admin_token(
+    client: Client, method: str, path: str
+) -> None:
+    headers = {**ADMIN_AUTH, "Idempotency-Key": "k"}
+    response = await client.request(method, path, json=claim_body(), headers=headers)
+    assert response.status == 401
+
+
 async def test_the_admin_endpoint_reports_the_start_up_faults(make_client: Any) -> None:
     client = await make_client(fail_after_store=0.25, slow_delay_s=2.0)
-    response = await client.get("/admin/faults", headers=AUTH)
+    response = await client.get("/admin/faults", headers=ADMIN_AUTH)
     assert response.status == 200
     assert await response.json() == {
         "fail_before_store": 0.0,
@@ -206,7 +228,7 @@ async def test_putting_faults_changes_only_the_fields_given(client: Client) -> N
     answer = await put_faults(client, down=True)
     assert answer["retry_after_fraction"] == 1.0
     assert answer["down"] is True
-    response = await client.get("/admin/faults", headers=AUTH)
+    response = await client.get("/admin/faults", headers=ADMIN_AUTH)
     assert await response.json() == answer
 
 
@@ -223,17 +245,17 @@ async def test_faults_put_at_run_time_apply_to_the_next_request(client: Client) 
 async def test_invalid_fault_settings_are_refused_and_change_nothing(
     client: Client, body: Any
 ) -> None:
-    before = await (await client.get("/admin/faults", headers=AUTH)).json()
-    response = await client.put("/admin/faults", json=body, headers=AUTH)
+    before = await (await client.get("/admin/faults", headers=ADMIN_AUTH)).json()
+    response = await client.put("/admin/faults", json=body, headers=ADMIN_AUTH)
     assert response.status == 422
     assert (await response.json())["code"] == "INVALID_FAULTS"
-    assert await (await client.get("/admin/faults", headers=AUTH)).json() == before
+    assert await (await client.get("/admin/faults", headers=ADMIN_AUTH)).json() == before
 
 
 async def test_deleting_faults_restores_the_start_up_faults(make_client: Any) -> None:
     client = await make_client(fail_after_store=0.25)
-    start_up = await (await client.get("/admin/faults", headers=AUTH)).json()
+    start_up = await (await client.get("/admin/faults", headers=ADMIN_AUTH)).json()
     await put_faults(client, down=True, fail_after_store=1.0)
-    response = await client.delete("/admin/faults", headers=AUTH)
+    response = await client.delete("/admin/faults", headers=ADMIN_AUTH)
     assert response.status == 200
     assert await response.json() == start_up

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
-from standin_helpers import AUTH, claim_body, key_headers
+from standin_helpers import ADMIN_AUTH, ADMIN_TOKEN, claim_body, key_headers
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -53,6 +53,7 @@ async def start_standin(standin_database_url: str) -> AsyncIterator[Any]:
             "GRANT_STANDIN_DATABASE_URL": standin_database_url,
             "GRANT_STANDIN_PORT": str(port),
             "GRANT_STANDIN_TOKEN": "test-grant-token",
+            "GRANT_STANDIN_ADMIN_TOKEN": ADMIN_TOKEN,
             **{f"GRANT_STANDIN_{name.upper()}": value for name, value in env.items()},
         }
         process = await asyncio.create_subprocess_exec(
@@ -70,7 +71,7 @@ async def start_standin(standin_database_url: str) -> AsyncIterator[Any]:
         async with aiohttp.ClientSession() as session:
             while True:
                 try:
-                    async with session.get(f"{standin.url}/admin/faults", headers=AUTH) as r:
+                    async with session.get(f"{standin.url}/admin/faults", headers=ADMIN_AUTH) as r:
                         if r.status == 200:
                             return standin
                 except aiohttp.ClientConnectionError:

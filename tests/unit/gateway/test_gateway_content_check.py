@@ -1,14 +1,25 @@
-"""The content sniffer refuses workbooks, binary and empty bodies however the chunks fall."""
+"""The content sniffer refuses workbooks, binary, undecodable and empty bodies however the
+chunks fall, with the scheme's own messages."""
 
 from __future__ import annotations
 
 import pytest
 
+from services.core.scheme.codes import (
+    FILE_01_NUL,
+    FILE_01_WORKBOOK,
+    FILE_02_EMPTY,
+    MESSAGES,
+    Code,
+)
+from services.core.scheme.file_inspection import FileInspector
 from services.upload_gateway.content_check import ContentSniffer, FileRefused
+
+LIMIT_BYTES = 200 * 1024 * 1024
 
 
 def sniff(*chunks: bytes) -> None:
-    sniffer = ContentSniffer()
+    sniffer = ContentSniffer(LIMIT_BYTES)
     for chunk in chunks:
         sniffer.feed(chunk)
     sniffer.finish()
@@ -18,6 +29,12 @@ def refusal(*chunks: bytes) -> str:
     with pytest.raises(FileRefused) as refused:
         sniff(*chunks)
     return refused.value.code
+
+
+def refused_with(*chunks: bytes) -> tuple[str, str]:
+    with pytest.raises(FileRefused) as refused:
+        sniff(*chunks)
+    return refused.value.code, refused.value.message
 
 
 @pytest.mark.parametrize(
@@ -36,11 +53,12 @@ def test_workbook_signatures_are_file_01_even_split_across_chunks(
 
 
 def test_a_nul_byte_anywhere_is_file_01_at_once() -> None:
-    sniffer = ContentSniffer()
+    sniffer = ContentSniffer(LIMIT_BYTES)
     sniffer.feed(b"CourseCode\r\n" * 1000)
     with pytest.raises(FileRefused) as refused:
         sniffer.feed(b"abc\x00def")
     assert refused.value.code == "FILE_01"
+    assert refused.value.message == FILE_01_NUL
     assert "CSV (Comma delimited)" in refused.value.message
 
 
@@ -74,3 +92,60 @@ def test_text_content_passes(chunks: tuple[bytes, ...]) -> None:
 
 def test_a_bom_later_in_the_file_is_content() -> None:
     sniff(b" ", b"\xef\xbb\xbf")
+
+
+def test_the_messages_are_the_schemes_own() -> None:
+    assert refused_with(b"PK\x03\x04rest") == ("FILE_01", FILE_01_WORKBOOK)
+    assert refused_with(b"a\x00b") == ("FILE_01", FILE_01_NUL)
+    assert refused_with(b"\xef\xbb\xbf \r\n") == ("FILE_02", FILE_02_EMPTY)
+    assert refused_with(b"\xff\x81 neither") == ("FILE_06", MESSAGES[Code.FILE_06])
+
+
+def test_a_workbook_is_refused_as_soon_as_the_signature_bytes_are_in() -> None:
+    sniffer = ContentSniffer(LIMIT_BYTES)
+    sniffer.feed(b"PK\x03")
+    sniffer.feed(b"\x04")  # fewer bytes than the longest signature: not decided yet
+    with pytest.raises(FileRefused) as refused:
+        sniffer.feed(b"x" * 8)
+    assert refused.value.code == "FILE_01"
+
+
+def test_undecodable_bytes_are_file_06_at_once() -> None:
+    sniffer = ContentSniffer(LIMIT_BYTES)
+    sniffer.feed(b"CourseCode,ULN\r\n")
+    sniffer.feed(b"caf\xe9\r\n")  # not UTF-8, but Windows-1252: still text
+    with pytest.raises(FileRefused) as refused:
+        sniffer.feed(b"\x81\r\n")  # undefined in Windows-1252 too
+    assert refused.value.code == "FILE_06"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"CourseCode\r\n" + b"x" * (2 * 1024 * 1024),  # a line too long: the validator's call
+        b"caf\xe9\r\n",  # Windows-1252
+        b"anything,at all\r\n",  # headers are the validator's call
+    ],
+)
+def test_what_the_validator_decides_passes_the_gateway(content: bytes) -> None:
+    sniff(*(content[i : i + 256 * 1024] for i in range(0, len(content), 256 * 1024)))
+
+
+def test_the_size_limit_is_left_to_the_storage() -> None:
+    sniffer = ContentSniffer(4)
+    sniffer.feed(b"CourseCode\r\n")
+    sniffer.finish()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"PK\x03\x04xx", b"a\x00", b"\x81\xff", b"", b" \r\n", b"CourseCode\r\n", b"\xe9"],
+)
+def test_the_gateway_and_the_validator_agree(content: bytes) -> None:
+    inspector = FileInspector(LIMIT_BYTES)
+    inspector.feed(content)
+    expected = inspector.finish().error
+    if expected is None:
+        sniff(content)
+        return
+    assert refused_with(content) == (expected.code, expected.message)

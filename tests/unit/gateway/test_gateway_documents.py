@@ -48,15 +48,15 @@ def test_csv_lines_quote_and_neutralise_every_text_cell() -> None:
 def test_settings_read_gateway_prefixed_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GATEWAY_PORT", "9999")
     monkeypatch.setenv("GATEWAY_RUN_OUTBOX_RELAY", "false")
-    monkeypatch.setenv("GATEWAY_MAX_UPLOAD_BYTES", "1024")
+    monkeypatch.setenv("SCHEME_MAX_UPLOAD_BYTES", "1024")
     settings = GatewaySettings()
-    assert (settings.port, settings.run_outbox_relay, settings.max_upload_bytes) == (
+    assert (settings.port, settings.run_outbox_relay, settings.limits.max_upload_bytes) == (
         9999,
         False,
         1024,
     )
     assert settings.host == "127.0.0.1"
-    assert GatewaySettings.model_fields["max_upload_bytes"].default == 200 * 1024 * 1024
+    assert "max_upload_bytes" not in GatewaySettings.model_fields
 
 
 def test_every_route_has_an_operation_and_every_operation_a_route() -> None:

@@ -9,13 +9,14 @@ import pytest
 
 from services.grant_standin.catalogue import load_catalogue
 from services.grant_standin.faults import FaultConfig
-from services.grant_standin.settings import Settings
+from services.grant_standin.settings import DEFAULT_DATABASE_URL, Settings
 
 PACKAGE = Path(__file__).resolve().parents[3] / "services" / "grant_standin"
 ALLOWED_PIPELINE_MODULES = {
     "services.core.db",
     "services.core.logging",
     "services.core.scheme.reference",
+    "services.core.settings",
 }
 
 
@@ -26,6 +27,7 @@ def test_defaults_match_the_local_stack(monkeypatch: pytest.MonkeyPatch) -> None
     assert settings.database_url.get_secret_value().endswith("@127.0.0.1:55432/grant_standin")
     assert (settings.host, settings.port) == ("127.0.0.1", 8090)
     assert settings.token.get_secret_value() == "dev-grant-token"
+    assert settings.admin_token.get_secret_value() == "dev-standin-admin-token"
     assert settings.fault_config() == FaultConfig(slow_delay_s=35.0)
 
 
@@ -59,8 +61,57 @@ def test_a_fraction_above_one_is_refused(monkeypatch: pytest.MonkeyPatch) -> Non
         Settings()
 
 
-def test_the_token_is_not_shown_in_the_settings_repr() -> None:
-    assert "s3cret" not in repr(Settings(token="s3cret"))
+def test_the_tokens_are_not_shown_in_the_settings_repr() -> None:
+    settings = Settings(token="s3cret", admin_token="adm1n")
+    assert "s3cret" not in repr(settings)
+    assert "adm1n" not in repr(settings)
+
+
+@pytest.fixture
+def production(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    monkeypatch.setenv("DEPLOYMENT_MODE", "production")
+    for name in Settings.model_fields:
+        monkeypatch.delenv(f"GRANT_STANDIN_{name.upper()}", raising=False)
+    monkeypatch.setenv("GRANT_STANDIN_DATABASE_URL", "postgresql://u:pw-1@db/grant_standin")
+    monkeypatch.setenv("GRANT_STANDIN_TOKEN", "claims-token")
+    monkeypatch.setenv("GRANT_STANDIN_ADMIN_TOKEN", "admin-token")
+    return monkeypatch
+
+
+def test_outside_local_mode_every_secret_is_set(production: pytest.MonkeyPatch) -> None:
+    settings = Settings()
+    assert settings.token.get_secret_value() == "claims-token"
+    assert settings.admin_token.get_secret_value() == "admin-token"
+
+
+@pytest.mark.parametrize(
+    "variable", ["GRANT_STANDIN_DATABASE_URL", "GRANT_STANDIN_TOKEN", "GRANT_STANDIN_ADMIN_TOKEN"]
+)
+def test_outside_local_mode_a_missing_secret_is_refused(
+    production: pytest.MonkeyPatch, variable: str
+) -> None:
+    production.delenv(variable)
+    with pytest.raises(ValueError, match=f"{variable} must be set") as refused:
+        Settings()
+    assert "pw-1" not in str(refused.value)
+    assert "claims-token" not in str(refused.value)
+
+
+def test_outside_local_mode_the_development_values_are_refused(
+    production: pytest.MonkeyPatch,
+) -> None:
+    production.setenv("GRANT_STANDIN_DATABASE_URL", DEFAULT_DATABASE_URL)
+    with pytest.raises(ValueError, match="GRANT_STANDIN_DATABASE_URL has no password or the dev"):
+        Settings()
+    production.setenv("GRANT_STANDIN_DATABASE_URL", "postgresql://u:pw-1@db/grant_standin")
+    production.setenv("GRANT_STANDIN_ADMIN_TOKEN", "dev-standin-admin-token")
+    with pytest.raises(ValueError, match="GRANT_STANDIN_ADMIN_TOKEN is the development default"):
+        Settings()
+
+
+def test_the_admin_token_differs_from_the_claims_token() -> None:
+    with pytest.raises(ValueError, match="GRANT_STANDIN_ADMIN_TOKEN must differ"):
+        Settings(token="same", admin_token="same")
 
 
 def test_the_bundled_catalogue_knows_courses_and_employers() -> None:

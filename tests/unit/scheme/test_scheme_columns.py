@@ -117,6 +117,54 @@ class TestFile04Messages:
             " template headers; the header in column M is empty."
         )
 
+    def test_twenty_five_unknown_headers_name_twenty_then_and_5_more(self) -> None:
+        message = header_error([*HEADERS, *["Extra"] * 25])
+        assert message == (
+            "The header row does not match the template: the headers in columns L, M, N, O, P,"
+            " Q, R, S, T, U, V, W, X, Y, Z, AA, AB, AC, AD and AE are not template headers;"
+            " and 5 more."
+        )
+
+    def test_twenty_problems_are_all_named(self) -> None:
+        message = header_error([*HEADERS, *["Extra"] * 20])
+        assert message == (
+            "The header row does not match the template: the headers in columns L, M, N, O, P,"
+            " Q, R, S, T, U, V, W, X, Y, Z, AA, AB, AC, AD and AE are not template headers."
+        )
+
+    def test_the_limit_counts_problems_of_every_kind_in_message_order(self) -> None:
+        # 2 missing, 1 duplicated, 16 unknown, then 3 empty: 22 problems, the last 2 unnamed.
+        headers = [h for h in HEADERS if h not in ("ULN", "Notes")]
+        headers += ["CourseCode", *["x"] * 15, "", " ", "", "y"]
+        message = header_error(headers)
+        assert message == (
+            "The header row does not match the template: missing ULN, Notes;"
+            " CourseCode appears 2 times (columns B and J); the headers in columns K, L, M, N,"
+            " O, P, Q, R, S, T, U, V, W, X, Y and AC are not template headers; the header in"
+            " column Z is empty; and 2 more."
+        )
+
+    def test_the_columns_of_a_much_duplicated_header_are_bounded(self) -> None:
+        message = header_error([*HEADERS, *["ULN"] * 24])
+        assert message == (
+            "The header row does not match the template: ULN appears 25 times (columns G, L,"
+            " M, N, O, P, Q, R, S, T, U, V, W, X, Y, Z, AA, AB, AC, AD and 5 more)."
+        )
+
+    def test_a_header_row_of_a_thousand_long_unknown_cells_gives_a_short_message(self) -> None:
+        message = header_error(["x" * 130] * 1000)
+        assert len(message) < 1000
+        assert "xx" not in message
+        assert message.startswith(
+            "The header row does not match the template: missing ProviderReference,"
+        )
+        # 11 missing and 1,000 unknown: the 11 and the first 9 unknown are named.
+        assert (
+            "the headers in columns A, B, C, D, E, F, G, H and I are not template headers;"
+            in message
+        )
+        assert "; and 991 more." in message
+
     def test_a_data_row_in_place_of_the_header_says_the_header_row_is_missing(self) -> None:
         row = ["REF-1", "SD-WAH-101", "12/11/2026", "Amelia", "Hartley", "14/03/1990"]
         message = header_error(row)
