@@ -79,6 +79,7 @@ FILE_NAME = "june-achievements.csv"
 VALIDATOR_PROCESS_EVENTS = {
     "validator_started",
     "validator_stopped",
+    "validator_draining",
     "kafka_connected",
     "partitions_assigned",
     "partitions_revoked",
