@@ -9,6 +9,7 @@ import asyncio
 import signal
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
@@ -49,43 +50,42 @@ async def wait_for_rows(pipeline: Pipeline, upload_id: str, rows: int) -> None:
         await asyncio.sleep(0.02)
 
 
-@pytest.mark.slow
-async def test_a_validator_joining_mid_upload_changes_no_outcome(
-    make_pipeline, tmp_path: Path
-) -> None:
+async def big_upload_under_way(
+    make_pipeline: Any, tmp_path: Path, **env: str
+) -> tuple[Pipeline, str, str, CheckReport]:
+    """A 200,000-row upload 40,000 rows into validation: (pipeline, upload id, key, expected)."""
     today = datetime.now(ZoneInfo("Europe/London")).date()
     path = tmp_path / "big.csv"
     write_file(path, today)
     expected = check_file(path, today=today, policy=Policy.VALID_ROWS)
-    pipeline: Pipeline = await make_pipeline(bridges=0, VALIDATOR_CHUNK_ROWS="5000")
+    pipeline: Pipeline = await make_pipeline(bridges=0, VALIDATOR_CHUNK_ROWS="5000", **env)
     _, api_key = await pipeline.create_ato()
-
     accepted = await pipeline.upload(path.read_bytes(), api_key, policy="valid_rows")
     await wait_for_rows(pipeline, accepted["upload_id"], 40_000)
+    return pipeline, accepted["upload_id"], api_key, expected
+
+
+@pytest.mark.slow
+async def test_a_validator_joining_mid_upload_changes_no_outcome(
+    make_pipeline: Any, tmp_path: Path
+) -> None:
+    pipeline, upload_id, api_key, expected = await big_upload_under_way(make_pipeline, tmp_path)
     log_dir = pipeline.services["validator-1"].log_path.parent
     pipeline.add(
         "validator-3", "services.validator", log_dir, VALIDATOR_WORKER_NAME="validator-3"
     ).start()
-    await pipeline.wait_final(accepted["upload_id"], api_key, timeout_s=300)
+    await pipeline.wait_final(upload_id, api_key, timeout_s=300)
 
-    await check_outcome(pipeline, accepted["upload_id"], expected)
+    await check_outcome(pipeline, upload_id, expected)
 
 
 @pytest.mark.slow
 async def test_a_validator_paused_past_its_lease_and_session_writes_nothing_twice(
-    make_pipeline, tmp_path: Path
+    make_pipeline: Any, tmp_path: Path
 ) -> None:
-    today = datetime.now(ZoneInfo("Europe/London")).date()
-    path = tmp_path / "big.csv"
-    write_file(path, today)
-    expected = check_file(path, today=today, policy=Policy.VALID_ROWS)
-    pipeline: Pipeline = await make_pipeline(
-        bridges=0, VALIDATOR_CHUNK_ROWS="5000", VALIDATOR_CHUNK_LEASE_S="3"
+    pipeline, upload_id, api_key, expected = await big_upload_under_way(
+        make_pipeline, tmp_path, VALIDATOR_CHUNK_LEASE_S="3"
     )
-    _, api_key = await pipeline.create_ato()
-
-    accepted = await pipeline.upload(path.read_bytes(), api_key, policy="valid_rows")
-    await wait_for_rows(pipeline, accepted["upload_id"], 40_000)
     paused = pipeline.services["validator-1"].process
     assert paused is not None
     paused.send_signal(signal.SIGSTOP)
@@ -94,7 +94,7 @@ async def test_a_validator_paused_past_its_lease_and_session_writes_nothing_twic
         await asyncio.sleep(12)
     finally:
         paused.send_signal(signal.SIGCONT)
-    await pipeline.wait_final(accepted["upload_id"], api_key, timeout_s=300)
+    await pipeline.wait_final(upload_id, api_key, timeout_s=300)
     await asyncio.sleep(3)  # the resumed worker's late writes, if any, would land now
 
-    await check_outcome(pipeline, accepted["upload_id"], expected)
+    await check_outcome(pipeline, upload_id, expected)

@@ -22,7 +22,7 @@ from services.validator.settings import ValidatorSettings
 UPLOAD_DATE = date(2026, 11, 20)
 
 
-async def validate_stored(
+async def store_upload(
     pool: asyncpg.Pool,
     storage_root: Path,
     content: bytes,
@@ -30,9 +30,8 @@ async def validate_stored(
     policy: str = "all_or_nothing",
     ato_id: str | None = None,
     upload_date: date = UPLOAD_DATE,
-    **settings: Any,
-) -> dict[str, Any]:
-    """Stores `content` as a new upload, validates it, returns the upload row."""
+) -> uuid.UUID:
+    """Stores `content` and its `uploads` row as the gateway would (a new ATO if none)."""
     storage = FolderStorage(storage_root)
     upload_id = uuid.uuid4()
     key = storage.key_for(upload_id)
@@ -55,6 +54,23 @@ async def validate_stored(
             datetime.now(UTC),
             upload_date,
         )
+    return upload_id
+
+
+async def validate_stored(
+    pool: asyncpg.Pool,
+    storage_root: Path,
+    content: bytes,
+    *,
+    policy: str = "all_or_nothing",
+    ato_id: str | None = None,
+    upload_date: date = UPLOAD_DATE,
+    **settings: Any,
+) -> dict[str, Any]:
+    """Stores `content` as a new upload, validates it, returns the upload row."""
+    upload_id = await store_upload(
+        pool, storage_root, content, policy=policy, ato_id=ato_id, upload_date=upload_date
+    )
     return await revalidate(pool, storage_root, upload_id, **settings)
 
 

@@ -6,15 +6,14 @@ pipeline cannot finish ending `errored`."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-from pipeline_helpers import UPLOAD_DATE, revalidate, validate_stored
+from pipeline_helpers import revalidate, validate_stored
+from pipeline_helpers import store_upload as stored
 
 from services.core.events import Topics
 from services.core.reference_store import ReferenceCache, load_into_database
@@ -49,26 +48,7 @@ def settings(root: Path, **values: Any) -> ValidatorSettings:
 async def store_upload(
     pool: asyncpg.Pool, root: Path, content: bytes, ato_id: str, policy: str = "all_or_nothing"
 ) -> uuid.UUID:
-    storage = FolderStorage(root)
-    upload_id = uuid.uuid4()
-    key = storage.key_for(upload_id)
-    storage.path(key).parent.mkdir(parents=True, exist_ok=True)
-    storage.path(key).write_bytes(content)
-    async with pool.acquire() as connection:
-        await connection.execute(
-            "INSERT INTO uploads (upload_id, ato_id, file_name, size_bytes, sha256, policy,"
-            " storage_key, terms_accepted_at, upload_date)"
-            " VALUES ($1, $2, 'f.csv', $3, $4, $5, $6, $7, $8)",
-            upload_id,
-            ato_id,
-            len(content),
-            hashlib.sha256(content).hexdigest(),
-            policy,
-            key,
-            datetime.now(UTC),
-            UPLOAD_DATE,
-        )
-    return upload_id
+    return await stored(pool, root, content, ato_id=ato_id, policy=policy)
 
 
 async def new_ato(pool: asyncpg.Pool, name: str) -> str:
