@@ -1693,7 +1693,7 @@ def write_doc(report: dict[str, Any]) -> None:
     # What people wrote below the marker (what a run's figures mean) outlives the figures.
     old = DOC_PATH.read_text(encoding="utf-8") if DOC_PATH.exists() else ""
     notes = old.partition(NOTES_MARKER)[2] if NOTES_MARKER in old else "\n"
-    DOC_PATH.write_text("\n".join(parts) + NOTES_MARKER + notes, encoding="utf-8")
+    DOC_PATH.write_text("\n".join(parts) + "\n" + NOTES_MARKER + notes, encoding="utf-8")
 
 
 def _statements_section(size: dict[str, Any] | None) -> list[str]:

@@ -77,12 +77,17 @@ _UPLOAD_COLUMNS = (
 
 
 async def load(
-    connection: asyncpg.Connection, upload_id: uuid.UUID, *, lock: bool = False
+    connection: asyncpg.Connection,
+    upload_id: uuid.UUID,
+    *,
+    lock: bool = False,
+    skip_locked: bool = False,
 ) -> Upload | None:
+    """The upload; `lock` takes its row lock (waiting), `skip_locked` takes it only if free
+    (None when another transaction holds it)."""
+    locking = " FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE" if lock else ""
     row = await connection.fetchrow(
-        f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE upload_id = $1"
-        + (" FOR UPDATE" if lock else ""),
-        upload_id,
+        f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE upload_id = $1{locking}", upload_id
     )
     return Upload.from_row(row) if row else None
 
@@ -213,10 +218,14 @@ async def decide(
     accepted_event_chunk: int,
 ) -> bool:
     """The outcome, once every chunk is done: cross-row rules, counts, status, achievements
-    announced. False when there is nothing to decide (not all chunks done, or decided)."""
+    announced. False when there is nothing to decide (not all chunks done, decided, or being
+    decided by another worker)."""
     started = time.perf_counter()
     async with connection.transaction():
-        upload = await load(connection, upload_id, lock=True)
+        # Not waiting for the row: if another worker holds it, it is deciding this upload (a
+        # chunk's short commit aside, after which the idle sweep comes back), and a worker that
+        # waited would be out of the chunk queue for the whole decision.
+        upload = await load(connection, upload_id, skip_locked=True)
         if upload is None or upload.decided or upload.chunks_total is None:
             return False
         done = await connection.fetchval(
@@ -335,14 +344,17 @@ async def _cross_row_rules(
 async def _keep_first_issues(
     connection: asyncpg.Connection, upload_id: uuid.UUID, max_stored_issues: int
 ) -> None:
-    """Chunks each keep up to the cap; the report keeps the upload's first issues by row."""
+    """Chunks each keep up to the cap; the report keeps the upload's first issues by row.
+
+    The cut-off is found once (an uncorrelated subquery) and the rest deleted as one range of
+    the primary key: an `OFFSET` subquery joined back per issue was re-run for every issue
+    when the statistics of this fast-changing table suggested a nested loop."""
     await connection.execute(
         """
-        DELETE FROM row_issues r USING (
+        DELETE FROM row_issues
+        WHERE upload_id = $1 AND (row_number, position) > (
             SELECT row_number, position FROM row_issues WHERE upload_id = $1
-            ORDER BY row_number, position OFFSET $2) extra
-        WHERE r.upload_id = $1 AND r.row_number = extra.row_number
-          AND r.position = extra.position
+            ORDER BY row_number, position OFFSET $2 - 1 LIMIT 1)
         """,
         upload_id,
         max_stored_issues,
