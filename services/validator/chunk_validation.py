@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -124,15 +124,19 @@ class ChunkResult:
                 for key in result.duplicate_keys
             )
         if result.achievement is not None:
-            achievement = result.achievement
-            self.achievements[result.row_number] = (
-                achievement_id(self.upload_id, result.row_number),
-                self.upload_id,
-                result.row_number,
-                self.ato_id,
-                *achievement,
-                initial_grant_state(achievement.grant_eligible).value,
-            )
+            self._add_achievement(result.row_number, result.achievement)
+
+    def _add_achievement(self, row_number: int, values: Sequence[Any]) -> None:
+        """A valid row's `achievements` record: `values` are the `Achievement` fields, in order
+        (the row validator's named tuple, or a bulk pass row's slice of the same columns)."""
+        self.achievements[row_number] = (
+            achievement_id(self.upload_id, row_number),
+            self.upload_id,
+            row_number,
+            self.ato_id,
+            *values,
+            initial_grant_state(values[-1]).value,  # the last field is grant_eligible
+        )
 
     def _add_issue(
         self, issue: Issue, cells: list[str] | None, header: HeaderMap | None = None
@@ -159,7 +163,7 @@ class ChunkResult:
     def add_proven(self, bulk: BulkResult, header: HeaderMap) -> None:
         """The rows the bulk pass proved valid: their values straight from its columns, no
         `RowResult` per row; only their warnings become issues."""
-        upload_id, ato_id = self.upload_id, self.ato_id
+        upload_id = self.upload_id
         fields = len(Achievement._fields)
         for row in bulk.valid.select(VALID_COLUMNS).iter_rows():
             # (row_number, *the Achievement fields, warnings, *the three identifier keys)
@@ -177,14 +181,7 @@ class ChunkResult:
             if keyed:
                 self._keyed_rows[row_number] = (True, warned)
                 self.keys.extend((upload_id, row_number, key, True, warned, False) for key in keyed)
-            self.achievements[row_number] = (
-                achievement_id(upload_id, row_number),
-                upload_id,
-                row_number,
-                ato_id,
-                *values,
-                initial_grant_state(values[-1]).value,
-            )
+            self._add_achievement(row_number, values)
 
 
 def validate_chunk(

@@ -27,7 +27,12 @@ from services.core.events import (
 from services.core.logging import get_logger
 from services.core.outbox import enqueue
 from services.core.scheme.codes import Code, FileError, Policy, UploadStatus
-from services.core.scheme.outcome import accepts_rows, decide_status, issue_position
+from services.core.scheme.outcome import (
+    accepts_rows,
+    decide_status,
+    file_error_after_reading,
+    issue_position,
+)
 from services.core.scheme.validation import duplicate_issue
 from services.core.states import IN_PROGRESS, UploadState
 from services.validator import chunk_queue, duplicates
@@ -276,8 +281,6 @@ def _file_error(found: chunk_queue.ChunkTotals, max_rows: int) -> FileError | No
     a chunk), FILE_02 (no non-blank row), FILE_05 (over the row limit)."""
     if found.file_error_code is not None:
         return FileError(Code(found.file_error_code), found.file_error_message or "")
-    from services.core.scheme.outcome import file_error_after_reading
-
     return file_error_after_reading(
         unparseable=None, header=None, rows_total=found.rows_total, row_limit=max_rows
     )
