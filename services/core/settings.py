@@ -175,3 +175,36 @@ class SchemeLimits(BaseSettings):
     max_upload_bytes: int = Field(default=DEFAULT_SIZE_LIMIT_BYTES, gt=0)
     # FILE_05: non-blank data rows.
     max_rows: int = Field(default=DEFAULT_ROW_LIMIT, gt=0)
+
+
+# The local stack's retention key; never accepted outside local mode.
+DEV_RETENTION_KEY_SECRET = "dev-retention-key-secret"  # noqa: S105 (a development default)
+
+
+class RetentionSettings(BaseSettings, DeploymentModeField):
+    """How long learner data is kept, and the key of the hashes that outlive it
+    (docs/retention.md). Read by `achievements purge`, the learner requests and the validator
+    (DUP_02 against purged achievements)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RETENTION_", extra="ignore", hide_input_in_errors=True
+    )
+
+    # RETENTION_DAYS: an upload's file, masked values and learner fields are kept this long
+    # after its outcome (the later of validated and withdrawn).
+    days: int = Field(default=30, gt=0)
+    # RETENTION_KEY_SECRET: the HMAC key of the purged duplicate keys. Required unless
+    # DEPLOYMENT_MODE=local; changing it makes the purged keys unmatchable (DUP_02 misses them).
+    key_secret: SecretStr = SecretStr(DEV_RETENTION_KEY_SECRET)
+    # Achievements changed per transaction.
+    batch_size: int = Field(default=500, gt=0)
+    # Uploads purged per transaction: each may have up to `VALIDATOR_MAX_STORED_ISSUES` issues
+    # whose masked values are cleared in the same transaction.
+    upload_batch_size: int = Field(default=20, gt=0)
+    # A `.part` file this old belongs to no upload still being received.
+    part_file_max_age_s: float = Field(default=24 * 3600, gt=0)
+
+    @model_validator(mode="after")
+    def _secrets_outside_local(self) -> RetentionSettings:
+        require_secret(self, "key_secret", "RETENTION_KEY_SECRET", DEV_RETENTION_KEY_SECRET)
+        return self

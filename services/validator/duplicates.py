@@ -14,6 +14,7 @@ are switched off for that statement), and DUP_01 is one sort of this upload's ke
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,29 +22,51 @@ from datetime import datetime
 
 import asyncpg
 
+from services.core.retention import duplicate_key_hmac
 from services.core.scheme.validation import CITB_ID_KIND, NI_NUMBER_KIND, ULN_KIND
+from services.core.settings import RetentionSettings
 from services.core.states import ACCEPTING
 
 _ACCEPTING = sorted(state.value for state in ACCEPTING)
 
 
 def _earlier_uploads(
-    keys: str, *, ato: str, upload: str, extra: str = "", columns: str = "keys.row_number"
+    keys: str,
+    *,
+    ato: str,
+    upload: str,
+    extra: str = "",
+    columns: str = "keys.row_number",
+    purged: bool = False,
 ) -> str:
     """Rows of `keys` (row_number, course_code, achievement_date, kind, identifier) that match
     an accepted, not-withdrawn achievement of another upload of the ATO. One branch per
-    identifier column, so each probes that column's index."""
+    identifier column, so each probes that column's index.
+
+    With `purged`, `keys` also has `key_hmac` (the key's HMAC, `retention.duplicate_key_hmac`)
+    and one more branch finds the achievements whose identifiers the retention purge replaced
+    by those hashes (`purged_duplicate_keys`, probed by (ATO, hash)); the achievement row
+    itself still decides whether it counts, as in the other branches."""
     accepting = ",".join(_ACCEPTING)
-    return "\n        UNION\n".join(
-        f"""
-        SELECT {columns} FROM {keys} JOIN achievements a
-          ON a.course_code = keys.course_code AND a.achievement_date = keys.achievement_date
-         AND keys.kind = '{kind}' AND a.{kind} = keys.identifier
+    guard = f"""
         JOIN uploads u ON u.upload_id = a.upload_id
         WHERE a.grant_state <> 'withdrawn' AND a.ato_id = {ato} AND a.upload_id <> {upload}
           AND u.ato_id = {ato} AND u.status = ANY('{{{accepting}}}'::text[]){extra}"""
+    branches = [
+        f"""
+        SELECT {columns} FROM {keys} JOIN achievements a
+          ON a.course_code = keys.course_code AND a.achievement_date = keys.achievement_date
+         AND keys.kind = '{kind}' AND a.{kind} = keys.identifier{guard}"""
         for kind in (ULN_KIND, NI_NUMBER_KIND, CITB_ID_KIND)
-    )
+    ]
+    if purged:
+        branches.append(
+            f"""
+        SELECT {columns} FROM {keys} JOIN purged_duplicate_keys p
+          ON p.ato_id = {ato} AND p.key_hmac = keys.key_hmac
+        JOIN achievements a ON a.achievement_id = p.achievement_id{guard}"""
+        )
+    return "\n        UNION\n".join(branches)
 
 
 _SPLIT_KEY = """
@@ -56,6 +79,14 @@ _CHUNK_KEYS = f"""(
         SELECT row_number, {_SPLIT_KEY}
         FROM unnest($3::integer[], $4::text[]) AS k(row_number, key)) AS keys"""
 _CHUNK_EARLIER_UPLOADS = _earlier_uploads(_CHUNK_KEYS, ato="$1", upload="$2")
+# The same, when the ATO has purged achievements: $5 the keys' HMACs, in the keys' order.
+_CHUNK_HASHED_KEYS = f"""(
+        SELECT row_number, key_hmac, {_SPLIT_KEY}
+        FROM unnest($3::integer[], $4::text[], $5::bytea[]) AS k(row_number, key, key_hmac)
+        ) AS keys"""
+_CHUNK_EARLIER_UPLOADS_OR_PURGED = _earlier_uploads(
+    _CHUNK_HASHED_KEYS, ato="$1", upload="$2", purged=True
+)
 
 
 async def chunk_earlier_upload_duplicates(
@@ -63,8 +94,13 @@ async def chunk_earlier_upload_duplicates(
     ato_id: str,
     upload_id: uuid.UUID,
     keys: Sequence[tuple[int, str]],
+    retention: RetentionSettings | None = None,
 ) -> set[int]:
-    """DUP_02 for one chunk's keys: the row numbers whose achievement the ATO already has."""
+    """DUP_02 for one chunk's keys: the row numbers whose achievement the ATO already has.
+
+    Achievements the retention purge emptied are matched by the HMAC of their keys
+    (`retention` holds the key; read from the environment when not given). The hashes are
+    computed only when the ATO has purged keys at all: one index probe decides."""
     if not keys:
         return set()
     async with connection.transaction():
@@ -72,14 +108,30 @@ async def chunk_earlier_upload_duplicates(
         await connection.execute(
             "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
         )
-        rows = await connection.fetch(
-            _CHUNK_EARLIER_UPLOADS,
-            ato_id,
-            upload_id,
-            [row for row, _ in keys],
-            [key for _, key in keys],
-        )
+        row_numbers = [row for row, _ in keys]
+        texts = [key for _, key in keys]
+        if await connection.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM purged_duplicate_keys WHERE ato_id = $1)", ato_id
+        ):
+            secret = (retention or _retention_from_environment()).key_secret
+            rows = await connection.fetch(
+                _CHUNK_EARLIER_UPLOADS_OR_PURGED,
+                ato_id,
+                upload_id,
+                row_numbers,
+                texts,
+                [duplicate_key_hmac(secret, text) for text in texts],
+            )
+        else:
+            rows = await connection.fetch(
+                _CHUNK_EARLIER_UPLOADS, ato_id, upload_id, row_numbers, texts
+            )
     return {row["row_number"] for row in rows}
+
+
+@functools.cache
+def _retention_from_environment() -> RetentionSettings:
+    return RetentionSettings()
 
 
 @dataclass(frozen=True, slots=True)
