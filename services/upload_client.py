@@ -1,4 +1,5 @@
-"""Uploading a file through the gateway, as `achievements upload FILE` does.
+"""The gateway's API as the `achievements` ATO commands use it: `upload`, `status`, `errors`,
+`withdraw`.
 
 The file is streamed (never read whole into memory) as `text/csv`. Its SHA-256 is the
 Idempotency-Key, so re-running the command after a dropped connection returns the same upload
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,17 @@ def _sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-async def _chunks(path: Path) -> AsyncIterator[bytes]:
+BytesSent = Callable[[int], None]
+UploadSeen = Callable[[dict[str, Any]], None]
+
+
+async def _chunks(path: Path, on_bytes: BytesSent | None = None) -> AsyncIterator[bytes]:
     with path.open("rb") as file:
         while chunk := await asyncio.to_thread(file.read, CHUNK_BYTES):
             yield chunk
+            # Handed to the connection: counted once the next chunk is asked for.
+            if on_bytes is not None:
+                on_bytes(len(chunk))
 
 
 async def _json_or_error(response: aiohttp.ClientResponse, ok: tuple[int, ...]) -> dict[str, Any]:
@@ -69,8 +77,13 @@ async def upload_file(
     wait: bool = False,
     timeout_s: float = 600.0,
     poll_interval_s: float = 1.0,
+    on_bytes: BytesSent | None = None,
+    on_upload: UploadSeen | None = None,
 ) -> dict[str, Any]:
-    """Returns the upload object: as received, or (with `wait`) once its status is final."""
+    """Returns the upload object: as received, or (with `wait`) once its status is final.
+
+    `on_bytes(n)` is told of every `n` bytes sent; `on_upload(upload)` of every state of the
+    upload read while waiting (for a progress display)."""
     deadline = time.monotonic() + timeout_s
     sha256 = await asyncio.to_thread(_sha256_of, path)
     base = gateway_url.rstrip("/")
@@ -85,7 +98,7 @@ async def upload_file(
     timeout = aiohttp.ClientTimeout(total=timeout_s)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         async with session.post(
-            f"{base}/v1/uploads", data=_chunks(path), params=params, headers=headers
+            f"{base}/v1/uploads", data=_chunks(path, on_bytes), params=params, headers=headers
         ) as response:
             upload = await _json_or_error(response, (200, 202))
         if not wait:
@@ -98,4 +111,64 @@ async def upload_file(
             await asyncio.sleep(poll_interval_s)
             async with session.get(url, headers=auth) as response:
                 upload = await _json_or_error(response, (200,))
+            if on_upload is not None:
+                on_upload(upload)
         return upload
+
+
+class GatewayClient:
+    """An ATO's calls on one upload: its status, its errors, its withdrawal."""
+
+    def __init__(self, gateway_url: str, api_key: str, timeout_s: float = 60.0) -> None:
+        self._base = gateway_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}"}
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    async def upload(self, upload_id: str) -> dict[str, Any]:
+        return await self._json("GET", f"/v1/uploads/{upload_id}")
+
+    async def withdraw(self, upload_id: str) -> dict[str, Any]:
+        return await self._json("POST", f"/v1/uploads/{upload_id}/withdraw")
+
+    async def errors(self, upload_id: str, page_size: int = 1000) -> dict[str, Any]:
+        """Every stored issue of the upload (all pages), with the totals of the first page."""
+        first = await self._json(
+            "GET", f"/v1/uploads/{upload_id}/errors", {"limit": str(page_size), "offset": "0"}
+        )
+        issues: list[Any] = list(first["issues"])
+        next_offset = first.get("next_offset")
+        while next_offset is not None:
+            page = await self._json(
+                "GET",
+                f"/v1/uploads/{upload_id}/errors",
+                {"limit": str(page_size), "offset": str(next_offset)},
+            )
+            issues.extend(page["issues"])
+            next_offset = page.get("next_offset")
+        return {**first, "issues": issues, "offset": 0, "next_offset": None}
+
+    async def errors_csv(self, upload_id: str, write: Callable[[bytes], object]) -> None:
+        """The error report as CSV, streamed to `write` as it arrives."""
+        async with (
+            aiohttp.ClientSession(timeout=self._timeout) as session,
+            session.get(
+                f"{self._base}/v1/uploads/{upload_id}/errors",
+                params={"format": "csv"},
+                headers=self._headers,
+            ) as response,
+        ):
+            if response.status != 200:
+                await _json_or_error(response, (200,))
+            async for block in response.content.iter_chunked(64 * 1024):
+                write(block)
+
+    async def _json(
+        self, method: str, path: str, params: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        async with (
+            aiohttp.ClientSession(timeout=self._timeout) as session,
+            session.request(
+                method, f"{self._base}{path}", params=params, headers=self._headers
+            ) as response,
+        ):
+            return await _json_or_error(response, (200,))

@@ -32,6 +32,11 @@ logged and skipped: those records come again.
 
 Stopping: once `stop` is set, the record in hand finishes, what was done is committed and `run`
 returns; a poll in progress is abandoned at once.
+
+Metrics (services/core/metrics.py, labelled by the loop's stage): records handled by outcome,
+dead letters, partitions assigned, and each owned partition's lag (high watermark minus the
+offset after the last record done), measured every second beside the loop. `consumers_ready()`
+is the process's readiness: every running loop has joined its group.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import asyncio
 import contextlib
 import math
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
@@ -57,12 +63,17 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from services.core.events import Topics
 from services.core.kafka import send_dead_letter
 from services.core.logging import get_logger
+from services.core.metrics import CONSUMER_ASSIGNED, CONSUMER_LAG, CONSUMER_RECORDS, DEAD_LETTERS
 
 log = get_logger()
 
 RECORD_CONTEXT: Final = ("kafka_topic", "kafka_partition", "kafka_offset")
 # The last commit, when the loop ends: bounded, so a broker that is gone cannot hold a shutdown.
 FINAL_COMMIT_TIMEOUT_S: Final = 10.0
+# How often the lag gauges are brought up to date (one position read per assigned partition).
+LAG_INTERVAL_S: Final = 1.0
+# The loops running in this process, for readiness (`consumers_ready`).
+_RUNNING: weakref.WeakSet[ConsumerLoop] = weakref.WeakSet()
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +145,12 @@ class ConsumerLoop:
         self._pending: dict[TopicPartition, int] = {}
         # Partitions backing off after `RetryLater`, and when they resume (time.monotonic()).
         self._paused: dict[TopicPartition, float] = {}
+        # Set once the group has given this loop its first assignment (possibly empty).
+        self.joined = False
+        self._lag_partitions: set[TopicPartition] = set()
+        # Per partition, the offset after the last record done (committed or not): the lag
+        # counts the records in hand and those fetched but not yet handled.
+        self._done_up_to: dict[TopicPartition, int] = {}
 
     async def run(self, consumer: AIOKafkaConsumer, stop: asyncio.Event) -> None:
         """Consumes until `stop` is set. `consumer` is started and subscribed with
@@ -141,7 +158,10 @@ class ConsumerLoop:
         if self._consumer is not None:
             raise RuntimeError("the loop is already running")
         self._consumer = consumer
+        _RUNNING.add(self)
         stopped = asyncio.create_task(stop.wait())
+        # Measured beside the loop, so the gauges stay current while a record is in hand.
+        lag = asyncio.create_task(self._lag_loop(consumer), name=f"{self._stage}-lag")
         try:
             while not stop.is_set():
                 self._resume_due(consumer)
@@ -163,6 +183,10 @@ class ConsumerLoop:
                         continue
                     await self._handle_partition(consumer, partition, records, epoch, stop)
         finally:
+            _RUNNING.discard(self)
+            lag.cancel()
+            await asyncio.wait({lag})
+            self._forget_lag(set(self._lag_partitions))
             stopped.cancel()
             try:
                 async with asyncio.timeout(FINAL_COMMIT_TIMEOUT_S):
@@ -179,6 +203,8 @@ class ConsumerLoop:
         epoch: int,
         stop: asyncio.Event,
     ) -> None:
+        # Until a record of the partition is done here, its lag counts from the first one fetched.
+        self._done_up_to.setdefault(partition, records[0].offset)
         for record in records:
             if stop.is_set():
                 break
@@ -228,13 +254,16 @@ class ConsumerLoop:
                 except KafkaError as error:
                     outcome = RetryLater(f"dead letter not sent: {type(error).__name__}")
                 else:
+                    DEAD_LETTERS.labels(self._stage, record.topic).inc()
                     log.warning("message_dead_lettered", stage=self._stage, error=outcome.error)
+            CONSUMER_RECORDS.labels(self._stage, record.topic, _outcome_label(outcome)).inc()
             if isinstance(outcome, RetryLater):
                 log.warning(
                     "record_retry_later", reason=outcome.reason, delay_s=self._delay_s(outcome)
                 )
             else:
-                self._pending[TopicPartition(record.topic, record.partition)] = record.offset + 1
+                partition = TopicPartition(record.topic, record.partition)
+                self._pending[partition] = self._done_up_to[partition] = record.offset + 1
             return outcome
         finally:
             structlog.contextvars.unbind_contextvars(*RECORD_CONTEXT)
@@ -272,6 +301,44 @@ class ConsumerLoop:
         until_ms = math.ceil((min(self._paused.values()) - time.monotonic()) * 1000)
         return max(1, min(self._poll_timeout_ms, until_ms))
 
+    async def _lag_loop(self, consumer: AIOKafkaConsumer) -> None:
+        while True:
+            try:
+                await self._measure_lag(consumer)
+            except Exception as error:  # a gauge is never worth the consumer
+                log.debug("consumer_lag_unmeasured", error=type(error).__name__)
+            await asyncio.sleep(LAG_INTERVAL_S)
+
+    async def _measure_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Per assigned partition: the high watermark minus the offset after the last record
+        done (before any is fetched here: the consumer's position). A partition whose watermark
+        is not known yet is left out."""
+        assigned = set(consumer.assignment())
+        self._forget_lag(self._lag_partitions - assigned)
+        for partition in assigned:
+            highwater = consumer.highwater(partition)
+            if highwater is None:
+                continue
+            position = self._done_up_to.get(partition)
+            if position is None:
+                try:
+                    async with asyncio.timeout(LAG_INTERVAL_S):
+                        position = await consumer.position(partition)
+                except (IllegalStateError, KafkaError, TimeoutError):
+                    continue
+            CONSUMER_LAG.labels(self._stage, partition.topic, str(partition.partition)).set(
+                max(0, highwater - position)
+            )
+            self._lag_partitions.add(partition)
+
+    def _forget_lag(self, partitions: set[TopicPartition]) -> None:
+        """A partition no longer ours is reported by its new owner, not by this process."""
+        for partition in partitions:
+            self._lag_partitions.discard(partition)
+            self._done_up_to.pop(partition, None)
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(self._stage, partition.topic, str(partition.partition))
+
     @staticmethod
     def _rewind(consumer: AIOKafkaConsumer, partition: TopicPartition, offset: int) -> None:
         """Records from `offset` on were polled and not handled: fetch them again."""
@@ -296,6 +363,7 @@ class ConsumerLoop:
 
     async def _revoked(self, revoked: set[TopicPartition]) -> None:
         self._epoch += 1
+        self._forget_lag(revoked)
         if not revoked:
             return  # the first join
         task = self._in_flight
@@ -311,6 +379,8 @@ class ConsumerLoop:
 
     def _assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("partitions_assigned", partitions=_names(assigned))
+        self.joined = True
+        CONSUMER_ASSIGNED.labels(self._stage).set(len(assigned))
         # Partitions still backing off stay paused if they come back.
         for partition in [p for p in self._paused if p not in assigned]:
             del self._paused[partition]
@@ -327,6 +397,22 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         self._loop._assigned(set(assigned))
+
+
+def consumers_ready() -> bool:
+    """True when this process runs at least one consumer loop and every one has joined its
+    group (a member given no partition is ready too: the group has more members than
+    partitions)."""
+    loops = list(_RUNNING)
+    return bool(loops) and all(loop.joined for loop in loops)
+
+
+def _outcome_label(outcome: Handled) -> str:
+    if isinstance(outcome, Unusable):
+        return "dead_lettered"
+    if isinstance(outcome, RetryLater):
+        return "retry_later"
+    return "done"
 
 
 def _names(partitions: Iterable[TopicPartition]) -> list[str]:

@@ -201,6 +201,24 @@ WHERE c.claim_id = ANY($1::uuid[]) AND a.achievement_id = c.achievement_id
 """
 
 
+async def requeue_pending_claims(
+    connection: asyncpg.Connection, claim_ids: list[uuid.UUID]
+) -> list[uuid.UUID]:
+    """Pending claims made due now (`achievements reconcile --repair`: the grant system holds
+    them, so a resend, which carries the same idempotency key, settles them); a claim another
+    bridge has leased is left to it. Returns the claims re-queued."""
+    rows = await connection.fetch(
+        f"""
+        UPDATE grant_claims SET next_attempt_at = now()
+        WHERE claim_id = ANY($1::uuid[]) AND state = {_PENDING}
+          AND (lease_until IS NULL OR lease_until < now())
+        RETURNING claim_id
+        """,
+        claim_ids,
+    )
+    return [row["claim_id"] for row in rows]
+
+
 async def lease_due_claims(
     connection: asyncpg.Connection,
     *,

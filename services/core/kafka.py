@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from aiokafka import (
     AIOKafkaConsumer,
@@ -15,14 +16,34 @@ from aiokafka import (
 )
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 
 from services.core.events import Topics
 from services.core.settings import KafkaSettings
 
 
+def connection_options(settings: KafkaSettings) -> dict[str, Any]:
+    """How every client (producer, consumer, admin) reaches the brokers: TLS and SASL."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": settings.security_protocol,
+    }
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(
+            cafile=str(settings.ssl_ca_file) if settings.ssl_ca_file else None,
+            certfile=str(settings.ssl_cert_file) if settings.ssl_cert_file else None,
+            keyfile=str(settings.ssl_key_file) if settings.ssl_key_file else None,
+        )
+    if settings.security_protocol.startswith("SASL_"):
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = settings.sasl_password.get_secret_value()
+    return options
+
+
 def make_producer(settings: KafkaSettings, client_id: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **connection_options(settings),
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
@@ -46,7 +67,7 @@ def make_consumer(
     if listener is not None and not topics:
         raise ValueError("a rebalance listener needs topics to subscribe to")
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **connection_options(settings),
         # Pipelines isolated by a topic prefix must not share consumer groups either.
         group_id=settings.topic_prefix + group_id,
         client_id=client_id,
@@ -66,7 +87,7 @@ def make_consumer(
 
 async def ensure_topics(settings: KafkaSettings, topics: Topics, attempts: int = 30) -> None:
     """Creates the contract's topics if missing; waits for a broker that is still starting."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**connection_options(settings))
     for attempt in range(attempts):
         try:
             await admin.start()
@@ -78,7 +99,12 @@ async def ensure_topics(settings: KafkaSettings, topics: Topics, attempts: int =
     try:
         existing = set(await admin.list_topics())
         wanted = [
-            NewTopic(name, settings.topic_partitions, settings.replication_factor)
+            NewTopic(
+                name,
+                settings.topic_partitions,
+                settings.replication_factor,
+                topic_configs={"min.insync.replicas": str(settings.min_insync_replicas)},
+            )
             for name in topics.all()
             if name not in existing
         ]

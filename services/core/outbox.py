@@ -12,6 +12,12 @@ from aiokafka import AIOKafkaProducer
 from services.core.events import Event, Topics, topic_for
 from services.core.kafka import json_bytes
 from services.core.logging import get_logger
+from services.core.metrics import (
+    OUTBOX_BACKLOG,
+    OUTBOX_OLDEST_AGE,
+    OUTBOX_PUBLISHED,
+    OUTBOX_RELAY_FAILURES,
+)
 
 log = get_logger()
 
@@ -111,6 +117,7 @@ class Relay:
             "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
             [row["id"] for row in rows],
         )
+        OUTBOX_PUBLISHED.inc(len(rows))
         return len(rows)
 
     async def _connect(self) -> asyncpg.Connection:
@@ -155,6 +162,7 @@ async def run_relay(
             try:
                 sent = await relay.relay_once()
             except Exception as error:
+                OUTBOX_RELAY_FAILURES.inc()
                 log.warning("outbox_relay_failed", error=type(error).__name__)
                 sent = 0
                 with contextlib.suppress(TimeoutError):
@@ -164,3 +172,16 @@ async def run_relay(
                     await asyncio.wait_for(stop.wait(), timeout=idle_sleep_s)
     finally:
         await relay.close()
+
+
+async def measure_backlog(connection: asyncpg.Connection) -> tuple[int, float]:
+    """Unsent events and the age of the oldest, in seconds; also sets the outbox gauges."""
+    row = await connection.fetchrow(
+        "SELECT count(*) AS backlog,"
+        " coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest_s"
+        " FROM outbox WHERE sent_at IS NULL"
+    )
+    backlog, oldest_s = (int(row["backlog"]), float(row["oldest_s"])) if row else (0, 0.0)
+    OUTBOX_BACKLOG.set(backlog)
+    OUTBOX_OLDEST_AGE.set(oldest_s)
+    return backlog, oldest_s

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, model_validator
@@ -108,6 +108,9 @@ class PostgresSettings(BaseSettings, DeploymentModeField):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", hide_input_in_errors=True)
 
     # The default is the local stack's database, used only with DEPLOYMENT_MODE=local.
+    # TLS is asked for in the URL, which asyncpg reads: `?sslmode=verify-full&sslrootcert=
+    # /path/ca.crt` (and `sslcert`/`sslkey` for a client certificate), or the PGSSLMODE and
+    # PGSSLROOTCERT variables (docs/operations.md).
     database_url: SecretStr = SecretStr(DEFAULT_DATABASE_URL)
     db_pool_min_size: int = 1
     db_pool_max_size: int = 10
@@ -122,13 +125,43 @@ class PostgresSettings(BaseSettings, DeploymentModeField):
 
 
 class KafkaSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="KAFKA_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="KAFKA_", extra="ignore", hide_input_in_errors=True
+    )
 
     bootstrap_servers: str = "127.0.0.1:9092"
     # Lets several isolated pipelines (tests, staging) share one cluster.
     topic_prefix: str = ""
     topic_partitions: int = 4
-    replication_factor: int = 1
+    # For topics this process creates (`achievements admin topics`); a production cluster
+    # wants 3 and 2, so a write acknowledged by `acks=all` survives the loss of one broker.
+    replication_factor: int = Field(default=1, ge=1)
+    min_insync_replicas: int = Field(default=1, ge=1)
+    # How to reach the brokers: PLAINTEXT locally; SASL_SSL on a managed cluster.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    sasl_username: str = ""
+    sasl_password: SecretStr = SecretStr("")
+    # TLS: the CA that signed the brokers' certificates (the system's CAs when unset), and a
+    # client certificate and key for clusters that authenticate clients by certificate.
+    ssl_ca_file: Path | None = None
+    ssl_cert_file: Path | None = None
+    ssl_key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _consistent_security(self) -> KafkaSettings:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError("min_insync_replicas must not exceed replication_factor")
+        if self.security_protocol.startswith("SASL_") and not (
+            self.sasl_username and self.sasl_password.get_secret_value()
+        ):
+            raise ValueError(
+                "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD must be set for"
+                f" KAFKA_SECURITY_PROTOCOL={self.security_protocol}"
+            )
+        if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
+            raise ValueError("KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE go together")
+        return self
 
 
 class StorageSettings(BaseSettings):

@@ -13,6 +13,7 @@ import asyncio
 import signal
 import socket
 import time
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -21,8 +22,15 @@ from services.core.db import connection, create_pool, migrate
 from services.core.events import Topics
 from services.core.kafka import ensure_topics, make_producer
 from services.core.logging import configure_logging, get_logger
-from services.core.outbox import relay_once, run_relay
+from services.core.metrics import set_breaker_state
+from services.core.outbox import measure_backlog, relay_once, run_relay
 from services.core.settings import load_settings
+from services.core.worker_http import (
+    WorkerHttp,
+    kafka_consumers_check,
+    pool_refresh,
+    postgres_check,
+)
 from services.grant_bridge.forwarder import Forwarder
 from services.grant_bridge.grant_client import GrantClient, new_session
 from services.grant_bridge.settings import GrantBridgeSettings
@@ -56,6 +64,7 @@ async def run(settings: GrantBridgeSettings, stop: asyncio.Event) -> None:
     topics = Topics(common.kafka.topic_prefix)
     await ensure_topics(common.kafka, topics)
     pool = await create_pool(common.postgres)
+    http: WorkerHttp | None = None
     try:
         async with connection(pool, common.postgres) as held:
             await migrate(held)
@@ -71,6 +80,13 @@ async def run(settings: GrantBridgeSettings, stop: asyncio.Event) -> None:
             forwarder = Forwarder(
                 settings, pool, GrantClient(session, settings.grant_api_url), topics
             )
+            if settings.http_port is not None:
+                http = WorkerHttp(
+                    settings.http_port,
+                    checks={"postgres": postgres_check(pool), "kafka": kafka_consumers_check},
+                    refreshes=[pool_refresh(pool), _scrape_refresh(pool, forwarder)],
+                )
+                await http.start()
             consumer = AcceptedConsumer(settings, pool, producer, topics, client_id=client_id)
             workers = [
                 asyncio.create_task(consumer.run(stop), name="consumer"),
@@ -111,7 +127,20 @@ async def run(settings: GrantBridgeSettings, stop: asyncio.Event) -> None:
             await asyncio.wait_for(pool.close(), timeout=5)
         except TimeoutError:
             pool.terminate()
+        if http is not None:
+            await http.stop()
         log.info("bridge_stopped")
+
+
+def _scrape_refresh(pool: asyncpg.Pool, forwarder: Forwarder) -> Callable[[], Awaitable[None]]:
+    """At scrape time: the breaker's state and the outbox backlog."""
+
+    async def refresh() -> None:
+        set_breaker_state(forwarder.breaker.state.value)
+        async with pool.acquire(timeout=2) as held:
+            await measure_backlog(held)
+
+    return refresh
 
 
 async def _drain_outbox(pool: asyncpg.Pool, producer: AIOKafkaProducer) -> None:

@@ -20,6 +20,7 @@ import asyncpg
 from services.core.db import TRANSIENT_ERRORS, connection
 from services.core.events import Topics
 from services.core.logging import get_logger
+from services.core.metrics import GRANT_REQUEST_DURATION, record_claim_outcomes
 from services.grant_bridge.backoff import retry_delay_s
 from services.grant_bridge.circuit_breaker import BreakerState, CircuitBreaker
 from services.grant_bridge.claims import LeasedClaim, Outcome, lease_due, record_outcomes
@@ -102,6 +103,7 @@ class Forwarder:
             outcomes = await self._send_singles(lease.claims)
         async with connection(self._pool, postgres) as held:
             recorded = await record_outcomes(held, self._topics, lease.token, outcomes)
+        record_claim_outcomes(recorded)
         log.info(
             "claims_forwarded",
             leased=len(lease.claims),
@@ -125,7 +127,8 @@ class Forwarder:
             return [self._deferred(claim) for claim in claims]
         self.requests_sent += 1
         try:
-            results = await self._client.submit_batch([claim.data for claim in claims])
+            with GRANT_REQUEST_DURATION.labels("batch").time():
+                results = await self._client.submit_batch([claim.data for claim in claims])
         except BatchRejected as error:
             # Its claims are still valid one by one, each under its own key.
             self.breaker.record_success()
@@ -145,7 +148,8 @@ class Forwarder:
                 if not self.breaker.allow_request():
                     return self._deferred(claim)
                 self.requests_sent += 1
-                result = await self._client.submit(claim.data)
+                with GRANT_REQUEST_DURATION.labels("single").time():
+                    result = await self._client.submit(claim.data)
                 self._record_breaker(result)
                 return self._outcome(claim, result)
 

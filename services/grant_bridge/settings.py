@@ -55,6 +55,10 @@ class GrantBridgeSettings(BaseSettings, DeploymentModeField):
     # Pause before retrying a Kafka record whose database write failed.
     store_retry_s: float = Field(default=1.0, gt=0)
 
+    # `/metrics`, `/healthz` and `/readyz` on this port (services/core/worker_http.py); off
+    # when unset, so several bridges can share a machine without sharing a port.
+    http_port: int | None = Field(default=None, ge=1, le=65535)
+
     common: CommonSettings = Field(default_factory=CommonSettings)
 
     @model_validator(mode="after")

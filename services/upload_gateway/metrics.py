@@ -1,4 +1,6 @@
-"""Prometheus metrics, one registry per app: requests by route template, bytes, outbox backlog.
+"""Prometheus metrics, one registry per app: requests by route template, bytes, outbox backlog;
+`/metrics` also serves the process's shared registry (services/core/metrics.py: outbox relay,
+pool waits, process figures).
 
 Labels are route templates, methods, statuses and codes only: never an id or a file name.
 """
@@ -6,15 +8,24 @@ Labels are route templates, methods, statuses and codes only: never an id or a f
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
 import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.core.logging import get_logger
-from services.upload_gateway.appkeys import METRICS, database
+from services.core.metrics import (
+    CONTENT_TYPE,
+    STORAGE_FREE,
+    STORAGE_SIZE,
+    exposition,
+    set_pool_gauges,
+)
+from services.core.outbox import measure_backlog
+from services.upload_gateway.appkeys import METRICS, POOL, STORAGE, database
 
 log = get_logger()
 _BACKLOG_READ_TIMEOUT_S = 2.0
@@ -93,16 +104,19 @@ async def metrics_handler(request: web.Request) -> web.Response:
     try:
         # A scrape must not wait as long as a request would for a busy pool.
         async with asyncio.timeout(_BACKLOG_READ_TIMEOUT_S), database(request.app) as connection:
-            row = await connection.fetchrow(
-                "SELECT count(*) AS backlog,"
-                " coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest_s"
-                " FROM outbox WHERE sent_at IS NULL"
-            )
-        assert row is not None
-        metrics.outbox_backlog.set(row["backlog"])
-        metrics.outbox_oldest_age.set(row["oldest_s"])
+            backlog, oldest_s = await measure_backlog(connection)
+        metrics.outbox_backlog.set(backlog)
+        metrics.outbox_oldest_age.set(oldest_s)
     except Exception as error:
         # Metrics must still answer while the database is down; the gauges keep their last value.
         log.warning("outbox_backlog_unreadable", error=type(error).__name__)
-    body = generate_latest(metrics.registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    storage = request.app.get(STORAGE)
+    if storage is not None:
+        with contextlib.suppress(OSError):
+            usage = await asyncio.to_thread(shutil.disk_usage, storage.root)
+            STORAGE_FREE.set(usage.free)
+            STORAGE_SIZE.set(usage.total)
+    pool = request.app.get(POOL)
+    if pool is not None:
+        set_pool_gauges(pool.get_size(), pool.get_idle_size(), pool.get_max_size())
+    return web.Response(body=exposition(metrics.registry), headers={"Content-Type": CONTENT_TYPE})

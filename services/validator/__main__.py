@@ -20,18 +20,28 @@ os.environ.setdefault("POLARS_MAX_THREADS", "1")
 import asyncio
 import signal
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+
+import asyncpg
 
 from services.core.consumer import ConsumerLoop
 from services.core.db import create_pool
 from services.core.events import Topics
 from services.core.kafka import ensure_topics, make_consumer, make_producer
 from services.core.logging import configure_logging, get_logger
-from services.core.outbox import run_relay
+from services.core.metrics import CHUNK_TASKS, OLDEST_UNDECIDED_AGE, UPLOADS_UNDECIDED
+from services.core.outbox import measure_backlog, run_relay
 from services.core.reference_store import ReferenceCache
 from services.core.settings import load_settings
+from services.core.worker_http import (
+    WorkerHttp,
+    kafka_consumers_check,
+    pool_refresh,
+    postgres_check,
+)
 from services.validator.chunk_worker import ChunkWorker
 from services.validator.settings import ValidatorSettings
+from services.validator.upload_outcome import UNDECIDED
 from services.validator.worker import DEAD_LETTER_STAGE, UploadPlanner
 
 # Shares of `drain_s` by which the workers, then the relay, must have stopped; the rest of the
@@ -63,12 +73,48 @@ async def _stop_tasks(tasks: list[asyncio.Task[None]], deadline: float) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def _backlog_refresh(pool: asyncpg.Pool) -> Callable[[], Awaitable[None]]:
+    """At scrape time: the outbox backlog, the chunk tasks still to do (the queue the
+    validators are scaled on) and the uploads not yet decided."""
+
+    async def refresh() -> None:
+        async with pool.acquire(timeout=2) as connection:
+            await measure_backlog(connection)
+            row = await connection.fetchrow(
+                "SELECT count(*) FILTER (WHERE lease_until IS NULL OR lease_until < now())"
+                " AS queued, count(*) FILTER (WHERE lease_until >= now()) AS leased"
+                " FROM validation_chunks WHERE state = 'pending'"
+            )
+            undecided = await connection.fetchrow(
+                "SELECT count(*) AS uploads,"
+                " coalesce(extract(epoch FROM now() - min(received_at)), 0)::float8 AS oldest_s"
+                " FROM uploads WHERE status = ANY($1::text[])",
+                UNDECIDED,
+            )
+        if row is not None:
+            CHUNK_TASKS.labels("queued").set(row["queued"])
+            CHUNK_TASKS.labels("leased").set(row["leased"])
+        if undecided is not None:
+            UPLOADS_UNDECIDED.set(undecided["uploads"])
+            OLDEST_UNDECIDED_AGE.set(undecided["oldest_s"])
+
+    return refresh
+
+
 async def main(settings: ValidatorSettings) -> None:
     log = get_logger()
     common = settings.common
     topics = Topics(common.kafka.topic_prefix)
     await ensure_topics(common.kafka, topics)
     pool = await create_pool(common.postgres)
+    http = None
+    if settings.http_port is not None:
+        http = WorkerHttp(
+            settings.http_port,
+            checks={"postgres": postgres_check(pool), "kafka": kafka_consumers_check},
+            refreshes=[pool_refresh(pool), _backlog_refresh(pool)],
+        )
+        await http.start()
     producer = make_producer(common.kafka, settings.worker_name)
     planner = UploadPlanner(settings, pool)
     consumer_loop = ConsumerLoop(
@@ -130,6 +176,8 @@ async def main(settings: ValidatorSettings) -> None:
         await _within(end, producer.stop())
         if not await _within(end, pool.close()):
             pool.terminate()
+        if http is not None:
+            await _within(end, http.stop())
         log.info(
             "validator_stopped",
             worker=settings.worker_name,

@@ -38,6 +38,9 @@ class ValidatorSettings(BaseSettings):
     # SIGTERM: the whole drain (chunks finished or handed back, the relay's slots handed back,
     # Kafka and PostgreSQL closed) ends within this, under a cluster's default 30 s grace.
     drain_s: float = Field(default=20.0, gt=0)
+    # `/metrics`, `/healthz` and `/readyz` on this port (services/core/worker_http.py); off
+    # when unset, so several validators can share a machine without sharing a port.
+    http_port: int | None = Field(default=None, ge=1, le=65535)
     # The file size limit (FILE_03) and row limit (FILE_05): `SCHEME_*` variables, shared with
     # the gateway and `achievements check`.
     limits: SchemeLimits = Field(default_factory=SchemeLimits)

@@ -1,0 +1,61 @@
+"""`achievements purge` and `achievements learner …` from the command line, against a test
+database: wired to the retention and learner-request code, JSON out, usage errors exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from services.cli import main
+
+
+@pytest.fixture
+def operator_environment(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("STORAGE_ROOT", str(tmp_path))
+    monkeypatch.setenv("DEPLOYMENT_MODE", "local")
+    return tmp_path
+
+
+def test_purge_reports_what_it_did_as_one_json_object(
+    operator_environment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    orphan = operator_environment / "left.part"
+    orphan.write_bytes(b"half an upload")
+    old = 1_000_000_000  # 2001: far older than a day
+    os.utime(orphan, (old, old))
+
+    status = main(["purge", "--json"])
+
+    report = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert (report["dry_run"], report["uploads_purged"], report["part_files_deleted"]) == (
+        False,
+        0,
+        1,
+    )
+    assert not orphan.exists()
+
+
+def test_a_learner_request_without_exactly_one_identifier_is_a_usage_error(
+    operator_environment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["learner", "erase", "--ato", "ATO-1", "--json"])
+
+    assert status == 2
+    assert json.loads(capsys.readouterr().out)["code"] == "USAGE"
+
+
+def test_a_learner_with_no_records_is_found_nowhere(
+    operator_environment: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(["learner", "find", "--ato", "ATO-1", "--uln", "1000000043", "--json"])
+
+    found = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert found["achievements"] == []
