@@ -9,6 +9,7 @@ guarded by its state, so a chunk validated twice is written once.
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,7 +17,12 @@ from datetime import date
 
 import asyncpg
 
-from services.validator.chunk_validation import ACHIEVEMENT_COLUMNS, ChunkResult
+from services.validator.chunk_validation import (
+    ACHIEVEMENT_COLUMNS,
+    ROW_KEY_COLUMNS,
+    ChunkResult,
+    EventPart,
+)
 
 # (start byte, end byte, first row number) of a run of records.
 Segment = tuple[int, int, int]
@@ -123,6 +129,7 @@ async def complete(
     chunk: LeasedChunk,
     result: ChunkResult,
     progress_interval_s: float,
+    event_parts: Sequence[EventPart] = (),
 ) -> Completed | None:
     """Writes the chunk's results and marks it done, in the caller's transaction; None (and
     nothing written) when the chunk was done already, by a worker that took it after this
@@ -134,16 +141,27 @@ async def complete(
     )
     if state != "pending":
         return None
-    if result.achievements:
-        await connection.copy_records_to_table(
+    if result.rows_valid:
+        await connection.copy_to_table(
             "achievements",
+            source=io.BytesIO(result.achievements_csv()),
             columns=ACHIEVEMENT_COLUMNS,
-            records=list(result.achievements.values()),
+            format="csv",
         )
-    if result.keys:
-        await connection.copy_records_to_table("row_keys", records=result.keys)
+    if result.keys_total:
+        await connection.copy_to_table(
+            "row_keys",
+            source=io.BytesIO(result.row_keys_csv()),
+            columns=ROW_KEY_COLUMNS,
+            format="csv",
+        )
     if result.issues:
         await connection.copy_records_to_table("row_issues", records=result.issues)
+    if event_parts:
+        await connection.copy_records_to_table(
+            "accepted_event_parts",
+            records=[(chunk.upload_id, chunk.chunk_no, *part) for part in event_parts],
+        )
     file_error = result.file_error
     await connection.execute(
         "UPDATE validation_chunks SET state = 'done', done_at = now(), lease_until = NULL,"
@@ -213,9 +231,26 @@ async def totals(connection: asyncpg.Connection, upload_id: uuid.UUID) -> ChunkT
 
 
 async def forget(connection: asyncpg.Connection, upload_id: uuid.UUID) -> None:
-    """Once the outcome is decided the tasks and the keys (identifiers) are not needed."""
-    await connection.execute("DELETE FROM row_keys WHERE upload_id = $1", upload_id)
-    await connection.execute("DELETE FROM validation_chunks WHERE upload_id = $1", upload_id)
+    """Once the outcome is decided (and committed) the tasks, the keys (identifiers) and the
+    staged events are not needed. One transaction, the tasks last: while any of it is left,
+    the upload's tasks are, which is what `forget_one_decided` looks for."""
+    async with connection.transaction():
+        await connection.execute("DELETE FROM row_keys WHERE upload_id = $1", upload_id)
+        await connection.execute("DELETE FROM accepted_event_parts WHERE upload_id = $1", upload_id)
+        await connection.execute("DELETE FROM validation_chunks WHERE upload_id = $1", upload_id)
+
+
+async def forget_one_decided(connection: asyncpg.Connection, undecided: Sequence[str]) -> bool:
+    """Forgets one decided upload whose worker died between its outcome and `forget`."""
+    upload_id = await connection.fetchval(
+        "SELECT c.upload_id FROM validation_chunks c JOIN uploads u USING (upload_id)"
+        " WHERE u.status <> ALL($1::text[]) LIMIT 1",
+        list(undecided),
+    )
+    if upload_id is None:
+        return False
+    await forget(connection, upload_id)
+    return True
 
 
 async def release_lease(connection: asyncpg.Connection, chunk: LeasedChunk) -> None:

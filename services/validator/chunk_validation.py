@@ -5,6 +5,11 @@ then its results are written in one transaction (`chunk_queue.complete`). What a
 beyond the chunk, DUP_01 across the file and DUP_02 against earlier uploads, is carried as the
 row's duplicate keys; DUP_02 is applied here from the row numbers the database found, before
 anything is written, so a row it marks never becomes an achievement.
+
+The valid rows stay one Polars frame from the bulk pass to the COPY (`VALID_SCHEMA`; the few
+rows the exact path found valid are added to it): the achievements, their duplicate keys and
+their `achievements.accepted` arrays are written from its columns as CSV, never as a Python
+object per row, which cost more than the rules themselves.
 """
 
 from __future__ import annotations
@@ -13,20 +18,28 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
+
+import polars as pl
 
 from services.core.masking import mask_value
 from services.core.scheme.bulk_rules import (
+    KEY_COLUMNS,
+    ROW_NUMBER,
     VALID_COLUMNS,
-    BulkResult,
+    VALID_SCHEMA,
+    WARNINGS,
     BulkValidator,
     warning_issue,
 )
-from services.core.scheme.codes import Code, FileError
+from services.core.scheme.codes import Code, FileError, Severity
 from services.core.scheme.columns import Column, HeaderMap
 from services.core.scheme.outcome import issue_position
 from services.core.scheme.records import Record
 from services.core.scheme.validation import (
+    CITB_ID_KIND,
+    NI_NUMBER_KIND,
+    ULN_KIND,
     Achievement,
     Issue,
     RowResult,
@@ -44,10 +57,20 @@ ACHIEVEMENT_COLUMNS: Final = (
     *Achievement._fields,
     "grant_state",
 )
+ROW_KEY_COLUMNS: Final = ("upload_id", "row_number", "key", "is_valid", "has_warning", "dup_02")
 # (upload_id, row_number, position, column_name, code, severity, message, masked_value)
 IssueRecord = tuple[uuid.UUID, int, int, str | None, str, str, str, str | None]
-# (upload_id, row_number, key, is_valid, has_warning, dup_02)
-KeyRecord = tuple[uuid.UUID, int, str, bool, bool, bool]
+# (row_number, key, has_warning, dup_02) of a row that is not valid
+InvalidKey = tuple[int, str, bool, bool]
+# (part, first row, last row, achievements, the `achievements` array of the event as JSON)
+EventPart = tuple[int, int, int, int, str]
+# Stands for the release time in a staged event part: the amendment window starts when the
+# outcome is decided, which replaces it.
+RELEASE_AT_PLACEHOLDER: Final = "@@RELEASE_AT@@"
+_KEY_COLUMN_OF_KIND: Final = dict(
+    zip((ULN_KIND, NI_NUMBER_KIND, CITB_ID_KIND), KEY_COLUMNS, strict=True)
+)
+_HELD, _NOT_ELIGIBLE = initial_grant_state(True).value, initial_grant_state(False).value
 
 
 def achievement_id(upload_id: uuid.UUID, row_number: int) -> uuid.UUID:
@@ -57,86 +80,205 @@ def achievement_id(upload_id: uuid.UUID, row_number: int) -> uuid.UUID:
     return uuid.UUID(bytes=upload_id.bytes[:12] + row_number.to_bytes(4, "big"))
 
 
+def _achievement_ids(upload_id: uuid.UUID, row_numbers: Sequence[int]) -> list[str]:
+    """`achievement_id` of each row, as text: the upload's part once, then the row in hex."""
+    text = str(achievement_id(upload_id, 0))
+    prefix = text[:-8]
+    return [f"{prefix}{row_number:08x}" for row_number in row_numbers]
+
+
+def _keys_of(valid: pl.DataFrame) -> pl.DataFrame:
+    """(row_number, key, has_warning) of every duplicate key of a frame of valid rows."""
+    return (
+        valid.select(
+            ROW_NUMBER,
+            pl.concat_list(KEY_COLUMNS).alias("key"),
+            (pl.col(WARNINGS).list.len() > 0).alias("has_warning"),
+        )
+        .explode("key")
+        .drop_nulls("key")
+    )
+
+
 @dataclass
 class ChunkResult:
     """What one chunk found, ready to COPY; counts cover every non-blank row of the chunk."""
 
     upload_id: uuid.UUID
     ato_id: str
-    achievements: dict[int, tuple[Any, ...]] = field(default_factory=dict)
-    keys: list[KeyRecord] = field(default_factory=list)
+    # Every valid row, in row order (`VALID_SCHEMA`).
+    valid: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=VALID_SCHEMA))
+    # The duplicate keys of the rows that are not valid (a rule's error, or DUP_01/DUP_02).
+    invalid_keys: list[InvalidKey] = field(default_factory=list)
     issues: list[IssueRecord] = field(default_factory=list)
     rows_total: int = 0
     rows_invalid: int = 0
     rows_warned: int = 0
     counts_by_code: Counter[str] = field(default_factory=Counter)
     file_error: FileError | None = None
-    # Rows that carry keys, with whether they are valid and warned: DUP_02 may change them.
-    _keyed_rows: dict[int, tuple[bool, bool]] = field(default_factory=dict)
     _issue_room: int = 0
+
+    @property
+    def rows_valid(self) -> int:
+        return self.valid.height
+
+    def _valid_keys(self) -> pl.DataFrame:
+        return _keys_of(self.valid)
 
     @property
     def duplicate_keys(self) -> list[tuple[int, str]]:
         """(row number, key) for every key of the chunk, for the DUP_02 query."""
-        return [(record[1], record[2]) for record in self.keys]
+        valid = self._valid_keys()
+        return [
+            *zip(valid[ROW_NUMBER].to_list(), valid["key"].to_list(), strict=True),
+            *((row, key) for row, key, _, _ in self.invalid_keys),
+        ]
+
+    def _invalidate(self, row_numbers: set[int], *, dup_02: bool) -> None:
+        """The valid rows among `row_numbers` become invalid (no achievement); their keys are
+        kept as the keys of invalid rows, DUP_02-marked with `dup_02`."""
+        marked = pl.col(ROW_NUMBER).is_in(list(row_numbers))
+        lost = self.valid.filter(marked)
+        if lost.height:
+            warned = lost.filter(pl.col(WARNINGS).list.len() > 0).height
+            self.rows_invalid += lost.height
+            self.rows_warned -= warned
+            self.valid = self.valid.filter(~marked)
+            keys = _keys_of(lost).rows()
+            self.invalid_keys.extend((row, key, warn, dup_02) for row, key, warn in keys)
+        if dup_02:
+            self.invalid_keys = [
+                (row, key, warn, True) if row in row_numbers else (row, key, warn, dup)
+                for row, key, warn, dup in self.invalid_keys
+            ]
 
     def mark_earlier_upload_duplicates(self, row_numbers: Iterable[int]) -> None:
         """DUP_02 on the rows the database found in this ATO's earlier accepted uploads."""
         marked = sorted(set(row_numbers))
         if not marked:
             return
+        self._invalidate(set(marked), dup_02=True)
         for row_number in marked:
-            was_valid, was_warned = self._keyed_rows[row_number]
-            if was_valid:
-                self.rows_invalid += 1
-                self.rows_warned -= was_warned
-                self.achievements.pop(row_number, None)
-            self._keyed_rows[row_number] = (False, was_warned)
             self.counts_by_code[Code.DUP_02.value] += 1
             self._add_issue(duplicate_issue(row_number, Code.DUP_02), None)
-        marked_set = set(marked)
-        self.keys = [
-            (*record[:3], False, record[4], True) if record[1] in marked_set else record
-            for record in self.keys
+
+    def mark_in_chunk_duplicates(self) -> None:
+        """DUP_01 within the chunk, ahead of the outcome: every row after the first with one of
+        its keys is invalid and writes no achievement. The code is counted and reported once,
+        by the outcome's DUP_01 across the file, which finds these rows again (their keys are
+        stored as invalid, so they are not counted invalid twice). Rows whose first occurrence
+        is in another chunk are left to the outcome."""
+        keys = pl.concat(
+            [
+                self._valid_keys().select(ROW_NUMBER, "key"),
+                pl.DataFrame(
+                    [(row, key) for row, key, _, _ in self.invalid_keys],
+                    schema={ROW_NUMBER: pl.Int64, "key": pl.String},
+                    orient="row",
+                ),
+            ]
+        )
+        later = keys.filter(pl.col(ROW_NUMBER) > pl.col(ROW_NUMBER).min().over("key"))
+        if later.height:
+            self._invalidate(set(later[ROW_NUMBER].to_list()), dup_02=False)
+
+    def achievements_csv(self) -> bytes:
+        """The valid rows as `ACHIEVEMENT_COLUMNS`, CSV for `COPY … (FORMAT csv)`: an empty
+        optional value is null (written bare), an empty text is `""`."""
+        rows = self.valid
+        return (
+            rows.select(
+                pl.Series(
+                    "achievement_id", _achievement_ids(self.upload_id, rows[ROW_NUMBER].to_list())
+                ),
+                pl.lit(str(self.upload_id)).alias("upload_id"),
+                ROW_NUMBER,
+                pl.lit(self.ato_id).alias("ato_id"),
+                *Achievement._fields,
+                pl.when(pl.col("grant_eligible"))
+                .then(pl.lit(_HELD))
+                .otherwise(pl.lit(_NOT_ELIGIBLE))
+                .alias("grant_state"),
+            )
+            .write_csv(include_header=False)
+            .encode()
+        )
+
+    def row_keys_csv(self) -> bytes:
+        """Every key of the chunk as `ROW_KEY_COLUMNS`, CSV for `COPY`."""
+        valid = self._valid_keys().select(
+            pl.lit(str(self.upload_id)).alias("upload_id"),
+            ROW_NUMBER,
+            "key",
+            pl.lit(True).alias("is_valid"),
+            "has_warning",
+            pl.lit(False).alias("dup_02"),
+        )
+        invalid = pl.DataFrame(
+            [(row, key, False, warn, dup) for row, key, warn, dup in self.invalid_keys],
+            schema={
+                ROW_NUMBER: pl.Int64,
+                "key": pl.String,
+                "is_valid": pl.Boolean,
+                "has_warning": pl.Boolean,
+                "dup_02": pl.Boolean,
+            },
+            orient="row",
+        ).select(pl.lit(str(self.upload_id)).alias("upload_id"), pl.all())
+        return pl.concat([valid, invalid]).write_csv(include_header=False).encode()
+
+    @property
+    def keys_total(self) -> int:
+        return self._valid_keys().height + len(self.invalid_keys)
+
+    def event_parts(self, part_size: int) -> list[EventPart]:
+        """The chunk's achievements as `achievements.accepted` arrays of at most `part_size`,
+        by row, staged with the chunk so that deciding the outcome only stamps the release
+        time: JSON for a million achievements costs seconds to build in PostgreSQL, a fraction
+        of that here, spread over the chunks."""
+        rows = self.valid.select(ROW_NUMBER, "grant_eligible")
+        if not rows.height:
+            return []
+        numbers = rows[ROW_NUMBER]
+        elements = rows.select(
+            (pl.int_range(pl.len()) // part_size).alias("part"),
+            ROW_NUMBER,
+            pl.concat_str(
+                pl.lit('{"achievement_id":"'),
+                pl.Series(_achievement_ids(self.upload_id, numbers.to_list())),
+                pl.lit('","row_number":'),
+                pl.col(ROW_NUMBER).cast(pl.String),
+                pl.lit(',"grant_eligible":'),
+                pl.when(pl.col("grant_eligible")).then(pl.lit("true")).otherwise(pl.lit("false")),
+                pl.lit(f',"release_at":"{RELEASE_AT_PLACEHOLDER}"}}'),
+            ).alias("element"),
+        )
+        parts = elements.group_by("part", maintain_order=True).agg(
+            pl.col(ROW_NUMBER).min().alias("first"),
+            pl.col(ROW_NUMBER).max().alias("last"),
+            pl.len().alias("count"),
+            pl.col("element").str.join(",").alias("elements"),
+        )
+        return [
+            (part, first, last, count, f"[{text}]")
+            for part, first, last, count, text in parts.iter_rows()
         ]
 
-    def add(self, result: RowResult, cells: list[str], header: HeaderMap) -> None:
+    def _add_exact(self, result: RowResult, cells: list[str], header: HeaderMap) -> None:
+        """A row the bulk pass left to the row validator."""
         self.rows_total += 1
-        is_valid, has_warning = result.is_valid, result.has_warning
-        if not is_valid:
-            self.rows_invalid += 1
-        elif has_warning:
-            self.rows_warned += 1
         for issue in result.issues:
             self.counts_by_code[issue.code.value] += 1
             self._add_issue(issue, cells, header)
-        if result.duplicate_keys:
-            self._keyed_rows[result.row_number] = (is_valid, has_warning)
-            self.keys.extend(
-                (
-                    self.upload_id,
-                    result.row_number,
-                    duplicate_key_text(key),
-                    is_valid,
-                    has_warning,
-                    False,
-                )
+        has_warning = result.has_warning
+        if result.achievement is None:
+            self.rows_invalid += 1
+            self.invalid_keys.extend(
+                (result.row_number, duplicate_key_text(key), has_warning, False)
                 for key in result.duplicate_keys
             )
-        if result.achievement is not None:
-            self._add_achievement(result.row_number, result.achievement)
-
-    def _add_achievement(self, row_number: int, values: Sequence[Any]) -> None:
-        """A valid row's `achievements` record: `values` are the `Achievement` fields, in order
-        (the row validator's named tuple, or a bulk pass row's slice of the same columns)."""
-        self.achievements[row_number] = (
-            achievement_id(self.upload_id, row_number),
-            self.upload_id,
-            row_number,
-            self.ato_id,
-            *values,
-            initial_grant_state(values[-1]).value,  # the last field is grant_eligible
-        )
+        elif has_warning:
+            self.rows_warned += 1
 
     def _add_issue(
         self, issue: Issue, cells: list[str] | None, header: HeaderMap | None = None
@@ -160,28 +302,20 @@ class ChunkResult:
             )
         )
 
-    def add_proven(self, bulk: BulkResult, header: HeaderMap) -> None:
-        """The rows the bulk pass proved valid: their values straight from its columns, no
-        `RowResult` per row; only their warnings become issues."""
-        upload_id = self.upload_id
-        fields = len(Achievement._fields)
-        for row in bulk.valid.select(VALID_COLUMNS).iter_rows():
-            # (row_number, *the Achievement fields, warnings, *the three identifier keys)
-            row_number, values = row[0], row[1 : 1 + fields]
-            warnings, keys = row[1 + fields], row[2 + fields :]
-            warned = bool(warnings)
-            self.rows_total += 1
-            if warned:
-                self.rows_warned += 1
-                cells = bulk.cells(row_number)
-                for code in warnings:
-                    self.counts_by_code[code] += 1
-                    self._add_issue(warning_issue(row_number, code), cells, header)
-            keyed = [key for key in keys if key is not None]
-            if keyed:
-                self._keyed_rows[row_number] = (True, warned)
-                self.keys.extend((upload_id, row_number, key, True, warned, False) for key in keyed)
-            self._add_achievement(row_number, values)
+
+def _valid_frame(results: Sequence[RowResult]) -> pl.DataFrame:
+    """The rows the exact path found valid, as the bulk pass's frame of valid rows."""
+    rows = []
+    for result in results:
+        assert result.achievement is not None
+        keys: dict[str, str | None] = dict.fromkeys(KEY_COLUMNS)
+        for key in result.duplicate_keys:
+            keys[_KEY_COLUMN_OF_KIND[key[2]]] = duplicate_key_text(key)
+        warnings = [
+            issue.code.value for issue in result.issues if issue.severity is Severity.WARNING
+        ]
+        rows.append((result.row_number, *result.achievement, warnings, *keys.values()))
+    return pl.DataFrame(rows, schema=VALID_SCHEMA, orient="row")
 
 
 def validate_chunk(
@@ -195,14 +329,28 @@ def validate_chunk(
 ) -> ChunkResult:
     """Every record of the chunk through the scheme's two passes (blank rows skipped, not
     counted): the bulk pass proves most rows valid; the row validator explains the rest.
+    Then DUP_01 within the chunk.
 
     At most `issue_room` issues are kept (the upload keeps its first issues by row when the
     outcome is decided); the counts per code stay exact.
     """
     result = ChunkResult(upload_id=upload_id, ato_id=ato_id, _issue_room=issue_room)
     bulk = validator.bulk(records)
-    result.add_proven(bulk, header)
-    cells = dict(bulk.exact)
-    for row in validator.exact(bulk.exact):
-        result.add(row, cells[row.row_number], header)
+    proven = bulk.valid.select(VALID_COLUMNS)
+    result.rows_total = proven.height
+    for row_number, codes in bulk.warnings():
+        result.rows_warned += 1
+        cells = bulk.cells(row_number)
+        for code in codes:
+            result.counts_by_code[code] += 1
+            result._add_issue(warning_issue(row_number, code), cells, header)
+    cells_of = dict(bulk.exact)
+    exact = validator.exact(bulk.exact)
+    for row in exact:
+        result._add_exact(row, cells_of[row.row_number], header)
+    found_valid = [row for row in exact if row.achievement is not None]
+    if found_valid:
+        proven = pl.concat([proven, _valid_frame(found_valid)]).sort(ROW_NUMBER)
+    result.valid = proven
+    result.mark_in_chunk_duplicates()
     return result

@@ -17,7 +17,9 @@ import asyncio
 import contextlib
 import contextvars
 import threading
+import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import asyncpg
@@ -26,9 +28,11 @@ import structlog
 from services.core.db import TRANSIENT_ERRORS
 from services.core.events import Topics
 from services.core.logging import get_logger
+from services.core.metrics import CHUNK_DURATION
 from services.core.reference_store import ReferenceCache
 from services.core.scheme.bulk_rules import BulkValidator
 from services.core.scheme.codes import FileError
+from services.core.scheme.columns import HeaderMap
 from services.core.scheme.file_inspection import Encoding
 from services.core.scheme.record_scanner import read_chunk
 from services.core.scheme.records import detect_layout, path_opener
@@ -48,6 +52,9 @@ log = get_logger()
 INFRASTRUCTURE_ERRORS = TRANSIENT_ERRORS
 # Share of `drain_s` a chunk in validation may still take once draining starts.
 DRAIN_GRACE_FRACTION = 0.25
+# Uploads whose chunk readers a worker keeps: the round robin interleaves the chunks of as many
+# uploads as there are ATOs with work, and a miss only costs building them again.
+KEPT_READERS = 4
 
 T = TypeVar("T")
 
@@ -85,26 +92,48 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()  # an abandoned chunk's failure is nobody's concern
 
 
+@dataclass
+class ChunkReaders:
+    """What reading and judging an upload's chunks needs, kept for its next chunk: building it
+    reads the header and compiles the Polars plans, and the bulk validator's caches (the dates
+    seen) pay off across an upload's chunks. A validator built for every chunk also costs
+    memory for good: its plans hold it in a reference cycle through Polars, which Python's
+    collector cannot see into."""
+
+    key: tuple[uuid.UUID, int]
+    header: HeaderMap
+    validator: BulkValidator
+
+
 def validate_leased_chunk(
-    storage: FolderStorage, chunk: LeasedChunk, reference: InMemoryReference, issue_room: int
-) -> ChunkResult:
-    """Blocking: reads the chunk's records from the stored file and validates them."""
+    storage: FolderStorage,
+    chunk: LeasedChunk,
+    reference: InMemoryReference,
+    issue_room: int,
+    readers: ChunkReaders | None = None,
+) -> tuple[ChunkResult, ChunkReaders]:
+    """Blocking: reads the chunk's records from the stored file and validates them; `readers`
+    are reused when they were built for the same upload and reference version."""
     path = stored_path(storage, chunk.storage_key)
     opener = path_opener(path)
     encoding = Encoding(chunk.encoding)
-    layout = detect_layout(opener, encoding)
-    if isinstance(layout, FileError) or isinstance(layout.header, FileError):
-        raise RuntimeError("a planned upload's header no longer reads as it did")
-    validator = BulkValidator(layout.header, chunk.upload_date, reference)
+    key = (chunk.upload_id, chunk.reference_version)
+    if readers is None or readers.key != key:
+        layout = detect_layout(opener, encoding)
+        if isinstance(layout, FileError) or isinstance(layout.header, FileError):
+            raise RuntimeError("a planned upload's header no longer reads as it did")
+        validator = BulkValidator(layout.header, chunk.upload_date, reference)
+        readers = ChunkReaders(key, layout.header, validator)
     records = read_chunk(opener, encoding, chunk.delimiter, chunk.segments)
-    return validate_chunk(
+    result = validate_chunk(
         records,
-        validator,
-        layout.header,
+        readers.validator,
+        readers.header,
         upload_id=chunk.upload_id,
         ato_id=chunk.ato_id,
         issue_room=issue_room,
     )
+    return result, readers
 
 
 class ChunkWorker:
@@ -122,6 +151,7 @@ class ChunkWorker:
         self.reference = reference or ReferenceCache(pool)
         self._acquire_s = settings.common.postgres.db_acquire_timeout_s
         self._stop: asyncio.Event | None = None
+        self._readers: dict[tuple[uuid.UUID, int], ChunkReaders] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         """Works until `stop`; sleeps `idle_poll_s` when there is nothing to do, and a little
@@ -158,7 +188,8 @@ class ChunkWorker:
     async def process(self, chunk: LeasedChunk) -> None:
         structlog.contextvars.bind_contextvars(upload_id=str(chunk.upload_id))
         try:
-            await self._process(chunk)
+            with CHUNK_DURATION.time():
+                await self._process(chunk)
         finally:
             structlog.contextvars.unbind_contextvars("upload_id")
 
@@ -198,9 +229,10 @@ class ChunkWorker:
                 connection, chunk.ato_id, chunk.upload_id, result.duplicate_keys
             )
             result.mark_earlier_upload_duplicates(found)
+            event_parts = result.event_parts(self.settings.accepted_event_chunk)
             async with connection.transaction():
                 completed = await chunk_queue.complete(
-                    connection, chunk, result, self.settings.progress_interval_s
+                    connection, chunk, result, self.settings.progress_interval_s, event_parts
                 )
                 if completed is not None and completed.progress_due and not completed.last:
                     await upload_outcome.announce_progress(
@@ -219,11 +251,12 @@ class ChunkWorker:
         reference = await self.reference.at(chunk.reference_version)
         issue_room = self.settings.max_stored_issues
         # CPU-bound: a worker thread, so the event loop keeps heartbeats and health answered.
+        readers = self._readers.get((chunk.upload_id, chunk.reference_version))
         validation = _in_daemon_thread(
-            lambda: validate_leased_chunk(self.storage, chunk, reference, issue_room)
+            lambda: validate_leased_chunk(self.storage, chunk, reference, issue_room, readers)
         )
         if stop is None:
-            return await validation
+            return self._keep_readers(await validation)
         stopping = asyncio.ensure_future(stop.wait())
         waited: set[asyncio.Future[Any]] = {validation, stopping}
         try:
@@ -236,7 +269,16 @@ class ChunkWorker:
         if not validation.done():
             validation.add_done_callback(_retrieve)
             return None
-        return validation.result()
+        return self._keep_readers(validation.result())
+
+    def _keep_readers(self, validated: tuple[ChunkResult, ChunkReaders]) -> ChunkResult:
+        """Keeps the readers of the last `KEPT_READERS` uploads (chunks of several interleave)."""
+        result, readers = validated
+        self._readers.pop(readers.key, None)
+        self._readers[readers.key] = readers
+        while len(self._readers) > KEPT_READERS:
+            del self._readers[next(iter(self._readers))]
+        return result
 
     async def decide(self, upload_id: object) -> bool:
         structlog.contextvars.bind_contextvars(upload_id=str(upload_id))
@@ -255,13 +297,14 @@ class ChunkWorker:
             structlog.contextvars.unbind_contextvars("upload_id")
 
     async def decide_waiting_upload(self) -> bool:
-        """An upload whose last chunk's worker died before deciding it is decided here."""
+        """An upload whose last chunk's worker died before deciding it is decided here (or,
+        when it died just after, the decided upload's tasks are forgotten)."""
         async with self.pool.acquire(timeout=self._acquire_s) as connection:
             upload_id = await connection.fetchval(
                 "SELECT upload_id FROM uploads WHERE status = $1"
                 " AND chunks_total IS NOT NULL AND chunks_done >= chunks_total LIMIT 1",
                 UploadState.VALIDATING,
             )
-        if upload_id is None:
-            return False
+            if upload_id is None:
+                return await chunk_queue.forget_one_decided(connection, upload_outcome.UNDECIDED)
         return await self.decide(upload_id)

@@ -142,6 +142,7 @@ class Marked:
     newly_invalid: int  # of them, rows that were valid until now
     warned_lost: int  # of those, rows that carried a warning (no longer counted as warned)
     first_rows: list[int]  # the first `limit` marked rows, for the stored issues
+    were_valid: list[int]  # the rows that were valid (their achievements are gone)
 
 
 # A stored key with what the marking needs of its row; a row DUP_02 marked already (when its
@@ -212,6 +213,7 @@ async def _mark(
         summary["newly_invalid"],
         summary["warned_lost"],
         list(summary["first_rows"]),
+        list(summary["were_valid"]),
     )
 
 

@@ -9,6 +9,7 @@ one order.
 
 from __future__ import annotations
 
+import bisect
 import time
 import uuid
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from services.core.events import (
     topic_for,
 )
 from services.core.logging import get_logger
+from services.core.metrics import record_upload_outcome
 from services.core.outbox import enqueue
 from services.core.scheme.codes import Code, FileError, Policy, UploadStatus
 from services.core.scheme.outcome import (
@@ -37,6 +39,7 @@ from services.core.scheme.validation import duplicate_issue
 from services.core.states import IN_PROGRESS, UploadState
 from services.validator import chunk_queue, duplicates
 from services.validator.chunk_queue import Segment
+from services.validator.chunk_validation import RELEASE_AT_PLACEHOLDER
 
 log = get_logger()
 
@@ -176,6 +179,7 @@ async def reject(
         await _record_outcome(
             connection, topics, upload, UploadStatus.REJECTED, encoding, _NO_COUNTS, file_error
         )
+    await chunk_queue.forget(connection, upload.upload_id)
     return True
 
 
@@ -193,6 +197,7 @@ async def error_out(
         await _record_outcome(
             connection, topics, upload, UploadStatus.ERRORED, None, _NO_COUNTS, None
         )
+    await chunk_queue.forget(connection, upload_id)
     log.error("upload_errored", reason=reason)
     return True
 
@@ -213,6 +218,34 @@ _NO_COUNTS = Counts(0, 0, 0, {})
 
 
 async def decide(
+    connection: asyncpg.Connection,
+    topics: Topics,
+    upload_id: uuid.UUID,
+    *,
+    max_rows: int,
+    max_stored_issues: int,
+    amendment_window_s: float,
+    accepted_event_chunk: int,
+) -> bool:
+    """The outcome, once every chunk is done (`_decide`); then, in a transaction of their own,
+    the upload's tasks, keys and staged events go: nothing reads them once it is decided, and
+    deleting a million keys need not keep the outcome waiting. (If this process dies between
+    the two, `chunk_queue.forget_one_decided` finds them.)"""
+    decided = await _decide(
+        connection,
+        topics,
+        upload_id,
+        max_rows=max_rows,
+        max_stored_issues=max_stored_issues,
+        amendment_window_s=amendment_window_s,
+        accepted_event_chunk=accepted_event_chunk,
+    )
+    if decided:
+        await chunk_queue.forget(connection, upload_id)
+    return decided
+
+
+async def _decide(
     connection: asyncpg.Connection,
     topics: Topics,
     upload_id: uuid.UUID,
@@ -260,14 +293,15 @@ async def decide(
                 decide_started=started,
             )
             return True
-        counts = await _cross_row_rules(connection, upload, found, max_stored_issues)
+        counts, lost = await _cross_row_rules(connection, upload, found, max_stored_issues)
         status = decide_status(
             Policy(upload.policy), counts.rows_total, counts.rows_invalid, counts.rows_warned, None
         )
         await _keep_first_issues(connection, upload_id, max_stored_issues)
         if accepts_rows(status):
-            await _accept(connection, topics, upload, amendment_window_s, accepted_event_chunk)
-            await chunk_queue.forget(connection, upload_id)
+            await _accept(
+                connection, topics, upload, amendment_window_s, accepted_event_chunk, counts, lost
+            )
         else:
             await _discard_rows(connection, upload_id, issues=False)
         await _record_outcome(
@@ -291,10 +325,12 @@ async def _cross_row_rules(
     upload: Upload,
     found: chunk_queue.ChunkTotals,
     max_stored_issues: int,
-) -> Counts:
-    """DUP_01 across chunks, then DUP_02 against uploads accepted while the chunks ran."""
+) -> tuple[Counts, list[int]]:
+    """DUP_01 across chunks, then DUP_02 against uploads accepted while the chunks ran; with
+    the counts, the rows they took achievements from."""
     rows_invalid, rows_warned = found.rows_invalid, found.rows_warned
     by_code = dict(found.counts_by_code)
+    lost: list[int] = []
     started = await connection.fetchval(
         "SELECT validation_started_at FROM uploads WHERE upload_id = $1", upload.upload_id
     )
@@ -324,6 +360,7 @@ async def _cross_row_rules(
             continue
         rows_invalid += marked.newly_invalid
         rows_warned -= marked.warned_lost
+        lost.extend(marked.were_valid)
         by_code[code.value] = by_code.get(code.value, 0) + marked.rows
         issues = [duplicate_issue(row, code) for row in marked.first_rows]
         await connection.executemany(
@@ -341,7 +378,8 @@ async def _cross_row_rules(
                 for issue in issues
             ],
         )
-    return Counts(found.rows_total, rows_invalid, rows_warned, dict(sorted(by_code.items())))
+    counts = Counts(found.rows_total, rows_invalid, rows_warned, dict(sorted(by_code.items())))
+    return counts, lost
 
 
 async def _keep_first_issues(
@@ -370,16 +408,20 @@ async def _accept(
     upload: Upload,
     amendment_window_s: float,
     chunk: int,
+    counts: Counts,
+    lost: list[int],
 ) -> None:
     """The achievements written by the chunks become visible with the status; the amendment
-    window starts now; they are announced in events of `chunk` achievements, built in
-    PostgreSQL (a million rows never become Python objects here)."""
+    window starts now; they are announced in events of at most `chunk` achievements, from the
+    parts the chunks staged (the release time stamped in), in row order."""
     release_at: datetime = await connection.fetchval(
         "UPDATE uploads SET release_at = now() + make_interval(secs => $2)"
         " WHERE upload_id = $1 RETURNING release_at",
         upload.upload_id,
         amendment_window_s,
     )
+    if not await _staged_parts_complete(connection, upload.upload_id, counts, lost):
+        await _stage_parts_from_achievements(connection, upload.upload_id, chunk)
     envelope = AchievementsAccepted(
         upload_id=upload.upload_id, ato_id=upload.ato_id, achievements=[]
     )
@@ -391,34 +433,98 @@ async def _accept(
         INSERT INTO outbox (topic, key, payload)
         SELECT $2, $3, $4::jsonb || jsonb_build_object(
                    'event_id', gen_random_uuid(),
-                   'achievements', jsonb_agg(jsonb_build_object(
-                       'achievement_id', achievement_id, 'row_number', row_number,
-                       'grant_eligible', grant_eligible, 'release_at', $5::text)
-                   ORDER BY row_number))
-        FROM (SELECT achievement_id, row_number, grant_eligible,
-                     (row_number() OVER (ORDER BY row_number) - 1) / $6 AS part
-              FROM achievements WHERE upload_id = $1) numbered
-        GROUP BY part
-        ORDER BY part
+                   'achievements', replace(elements, $5, $6)::jsonb)
+        FROM accepted_event_parts
+        WHERE upload_id = $1 AND achievements > 0
+        ORDER BY chunk_no, part
         """,
         upload.upload_id,
         topic,
         key,
         payload,
+        RELEASE_AT_PLACEHOLDER,
         release_text,
+    )
+
+
+async def _staged_parts_complete(
+    connection: asyncpg.Connection, upload_id: uuid.UUID, counts: Counts, lost: list[int]
+) -> bool:
+    """Brings the staged parts in line with the achievements the cross-row rules left: the
+    parts holding a row that lost its achievement are built again from the table (rare: DUP_01
+    across chunks, DUP_02 against an upload accepted meanwhile). False when the parts do not
+    hold every achievement (chunks written before parts were staged)."""
+    parts = await connection.fetch(
+        "SELECT chunk_no, part, first_row, last_row FROM accepted_event_parts"
+        " WHERE upload_id = $1 ORDER BY first_row",
+        upload_id,
+    )
+    starts = [part["first_row"] for part in parts]
+    stale = set()
+    for row_number in lost:
+        index = bisect.bisect_right(starts, row_number) - 1
+        if index >= 0 and row_number <= parts[index]["last_row"]:
+            stale.add((parts[index]["chunk_no"], parts[index]["part"]))
+    if stale:
+        await connection.execute(
+            """
+            UPDATE accepted_event_parts p SET (achievements, elements) = (
+                SELECT count(*), coalesce(jsonb_agg(jsonb_build_object(
+                           'achievement_id', a.achievement_id, 'row_number', a.row_number,
+                           'grant_eligible', a.grant_eligible, 'release_at', $4::text)
+                       ORDER BY a.row_number), '[]')::text
+                FROM achievements a
+                WHERE a.upload_id = p.upload_id
+                  AND a.row_number BETWEEN p.first_row AND p.last_row)
+            FROM unnest($2::integer[], $3::integer[]) AS s(chunk_no, part)
+            WHERE p.upload_id = $1 AND p.chunk_no = s.chunk_no AND p.part = s.part
+            """,
+            upload_id,
+            [chunk_no for chunk_no, _ in stale],
+            [part for _, part in stale],
+            RELEASE_AT_PLACEHOLDER,
+        )
+    staged = await connection.fetchval(
+        "SELECT coalesce(sum(achievements), 0) FROM accepted_event_parts WHERE upload_id = $1",
+        upload_id,
+    )
+    return bool(staged == counts.rows_valid)
+
+
+async def _stage_parts_from_achievements(
+    connection: asyncpg.Connection, upload_id: uuid.UUID, chunk: int
+) -> None:
+    """Every part built again from the achievements table, in PostgreSQL: the slow path, for
+    an upload whose chunks did not stage their parts."""
+    await connection.execute("DELETE FROM accepted_event_parts WHERE upload_id = $1", upload_id)
+    await connection.execute(
+        """
+        INSERT INTO accepted_event_parts
+        SELECT $1, 0, part, min(row_number), max(row_number), count(*),
+               jsonb_agg(jsonb_build_object(
+                   'achievement_id', achievement_id, 'row_number', row_number,
+                   'grant_eligible', grant_eligible, 'release_at', $3::text)
+               ORDER BY row_number)::text
+        FROM (SELECT achievement_id, row_number, grant_eligible,
+                     (row_number() OVER (ORDER BY row_number) - 1) / $2 AS part
+              FROM achievements WHERE upload_id = $1) numbered
+        GROUP BY part
+        """,
+        upload_id,
         chunk,
+        RELEASE_AT_PLACEHOLDER,
     )
 
 
 async def _discard_rows(
     connection: asyncpg.Connection, upload_id: uuid.UUID, *, issues: bool
 ) -> None:
-    """Nothing of an upload that accepts no row stays: its provisional achievements, keys and
-    tasks; its issues too when it is refused as a whole (section 8: a rejected file has none)."""
+    """Nothing of an upload that accepts no row stays: its provisional achievements; its issues
+    too when it is refused as a whole (section 8: a rejected file has none). Its tasks and keys
+    go after the outcome's commit (`chunk_queue.forget`)."""
     await connection.execute("DELETE FROM achievements WHERE upload_id = $1", upload_id)
     if issues:
         await connection.execute("DELETE FROM row_issues WHERE upload_id = $1", upload_id)
-    await chunk_queue.forget(connection, upload_id)
 
 
 async def _record_outcome(
@@ -487,5 +593,16 @@ async def _record_outcome(
             {"decide_s": round(time.perf_counter() - decide_started, 3)}
             if decide_started is not None
             else {}
+        ),
+    )
+    record_upload_outcome(
+        status.value,
+        rows_total=counts.rows_total,
+        rows_invalid=counts.rows_invalid,
+        by_code=counts.by_code,
+        received_s_ago=await connection.fetchval(
+            "SELECT extract(epoch FROM clock_timestamp() - received_at)::float8 FROM uploads"
+            " WHERE upload_id = $1",
+            upload.upload_id,
         ),
     )
