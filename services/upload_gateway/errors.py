@@ -13,7 +13,9 @@ from collections.abc import Mapping
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.typedefs import Handler
+from aiohttp.web_protocol import RequestPayloadError
 
 from services.core.db import TRANSIENT_ERRORS
 from services.core.logging import get_logger
@@ -97,6 +99,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             response = _from_http_exception(error)
         except asyncio.CancelledError:
             raise
+        except (RequestPayloadError, ContentEncodingError):
+            # A body its Content-Encoding cannot decode (or cut short): the client's fault.
+            response = json_error(
+                400, "BAD_REQUEST", "The request body could not be read as it was encoded."
+            )
         except TRANSIENT_ERRORS as error:
             # A pool that cannot hand out a connection in time, or a database that went away.
             log.warning("dependency_unavailable", error=type(error).__name__, where=_where(error))

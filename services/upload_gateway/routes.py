@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aiohttp import web
+from aiohttp import hdrs, web
+from aiohttp.http import HttpVersion11
 from aiohttp.typedefs import Handler
 
 from services.upload_gateway import handlers, health, metrics, openapi
+from services.upload_gateway.errors import json_error
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +53,26 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 PUBLIC_ROUTE_NAMES = frozenset(e.name for e in ENDPOINTS if e.public)
 
 
+async def expect_continue_only(request: web.Request) -> web.StreamResponse | None:
+    """aiohttp's handling of `Expect`, which runs before the middlewares: `100-continue` as
+    aiohttp does it, anything else refused in the API's error shape (aiohttp's own 417 is
+    plain text)."""
+    if request.version != HttpVersion11:
+        return None
+    if request.headers.get(hdrs.EXPECT, "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the body proper has not started
+        return None
+    return json_error(417, "EXPECTATION_FAILED", "Only 'Expect: 100-continue' is understood.")
+
+
 def add_routes(app: web.Application) -> None:
     for endpoint in ENDPOINTS:
         # add_route (not add_get) registers no implicit HEAD, so the table is the whole API.
-        app.router.add_route(endpoint.method, endpoint.path, endpoint.handler, name=endpoint.name)
+        app.router.add_route(
+            endpoint.method,
+            endpoint.path,
+            endpoint.handler,
+            name=endpoint.name,
+            expect_handler=expect_continue_only,
+        )
