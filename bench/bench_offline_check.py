@@ -1,13 +1,25 @@
-"""Throughput and peak memory of the offline check on a generated all-valid file.
+"""The offline check on one core: rows/s on realistic files at 2% and 20% invalid rows.
 
-    .venv/bin/python bench/bench_offline_check.py [--rows 1000000] [--keep]
+    .venv/bin/python bench/bench_offline_check.py [--rows 1000000] [--shares 0.02,0.2]
+        [--valid] [--keep]
 
-Prints rows per second for `check_file` (inspection, parsing, every rule, in-file duplicates)
-on one core, by the wall clock and by CPU time (the fairer figure on a shared machine), and
-the process's peak RSS.
+For each share of invalid rows it writes a realistic file (`bench_files.write_mixed_file`:
+spaced and lower-case identifiers, `="…"` cells, both date formats, notes with line breaks,
+about 3% warnings, duplicates; `--valid`: the all-valid file below instead), runs `check_file`
+(inspection, record scan, both passes of the rules, in-file duplicates) and prints rows per
+second by the wall clock and by CPU time (the fairer figure on a shared machine), and the
+process's peak RSS. One core: Polars runs on one thread and the process pins itself to one
+CPU (as `taskset -c 0` would).
 """
 
 from __future__ import annotations
+
+import os
+
+if __name__ == "__main__":
+    # One core: Polars must know before it is imported (its thread pool starts with it). Only
+    # when run: the other benchmarks import this module's file writers.
+    os.environ["POLARS_MAX_THREADS"] = "1"
 
 import argparse
 import resource
@@ -57,35 +69,68 @@ def write_valid_file(path: Path, rows: int) -> None:
             )
 
 
+def _pin_to_one_cpu() -> int | None:
+    """Pins the process to the first CPU it may run on; None where that is not possible."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpu = min(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpu})
+    return cpu
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=200_000)
-    parser.add_argument("--keep", action="store_true", help="print and keep the generated file")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--shares", default="0.02,0.2", help="shares of invalid rows")
+    parser.add_argument("--valid", action="store_true", help="the all-valid file instead")
+    parser.add_argument("--keep", action="store_true", help="print and keep the generated files")
     args = parser.parse_args(argv)
+    # Imported here: bench_files imports this module's constants.
+    from bench_files import write_mixed_file
+
+    cpu = _pin_to_one_cpu()
+    shares = [0.0] if args.valid else [float(share) for share in args.shares.split(",")]
     folder = Path(tempfile.mkdtemp(prefix="bench-offline-check-"))
-    path = folder / f"valid-{args.rows}.csv"
-    write_valid_file(path, args.rows)
-    size_mb = path.stat().st_size / 1e6
     bundled_reference()  # loaded once per process, as in the CLI
-    started, started_cpu = time.perf_counter(), time.process_time()
-    report = check_file(path, today=UPLOAD_DATE)
-    elapsed_s = time.perf_counter() - started
-    cpu_s = time.process_time() - started_cpu
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if report.status is not UploadStatus.PASSED or report.rows_total != args.rows:
-        print(f"unexpected outcome: {report.status} {report.rows_total}", file=sys.stderr)
-        return 1
     print(
-        f"rows={args.rows} size={size_mb:.1f}MB elapsed={elapsed_s:.2f}s cpu={cpu_s:.2f}s"
-        f" rows_per_s={args.rows / elapsed_s:,.0f} rows_per_cpu_s={args.rows / cpu_s:,.0f}"
-        f" peak_rss={peak_rss_mb:.0f}MB"
+        f"rows={args.rows:,} one core (cpu {cpu}, "
+        f"POLARS_MAX_THREADS={os.environ['POLARS_MAX_THREADS']})"
     )
-    if args.keep:
-        print(path)
-    else:
-        path.unlink()
+    print(
+        f"{'invalid':>8} {'size MB':>8} {'wall s':>7} {'cpu s':>7} {'rows/s':>9}"
+        f" {'rows/cpu s':>11} {'invalid rows':>13} {'warned':>7}"
+    )
+    failed = False
+    for share in shares:
+        path = folder / (f"valid-{args.rows}.csv" if args.valid else f"mixed-{share:g}.csv")
+        if args.valid:
+            write_valid_file(path, args.rows)
+        else:
+            write_mixed_file(path, args.rows, error_share=share)
+        size_mb = path.stat().st_size / 1e6
+        started, started_cpu = time.perf_counter(), time.process_time()
+        report = check_file(path, today=UPLOAD_DATE)
+        elapsed_s = time.perf_counter() - started
+        cpu_s = time.process_time() - started_cpu
+        if report.rows_total != args.rows or (
+            args.valid and report.status is not UploadStatus.PASSED
+        ):
+            print(f"unexpected outcome: {report.status} {report.rows_total}", file=sys.stderr)
+            failed = True
+        print(
+            f"{share:>8.0%} {size_mb:>8.1f} {elapsed_s:>7.2f} {cpu_s:>7.2f}"
+            f" {args.rows / elapsed_s:>9,.0f} {args.rows / cpu_s:>11,.0f}"
+            f" {report.rows_invalid:>13,} {report.rows_warned:>7,}"
+        )
+        if args.keep:
+            print(path)
+        else:
+            path.unlink()
+    if not args.keep:
         folder.rmdir()
-    return 0
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak_rss={peak_rss_mb:.0f}MB (the whole run)")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

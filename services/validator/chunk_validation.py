@@ -35,7 +35,7 @@ from services.core.scheme.bulk_rules import (
 from services.core.scheme.codes import Code, FileError, Severity
 from services.core.scheme.columns import Column, HeaderMap
 from services.core.scheme.outcome import issue_position
-from services.core.scheme.records import Record
+from services.core.scheme.record_scanner import SegmentText
 from services.core.scheme.validation import (
     CITB_ID_KIND,
     NI_NUMBER_KIND,
@@ -319,7 +319,8 @@ def _valid_frame(results: Sequence[RowResult]) -> pl.DataFrame:
 
 
 def validate_chunk(
-    records: Iterable[Record],
+    texts: Sequence[SegmentText],
+    delimiter: str,
     validator: BulkValidator,
     header: HeaderMap,
     *,
@@ -327,15 +328,16 @@ def validate_chunk(
     ato_id: str,
     issue_room: int,
 ) -> ChunkResult:
-    """Every record of the chunk through the scheme's two passes (blank rows skipped, not
-    counted): the bulk pass proves most rows valid; the row validator explains the rest.
+    """Every record of the chunk (its segments' text, `record_scanner.read_chunk_text`) through
+    the scheme's two passes (blank rows skipped, not counted): the bulk pass proves most rows
+    valid; the row validator explains the rest.
     Then DUP_01 within the chunk.
 
     At most `issue_room` issues are kept (the upload keeps its first issues by row when the
     outcome is decided); the counts per code stay exact.
     """
     result = ChunkResult(upload_id=upload_id, ato_id=ato_id, _issue_room=issue_room)
-    bulk = validator.bulk(records)
+    bulk = validator.bulk_text(texts, delimiter)
     proven = bulk.valid.select(VALID_COLUMNS)
     result.rows_total = proven.height
     for row_number, codes in bulk.warnings():

@@ -34,7 +34,7 @@ from services.core.scheme.bulk_rules import BulkValidator
 from services.core.scheme.codes import FileError
 from services.core.scheme.columns import HeaderMap
 from services.core.scheme.file_inspection import Encoding
-from services.core.scheme.record_scanner import read_chunk
+from services.core.scheme.record_scanner import read_chunk_text
 from services.core.scheme.records import detect_layout, path_opener
 from services.core.scheme.reference import InMemoryReference
 from services.core.states import UploadState
@@ -96,9 +96,7 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 class ChunkReaders:
     """What reading and judging an upload's chunks needs, kept for its next chunk: building it
     reads the header and compiles the Polars plans, and the bulk validator's caches (the dates
-    seen) pay off across an upload's chunks. A validator built for every chunk also costs
-    memory for good: its plans hold it in a reference cycle through Polars, which Python's
-    collector cannot see into."""
+    seen) pay off across an upload's chunks."""
 
     key: tuple[uuid.UUID, int]
     header: HeaderMap
@@ -124,9 +122,10 @@ def validate_leased_chunk(
             raise RuntimeError("a planned upload's header no longer reads as it did")
         validator = BulkValidator(layout.header, chunk.upload_date, reference)
         readers = ChunkReaders(key, layout.header, validator)
-    records = read_chunk(opener, encoding, chunk.delimiter, chunk.segments)
+    texts = read_chunk_text(opener, encoding, chunk.delimiter, chunk.segments)
     result = validate_chunk(
-        records,
+        texts,
+        chunk.delimiter,
         readers.validator,
         readers.header,
         upload_id=chunk.upload_id,

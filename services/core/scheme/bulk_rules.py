@@ -16,12 +16,15 @@ are the ones in `rules`, `text`, `codes` and `reference`: nothing is copied here
 is derived (the characters a name may hold, the NI number prefixes that are issued) it is
 derived by asking the exact rule about every candidate, once, at import.
 
-Each record is handed to Polars as one string, its cells joined by a NUL (no decoded CSV file
-holds one; a record that does goes to the exact path): one Python string per record is
-several times cheaper to hand over than eleven, and Polars splits it again. The chunk keeps
-only those strings, not the csv module's lists: a chunk of live lists makes the garbage
-collector's full passes cost more than the parsing itself. A record that the exact path needs
-is rebuilt from its string (`str.split` gives back its cells as `RowValidator` reads them).
+A chunk reaches Polars in one of two ways. The offline check hands over its text
+(`record_scanner.read_chunk_text`, `BulkValidator.bulk_text`): a record without a `"` is a
+line, split into lines and cells by Polars itself, so such a record never becomes a Python
+object; only the records holding a quote are parsed by the csv module. Records already parsed
+(`BulkValidator.bulk`) are handed over one string each, their cells joined by a NUL (no
+decoded CSV file holds one; a record that does goes to the exact path), and split again in
+Polars. Either way the chunk is kept as Polars columns of cells, not Python lists (a chunk of
+live lists makes the garbage collector's full passes cost more than the parsing itself), and
+a record that the exact path needs is taken from them (`BulkResult.records_at`).
 """
 
 from __future__ import annotations
@@ -32,13 +35,13 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Final
+from typing import Any, Final
 
 import polars as pl
 
 from services.core.scheme.codes import MESSAGES, SEVERITY, Code
 from services.core.scheme.columns import COLUMN_OF_CODE, COLUMNS, HeaderMap
-from services.core.scheme.records import Record
+from services.core.scheme.record_scanner import Record, SegmentText, quoted_records
 from services.core.scheme.reference import InMemoryReference
 from services.core.scheme.rules import (
     ACHIEVEMENT_MAX_AGE_DAYS,
@@ -149,8 +152,12 @@ def _full(pattern: str) -> str:
     return f"^(?:{pattern})$"
 
 
-_WHITE_SPACE_CLASS: Final = _char_class(WHITE_SPACE)
-_LEVY_REMOVED_CLASS: Final = _char_class(WHITE_SPACE + LEVY_SEPARATORS)
+def _removed(text: pl.Expr, characters: str) -> pl.Expr:
+    """`text` with every one of `characters` removed, as one pass of literal single-character
+    patterns (Aho-Corasick: about half the time of a regex character class)."""
+    return text.str.replace_many(list(characters), [""] * len(characters))
+
+
 _NOTES_BREAK_CLASS: Final = _char_class(NOTES_BREAKS)
 # `CONTROL_CLASS` is a class body of literal characters and ranges, which Rust regex reads as
 # Python's `re` does (a unit test runs every character through both).
@@ -253,9 +260,11 @@ class BulkResult:
     exact: list[Record]
     records: int
     rows_blank: int
-    _rows: list[int] = field(repr=False)
-    _texts: list[str] = field(repr=False)
+    # The chunk's cells (`ROW_NUMBER` and `_cell_0`...), one row per record in `_position`
+    # order, and the records those cells cannot stand for, as they came, by position.
+    _cells: pl.DataFrame = field(repr=False)
     _originals: dict[int, Record] = field(repr=False)
+    _rows: list[tuple[Any, ...]] = field(default_factory=list, repr=False)  # cache of `cells`
 
     @property
     def rows_valid(self) -> int:
@@ -264,22 +273,32 @@ class BulkResult:
     def record(self, position: int) -> Record:
         """The chunk's `position`th record, cells as `RowValidator` reads them (a short record
         padded with empty cells, empty cells beyond the header dropped)."""
-        original = self._originals.get(position)
-        if original is not None:
-            return original
-        return self._rows[position], self._texts[position].split(_SEPARATOR)
+        return self.records_at([position])[0]
+
+    def records_at(self, positions: Sequence[int]) -> list[Record]:
+        """`record` of each position, taken from the columns in one step."""
+        originals = self._originals
+        taken = self._cells[list(positions)].rows()
+        return [
+            originals.get(position) or (row[0], list(row[1:]))
+            for position, row in zip(positions, taken, strict=True)
+        ]
 
     def cells(self, row_number: int) -> list[str]:
         """The cells of a row of this chunk, in file order (for the masked value of an issue
         in an error report)."""
+        if not self._rows:  # the first call: every row of the chunk at once
+            self._rows.extend(self._cells.rows())
         rows = self._rows
-        if rows and rows[-1] - rows[0] == len(rows) - 1:
-            position = row_number - rows[0]  # the usual chunk: consecutive row numbers
+        position = -1
+        if rows and rows[-1][0] - rows[0][0] == len(rows) - 1:
+            position = row_number - rows[0][0]  # the usual chunk: consecutive row numbers
         else:
-            position = rows.index(row_number)
-        if not 0 <= position < len(rows) or rows[position] != row_number:
+            position = next((i for i, row in enumerate(rows) if row[0] == row_number), -1)
+        if not 0 <= position < len(rows) or rows[position][0] != row_number:
             raise KeyError(row_number)
-        return self.record(position)[1]
+        original = self._originals.get(position)
+        return original[1] if original is not None else list(rows[position][1:])
 
     def valid_results(self) -> list[RowResult]:
         """The proven rows as the `RowResult`s `RowValidator` gives for them. One Python object
@@ -308,6 +327,38 @@ class BulkResult:
         ).drop_nulls("key")
 
 
+class DateReader:
+    """The dates of a column by `rules.parse_date` itself (null where it finds none).
+
+    Dates repeat: a file holds a few hundred distinct achievement dates and some tens of
+    thousands of birth dates, so the exact rule on each distinct text, remembered for the
+    file, costs less than parsing every row in Polars, and cannot read a date otherwise.
+    (Polars may call this from its threads; the GIL keeps each dictionary step whole, and two
+    threads can only store the same value for a text.)
+
+    An object of its own, not a method of `BulkValidator`: the plans hold it inside Polars,
+    where Python's collector cannot see, and a bound method would hold the validator in a
+    cycle nothing frees.
+    """
+
+    def __init__(self) -> None:
+        self._days: dict[str, int | None] = {}
+
+    def __call__(self, texts: pl.Series) -> pl.Series:
+        distinct = texts.drop_nulls().unique()
+        days = self._days
+        if len(days) + distinct.len() > _DATE_CACHE_ENTRIES:
+            days.clear()
+        values = []
+        for text in distinct.to_list():
+            if text not in days:
+                day = parse_date(text)
+                days[text] = None if day is None else day.toordinal() - _EPOCH_ORDINAL
+            values.append(days[text])
+        as_dates = pl.Series(values, dtype=pl.Int32).cast(pl.Date)
+        return texts.replace_strict(distinct, as_dates, default=None, return_dtype=pl.Date)
+
+
 class BulkValidator:
     """Both passes for the records of one file: one header, one upload date, one reference
     snapshot. Keeps the Polars plans and the exact path's caches across chunks.
@@ -326,9 +377,11 @@ class BulkValidator:
     ) -> None:
         self.exact_validator = RowValidator(header_map, today, reference)
         self._width = header_map.width
+        # The cells of a record in header order, padded to the header's width.
+        self._cell_columns = tuple(f"_cell_{index}" for index in range(header_map.width))
         self._columns = VALID_COLUMNS if values else (ROW_NUMBER, WARNINGS, *KEY_COLUMNS)
         self._schema = pl.Schema({name: VALID_SCHEMA[name] for name in self._columns})
-        self._days: dict[str, int | None] = {}
+        self._dates = DateReader()
         # Chunks judged, and the rows the full pass judged and proved (`_full_pass_pays`).
         self._chunks = self._full_rows = self._full_proven = 0
         self._clean = _plan(header_map, today, reference, self._dates, clean=True)
@@ -340,21 +393,149 @@ class BulkValidator:
     def bulk(self, records: Iterable[Record]) -> BulkResult:
         """The bulk pass over one chunk: takes every record of `records` (so pass a bounded
         iterable, such as `itertools.islice(records, CHUNK_RECORDS)`)."""
+        frame, originals = self._cells_of(records)
+        return self._judge(frame, originals)
+
+    def bulk_text(self, segments: Sequence[SegmentText], delimiter: str) -> BulkResult:
+        """The bulk pass over a chunk read by `record_scanner.read_chunk_text` with `delimiter`:
+        the result of `bulk` over the same records, without a Python object per record that
+        has no quote (Polars splits their lines into cells)."""
+        parts: list[pl.DataFrame] = []
+        by_row: dict[int, Record] = {}
+        for segment in segments:
+            if segment.records:
+                cells, originals = self._cells_of(segment.records)
+                by_row.update((record[0], record) for record in originals.values())
+                parts.append(cells)
+            elif segment.text:
+                parts.extend(self._segment_cells(segment, delimiter, by_row))
+        if not parts:
+            return self.bulk(())
+        frame = pl.concat(parts).sort(ROW_NUMBER) if len(parts) > 1 else parts[0]
+        by_position: dict[int, Record] = {}
+        if by_row:
+            rows = frame[ROW_NUMBER]
+            for position in rows.is_in(list(by_row)).arg_true().to_list():
+                by_position[position] = by_row[rows[position]]
+        return self._judge(frame, by_position)
+
+    def _segment_cells(
+        self, segment: SegmentText, delimiter: str, originals: dict[int, Record]
+    ) -> list[pl.DataFrame]:
+        """The cells of a segment's records (`_cells_of`), the lines without a quote split in
+        Polars; adds the records that cells cannot stand for to `originals`, by row number."""
+        text, width = segment.text, self._width
+        pieces = _lines(text)
+        lines = pl.DataFrame(pieces).with_row_index("_line_index")
+        first_row = segment.first_row
+        parts: list[pl.DataFrame] = []
+        row_numbers = pl.col("_line_index").cast(pl.Int64) + first_row
+        if '"' in text:
+            # (line, offset) of the lines holding a quote; the csv module reads from those.
+            starts = lines.select(
+                "_line_index",
+                (pl.col("_line").str.len_chars() + 1).cum_sum().shift(1, fill_value=0),
+            ).filter(pieces.str.contains('"', literal=True))
+            quoted = quoted_records(text, delimiter, starts.iter_rows())
+            if quoted:
+                # A record spanning n lines takes n line indices and one row number.
+                first_lines = [line for line, _, _ in quoted]
+                spans = [spanned for _, spanned, _ in quoted]
+                skipped = list(itertools.accumulate(spanned - 1 for spanned in spans))
+                records = [
+                    (first_row + line - before, cells)
+                    for (line, _, cells), before in zip(quoted, [0, *skipped], strict=False)
+                ]
+                cells, by_position = self._cells_of(records)
+                originals.update((record[0], record) for record in by_position.values())
+                parts.append(cells)
+                taken_lines = pl.Series(first_lines, dtype=pl.UInt32)
+                taken = pl.select(
+                    pl.int_ranges(taken_lines, taken_lines + pl.Series(spans, dtype=pl.UInt32))
+                    .explode()
+                    .implode()
+                ).to_series()
+                lines = lines.filter(~pl.col("_line_index").is_in(taken))
+                if skipped[-1]:
+                    # Lines after a record of several lines: their row numbers are fewer.
+                    before = pl.Series([0, *skipped], dtype=pl.Int64)
+                    after = pl.lit(pl.Series(first_lines, dtype=pl.UInt32)).search_sorted(
+                        pl.col("_line_index"), side="left"
+                    )
+                    row_numbers = row_numbers - pl.lit(before).gather(after)
+        line = pl.col("_line")
+        if "\r" in text:
+            line = line.str.strip_suffix("\r")
+        # A line is its record: its cells split at every delimiter. `splitn` leaves the cells
+        # beyond the header, still joined by the delimiter, in one more field. (Split in a step
+        # of its own: an expression naming the split's fields one by one splits every time.)
+        split = lines.select(
+            row_numbers.alias(ROW_NUMBER), line.str.splitn(delimiter, width + 1).alias("_fields")
+        ).unnest("_fields")
+        extra = pl.col(f"field_{width}")
+        # A short line lacks its last fields: padded with empty cells, as RowValidator pads.
+        short = split[f"field_{width - 1}"].null_count() > 0
+        plain = split.select(
+            ROW_NUMBER,
+            (extra.is_null() | (extra.str.strip_chars(WHITE_SPACE + delimiter) == "")).alias(
+                "_takeable"
+            ),
+            *(
+                (
+                    pl.col(f"field_{index}").fill_null("") if short else pl.col(f"field_{index}")
+                ).alias(name)
+                for index, name in enumerate(self._cell_columns)
+            ),
+            extra.alias("_extra"),
+        )
+        for row in plain.filter(~pl.col("_takeable")).drop("_takeable").iter_rows():
+            originals[row[0]] = (row[0], [*row[1:-1], *row[-1].split(delimiter)])
+        parts.append(plain.drop("_extra"))
+        return parts
+
+    def _cells_of(self, records: Iterable[Record]) -> tuple[pl.DataFrame, dict[int, Record]]:
+        """`ROW_NUMBER`, `_takeable` and the cells of `records` (padded to the header's width)
+        in their order, and the records the cells cannot stand for, by position."""
         rows, texts, originals = self._take(records)
-        empty = pl.DataFrame(schema=self._schema)
-        if not rows:
-            return BulkResult(empty, [], 0, 0, rows, texts, originals)
         try:
             frame = pl.DataFrame(
                 {
                     ROW_NUMBER: pl.Series(rows, dtype=pl.Int64),
                     "_record": pl.Series(texts, dtype=pl.String),
                 }
-            ).with_row_index("_position")
+            )
         except UnicodeError:  # a lone surrogate: never decoded from a file; the exact path copes
-            result = BulkResult(empty, [], len(rows), 0, rows, texts, originals)
-            result.exact.extend(map(result.record, range(len(rows))))
-            return result
+            for position, (row, text) in enumerate(zip(rows, texts, strict=True)):
+                originals.setdefault(position, (row, text.split(_SEPARATOR)))
+            frame = pl.DataFrame({ROW_NUMBER: pl.Series(rows, dtype=pl.Int64)})
+            return frame.with_columns(
+                pl.lit(False).alias("_takeable"),
+                *(pl.lit("", dtype=pl.String).alias(name) for name in self._cell_columns),
+            ), originals
+        record = pl.col("_record")
+        split = frame.select(
+            ROW_NUMBER,
+            (record != _UNPROVEN).alias("_takeable"),
+            record.str.split_exact(_SEPARATOR, self._width - 1).alias("_fields"),
+        ).unnest("_fields")
+        return split.select(
+            ROW_NUMBER,
+            "_takeable",
+            *(
+                pl.col(f"field_{index}").fill_null("").alias(name)
+                for index, name in enumerate(self._cell_columns)
+            ),
+        ), originals
+
+    def _judge(self, cells: pl.DataFrame, originals: dict[int, Record]) -> BulkResult:
+        """Both engines' work on a chunk's cells (`_cells_of`): proves what it can, hands the
+        rest to the exact path."""
+        frame = cells.with_row_index("_position")
+        cells = cells.drop("_takeable")
+        rows = frame.height
+        empty = pl.DataFrame(schema=self._schema)
+        if not rows:
+            return BulkResult(empty, [], 0, 0, cells, originals)
         # First the clean pass: cells as they are, nothing trimmed or unwrapped (codes and
         # identifiers are still normalised), so it proves only rows whose free text and dates
         # are already in normal form (most rows of most files) with the least work a row. The
@@ -365,19 +546,21 @@ class BulkValidator:
         rows_blank = 0
         unproven: list[int] = []
         if proven.all():  # the usual chunk: nothing left for the full pass
-            return BulkResult(
-                judged.select(self._columns), [], len(rows), 0, rows, texts, originals
-            )
+            return BulkResult(judged.select(self._columns), [], rows, 0, cells, originals)
         valid = judged.filter(proven).drop("_proven")
         rest = frame.filter(~proven)
         self._chunks += 1
         if not self._full_pass_pays():
             unproven = rest["_position"].to_list()
         else:
-            # A wrapped cell `="…"` leaves `="` in its record: only such records need the
+            # A wrapped cell `="…"` leaves `="` in a cell: only such records need the
             # unwrapping of every cell. A query costs milliseconds to plan, so the others are
             # spared it only when there are many.
-            wrapped = rest["_record"].str.contains('="', literal=True)
+            wrapped = rest.select(
+                pl.any_horizontal(
+                    pl.col(name).str.contains('="', literal=True) for name in self._cell_columns
+                )
+            ).to_series()
             columns = ("_position", "_proven", "_blank", *self._columns)
             wrapped_count = int(wrapped.sum())
             if not wrapped_count:
@@ -397,11 +580,11 @@ class BulkValidator:
             self._full_proven += full_proven.height
             valid = pl.concat([valid, full_proven.drop("_proven", "_blank")]).sort("_position")
             rows_blank = int(judged["_blank"].sum())
-            unproven = judged.filter(~pl.col("_proven") & ~pl.col("_blank"))["_position"].to_list()
-        result = BulkResult(
-            valid.select(self._columns), [], len(rows), rows_blank, rows, texts, originals
-        )
-        result.exact.extend(map(result.record, unproven))
+            unproven = (
+                judged.filter(~pl.col("_proven") & ~pl.col("_blank"))["_position"].sort().to_list()
+            )
+        result = BulkResult(valid.select(self._columns), [], rows, rows_blank, cells, originals)
+        result.exact.extend(result.records_at(unproven))
         return result
 
     def _full_pass_pays(self) -> bool:
@@ -439,28 +622,6 @@ class BulkValidator:
             results += exact
             results.sort(key=operator.itemgetter(0))
         return results
-
-    def _dates(self, texts: pl.Series) -> pl.Series:
-        """The dates of a column by `rules.parse_date` itself (null where it finds none).
-
-        Dates repeat: a file holds a few hundred distinct achievement dates and some tens of
-        thousands of birth dates, so the exact rule on each distinct text, remembered for the
-        file, costs less than parsing every row in Polars, and cannot read a date otherwise.
-        (Polars may call this from its threads; the GIL keeps each dictionary step whole, and
-        two threads can only store the same value for a text.)
-        """
-        distinct = texts.drop_nulls().unique()
-        days = self._days
-        if len(days) + distinct.len() > _DATE_CACHE_ENTRIES:
-            days.clear()
-        values = []
-        for text in distinct.to_list():
-            if text not in days:
-                day = parse_date(text)
-                days[text] = None if day is None else day.toordinal() - _EPOCH_ORDINAL
-            values.append(days[text])
-        as_dates = pl.Series(values, dtype=pl.Int32).cast(pl.Date)
-        return texts.replace_strict(distinct, as_dates, default=None, return_dtype=pl.Date)
 
     def _take(self, records: Iterable[Record]) -> tuple[list[int], list[str], dict[int, Record]]:
         """Each record as one string of exactly `width` cells, cells as `RowValidator` reads
@@ -514,14 +675,14 @@ class InFileDuplicateKeys:
 
     A row is a duplicate when one of its keys belongs to an earlier row of the file (valid or
     not). Within a chunk that is "a key whose first row is earlier", so the keys of the two
-    passes need not be merged into row order. Across chunks, a set of 64-bit hashes of every
-    key seen answers "certainly new" for the usual key at the cost of a Python int; only a
-    hash seen before is settled by comparing the keys themselves, which are kept in Polars
-    (about 60 bytes a key, no Python object).
+    passes need not be merged into row order. Across chunks, the keys of the earlier chunks
+    are kept in Polars with their 64-bit hashes (about 70 bytes a key, no Python object); a
+    chunk's hashes are looked for among them in one pass (a hash table of the chunk's hashes,
+    probed by every earlier one: a few nanoseconds a key), and only the keys of a hash seen
+    before are compared as text.
     """
 
     def __init__(self) -> None:
-        self._hashes: set[int] = set()
         self._history: list[pl.DataFrame] = []
 
     def find(self, bulk: BulkResult, exact: Sequence[RowResult]) -> set[int]:
@@ -536,19 +697,13 @@ class InFileDuplicateKeys:
         if exact_keys:
             keys = pl.concat([keys, pl.DataFrame(exact_keys, schema=keys.schema, orient="row")])
         keys = keys.with_columns(pl.col("key").hash(_HASH_SEED).alias("hash"))
-        hashes = keys["hash"].to_list()
-        seen = self._hashes
-        history = self._history
-        self._history.append(keys.select("hash", "key"))
-        hit = seen.intersection(hashes)
-        before = len(seen)
-        seen.update(hashes)
-        if not hit and len(seen) - before == len(hashes):
-            return set()  # the usual chunk: every key new, and once
         earlier = pl.Series("key", [], dtype=pl.String)
-        if hit:  # the keys of earlier chunks with a hash seen again
-            hashes_seen = pl.Series(sorted(hit), dtype=pl.UInt64).implode()
-            earlier = pl.concat(history[:-1]).filter(pl.col("hash").is_in(hashes_seen))["key"]
+        if self._history:  # the keys of earlier chunks with one of this chunk's hashes
+            hashes = keys["hash"].implode()
+            earlier = pl.concat(self._history).filter(pl.col("hash").is_in(hashes))["key"]
+        self._history.append(keys.select("hash", "key"))
+        if not earlier.len() and not keys["hash"].is_duplicated().any():
+            return set()  # the usual chunk: every key new, and once
         # Only a key whose hash repeats, in this chunk or from an earlier one, can be a
         # duplicate; every row holding such a key text holds its hash too.
         candidates = keys.filter(
@@ -559,6 +714,14 @@ class InFileDuplicateKeys:
             | pl.col("key").is_in(earlier.implode())
         )
         return set(repeated[ROW_NUMBER].to_list())
+
+
+def _lines(text: str) -> pl.Series:
+    """The lines of a `SegmentText.text` (split at LF: a CR of a CR LF stays), as `_line`."""
+    pieces = pl.Series("_line", [text], dtype=pl.String).str.split("\n").explode()
+    if text.endswith("\n"):
+        pieces = pieces.head(pieces.len() - 1)  # the empty piece after the last break
+    return pieces
 
 
 def _ascii(text: pl.Expr) -> pl.Expr:
@@ -601,8 +764,9 @@ def _plan(
     clean: bool,
     wrapped: bool = False,
 ) -> Callable[[pl.LazyFrame], pl.LazyFrame]:
-    """The Polars plan of the bulk pass over `row_number`, `_position` and `_record`; gives
-    `_position`, `_proven`, `_blank` and `VALID_COLUMNS`, one row per record, in order.
+    """The Polars plan of the bulk pass over `row_number`, `_position`, `_takeable` (whether
+    the cells stand for the record) and the cells `_cell_0`... (`BulkValidator._cells_of`);
+    gives `_position`, `_proven`, `_blank` and `VALID_COLUMNS`, one row per record, in order.
 
     `clean`: the cells are taken as they are, so only rows whose free-text cells and dates
     are already in normal form can be proven (nothing to trim or unwrap). Otherwise every cell
@@ -613,6 +777,12 @@ def _plan(
     costs a few milliseconds whatever its rows, so its size matters as much as its work.
     """
     courses = list(reference.courses())
+    # COURSE_02 holds for a code in the catalogue when every code there has the format (the
+    # bulk pass proves only rows whose course is in it): the usual reference spares the look.
+    catalogue_codes_valid = all(
+        course.code.isascii() and re.fullmatch(COURSE_CODE_PATTERN, course.code.upper())
+        for course in courses
+    )
     course_codes = pl.Series([course.code.upper() for course in courses], dtype=pl.String)
     valid_from = pl.Series([course.valid_from for course in courses], dtype=pl.Date)
     valid_to = pl.Series([course.valid_to for course in courses], dtype=pl.Date)
@@ -630,35 +800,30 @@ def _plan(
         stale_before: date | None = today - timedelta(days=ACHIEVEMENT_MAX_AGE_DAYS)
     except OverflowError:  # no date is more than 10 days before an upload date in year 1
         stale_before = None
-    record = pl.col("_record")
+    takeable = pl.col("_takeable")
     (ref, course, achieved, forename, surname, born, uln, nino, citb, levy, notes) = (
         pl.col(name) for name in _CELL_NAMES
     )
-    fields = pl.col("_fields").struct
     cells = tuple(zip(_CELL_NAMES, header_map.indices, strict=True))
-    stages: list[list[pl.Expr]] = [
-        [record.str.split_exact(_SEPARATOR, header_map.width - 1).alias("_fields")]
-    ]
+    stages: list[list[pl.Expr]] = []
 
     # The cells, as they are (clean) or trimmed (section 8) and maybe unwrapped.
     if clean:
         stages.append(
             [
-                *(fields.field(f"field_{index}").alias(name) for name, index in cells),
+                *(pl.col(f"_cell_{index}").alias(name) for name, index in cells),
                 pl.lit(False).alias("_blank"),
             ]
         )
     else:
         stages.append(
             [
-                fields.field(f"field_{index}").str.strip_chars(WHITE_SPACE).alias(name)
+                pl.col(f"_cell_{index}").str.strip_chars(WHITE_SPACE).alias(name)
                 for name, index in cells
             ]
         )
         # Blank: every cell empty once trimmed, before unwrapping, as `RowValidator` decides.
-        blank = (record != _UNPROVEN) & pl.all_horizontal(
-            pl.col(name) == "" for name in _CELL_NAMES
-        )
+        blank = takeable & pl.all_horizontal(pl.col(name) == "" for name in _CELL_NAMES)
         stages.append([blank.fill_null(False).alias("_blank")])
         if wrapped:
             stages.append([_unwrapped(pl.col(name)).alias(name) for name in _CELL_NAMES])
@@ -668,10 +833,10 @@ def _plan(
     stages.append(
         [
             course.str.to_uppercase().alias("_course_code"),
-            uln.str.replace_all(_WHITE_SPACE_CLASS, "").alias("_uln"),
-            nino.str.replace_all(_WHITE_SPACE_CLASS, "").alias("_nino_raw"),
-            citb.str.replace_all(_WHITE_SPACE_CLASS, "").alias("_citb_raw"),
-            levy.str.replace_all(_LEVY_REMOVED_CLASS, "").alias("_levy_raw"),
+            _removed(uln, WHITE_SPACE).alias("_uln"),
+            _removed(nino, WHITE_SPACE).alias("_nino_raw"),
+            _removed(citb, WHITE_SPACE).alias("_citb_raw"),
+            _removed(levy, WHITE_SPACE + LEVY_SEPARATORS).alias("_levy_raw"),
             (notes if clean else notes.str.replace_all(_NOTES_BREAK_CLASS, " ")).alias("_notes"),
         ]
     )
@@ -693,7 +858,11 @@ def _plan(
     # NINO_01, CITBID_01, LEVY_01, NOTES_01 but its length).
     codes_ok = (
         _ascii(course)
-        & course_code.str.contains(_full(COURSE_CODE_PATTERN))
+        & (
+            pl.lit(True)
+            if catalogue_codes_valid
+            else course_code.str.contains(_full(COURSE_CODE_PATTERN))
+        )
         & ((uln == "") | pl.col("_uln_format"))
         & ((nino == "") | (_ascii(nino_raw) & nino_value.str.contains(_full(NINO_PATTERN))))
         & ((citb == "") | (_ascii(citb_raw) & citb_value.str.contains(_full(CITB_ID_PATTERN))))
@@ -704,8 +873,11 @@ def _plan(
     )
     if clean:
         text_ok = (
-            # No `="…"` to unwrap, wherever it would start; no white space to trim.
-            ~record.str.contains('="', literal=True)
+            # No `="…"` to unwrap; no white space to trim. Only a free-text cell can hold
+            # one and pass its rule (the other cells' patterns and formats have no `=` and
+            # no `"`), and with no white space to trim it would start the cell.
+            ~ref.str.starts_with('="')
+            & ~notes.str.starts_with('="')
             & ref.str.contains(_CLEAN_FREE_TEXT_PATTERN)
             & forename.str.contains(_CLEAN_NAME_PATTERN)
             & surname.str.contains(_CLEAN_NAME_PATTERN)
@@ -768,7 +940,7 @@ def _plan(
     nino_given = pl.col("_nino_given").is_not_null()
     citb_given = pl.col("_citb_given").is_not_null()
     proven = (
-        (record != _UNPROVEN)
+        takeable
         & ~pl.col("_blank")
         & pl.col("_shape")
         # A: REF_01's length.

@@ -7,9 +7,10 @@ with its own storage, batching and database-side duplicate rules.
 from __future__ import annotations
 
 import os
-from collections.abc import Generator, Iterable
+from collections.abc import Generator, Iterable, Iterator
 from datetime import date
 from pathlib import Path
+from typing import Final
 
 from pydantic import BaseModel, ConfigDict
 
@@ -32,7 +33,10 @@ from services.core.scheme.record_scanner import (
     ChunkPlan,
     Opener,
     Record,
+    Segment,
+    SegmentText,
     read_chunk,
+    read_chunk_text,
     scan_records,
 )
 from services.core.scheme.records import detect_layout, path_opener
@@ -43,6 +47,12 @@ from services.core.scheme.validation import (
     RowValidator,
     duplicate_issue,
 )
+
+# The bulk pass takes the planned chunks together up to these bounds: its frames of one chunk
+# are what the check holds in memory at once (a few times the chunk's bytes), and each chunk
+# costs some milliseconds of planning whatever its rows.
+CHECK_CHUNK_RECORDS: Final = 60_000
+CHECK_CHUNK_BYTES: Final = 8 * 1024 * 1024
 
 
 class FileErrorReport(BaseModel):
@@ -112,13 +122,19 @@ def check_file(
     if isinstance(layout.header, FileError):
         return _rejected(file_name, encoding, layout.header)
 
-    records = _chunk_records(open_binary, encoding, layout.delimiter, scan.chunks)
-    try:
-        rows_total, rows_invalid, rows_warned, issues = _validate_records(
-            records, layout.header, today, reference, row_limit
+    if isinstance(reference, InMemoryReference):
+        chunks = _chunk_texts(open_binary, encoding, layout.delimiter, scan.chunks)
+        rows_total, rows_invalid, rows_warned, issues = _validate_chunks(
+            chunks, layout.delimiter, layout.header, today, reference, row_limit
         )
-    finally:
-        records.close()
+    else:
+        records = _chunk_records(open_binary, encoding, layout.delimiter, scan.chunks)
+        try:
+            rows_total, rows_invalid, rows_warned, issues = _validate_records(
+                records, layout.header, today, reference, row_limit
+            )
+        finally:
+            records.close()
 
     file_error = file_error_after_reading(
         unparseable=None, header=None, rows_total=rows_total, row_limit=row_limit
@@ -147,6 +163,32 @@ def _chunk_records(
         yield from read_chunk(open_binary, encoding, delimiter, chunk.segments)
 
 
+def _chunk_texts(
+    open_binary: Opener, encoding: Encoding, delimiter: str, chunks: Iterable[ChunkPlan]
+) -> Iterator[list[SegmentText]]:
+    """The records of every chunk in file order, for the bulk pass: consecutive chunks of the
+    plan taken together up to CHECK_CHUNK_RECORDS records or CHECK_CHUNK_BYTES bytes, segments
+    that meet joined into one."""
+    segments: list[Segment] = []
+    records = size_bytes = 0
+    for chunk in chunks:
+        if segments and (
+            records + chunk.records > CHECK_CHUNK_RECORDS
+            or size_bytes + chunk.size_bytes > CHECK_CHUNK_BYTES
+        ):
+            yield read_chunk_text(open_binary, encoding, delimiter, segments)
+            segments, records, size_bytes = [], 0, 0
+        for segment in chunk.segments:
+            if segments and segments[-1][1] == segment[0]:  # no skipped blank run between
+                segments[-1] = (segments[-1][0], segment[1], segments[-1][2])
+            else:
+                segments.append(segment)
+        records += chunk.records
+        size_bytes += chunk.size_bytes
+    if segments:
+        yield read_chunk_text(open_binary, encoding, delimiter, segments)
+
+
 def _validate_records(
     records: Iterable[Record],
     header: HeaderMap,
@@ -154,38 +196,48 @@ def _validate_records(
     reference: ReferenceData,
     row_limit: int,
 ) -> tuple[int, int, int, list[Issue]]:
-    """Every record through the rules, then DUP_01 in memory: `rows_total` (counting stops
-    just past `row_limit`: FILE_05, the rest needs no look), `rows_invalid`, `rows_warned` and
-    the issues, not yet sorted.
-
-    A chunk at a time, the bulk pass proves most rows valid in Polars and the row validator
-    explains every other row (`bulk_rules`); DUP_01 then runs over both passes' keys, the
-    earliest row of a key winning. A reference that cannot list its catalogue and register
-    gets the row validator alone.
-    """
+    """Every record through the row validator, then DUP_01 in memory: `rows_total` (counting
+    stops just past `row_limit`: FILE_05, the rest needs no look), `rows_invalid`,
+    `rows_warned` and the issues, not yet sorted. For a reference that cannot list its
+    catalogue and register."""
     rows_total = rows_invalid = rows_warned = 0
     issues: list[Issue] = []
-    if not isinstance(reference, InMemoryReference):
-        validate = RowValidator(header, today, reference).validate
-        duplicates = InFileDuplicates()
-        for record in records:
-            result = validate(record)
-            if result is None:
-                continue  # blank rows are skipped and not counted
-            rows_total += 1
-            if rows_total > row_limit:
-                break
-            result = duplicates.apply(result)
-            if result.issues:
-                issues.extend(result.issues)
-                if not result.is_valid:
-                    rows_invalid += 1
-                elif result.has_warning:
-                    rows_warned += 1
-        return rows_total, rows_invalid, rows_warned, issues
+    validate = RowValidator(header, today, reference).validate
+    duplicates = InFileDuplicates()
+    for record in records:
+        result = validate(record)
+        if result is None:
+            continue  # blank rows are skipped and not counted
+        rows_total += 1
+        if rows_total > row_limit:
+            break
+        result = duplicates.apply(result)
+        if result.issues:
+            issues.extend(result.issues)
+            if not result.is_valid:
+                rows_invalid += 1
+            elif result.has_warning:
+                rows_warned += 1
+    return rows_total, rows_invalid, rows_warned, issues
+
+
+def _validate_chunks(
+    chunks: Iterable[list[SegmentText]],
+    delimiter: str,
+    header: HeaderMap,
+    today: date,
+    reference: InMemoryReference,
+    row_limit: int,
+) -> tuple[int, int, int, list[Issue]]:
+    """`_validate_records` with both passes: a chunk at a time, the bulk pass proves most rows
+    valid in Polars and the row validator explains every other row (`bulk_rules`); DUP_01 then
+    runs over both passes' keys, the earliest row of a key winning."""
+    rows_total = rows_invalid = rows_warned = 0
+    issues: list[Issue] = []
     validator = BulkValidator(header, today, reference, values=False)
     in_file = InFileDuplicateKeys()
-    for bulk in validator.chunks(records):
+    for chunk in chunks:
+        bulk = validator.bulk_text(chunk, delimiter)
         exact = validator.exact(bulk.exact)
         rows_total += bulk.rows_valid + len(exact)
         if rows_total > row_limit:

@@ -34,8 +34,9 @@ _UTF8_BOM: Final = b"\xef\xbb\xbf"
 _ZIP_SIGNATURE: Final = b"PK\x03\x04"  # .xlsx, .ods
 _OLE_SIGNATURE: Final = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # .xls
 _SIGNATURE_BYTES: Final = len(_OLE_SIGNATURE)
-# Bytes Python's cp1252 codec leaves undefined (section 8).
-_CP1252_UNDEFINED: Final = re.compile(b"[\x81\x8d\x8f\x90\x9d]")
+# Bytes Python's cp1252 codec leaves undefined (section 8), each looked for on its own: five
+# `bytes.find`s (memchr) cost far less than one search for a character class.
+_CP1252_UNDEFINED_BYTES: Final = (b"\x81", b"\x8d", b"\x8f", b"\x90", b"\x9d")
 
 
 class Encoding(StrEnum):
@@ -144,7 +145,7 @@ class FileInspector:
                 if not self._utf8_content:
                     self._utf8_content = bool(text.strip(WHITE_SPACE))
         if self._cp1252_ok:
-            if _CP1252_UNDEFINED.search(chunk):
+            if any(map(chunk.__contains__, _CP1252_UNDEFINED_BYTES)):
                 self._cp1252_ok = False
             elif not self._cp1252_content:
                 self._cp1252_content = bool(chunk.decode("cp1252").strip(WHITE_SPACE))

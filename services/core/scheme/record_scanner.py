@@ -3,7 +3,9 @@
 A planner calls `scan_records` once per upload: it finds where every record starts and ends,
 checks section 8's bounds of one record, and cuts the data records into chunk plans that any
 worker can parse on its own with `read_chunk`. Both read the file in blocks, so memory stays at
-a few MiB whatever the bytes.
+a few MiB whatever the bytes. `read_chunk_text` reads a chunk for a columnar engine instead:
+its text, in which every quote-free line is a record, and the csv module's cells of only the
+records that hold a quote (`quoted_records`).
 
 The boundaries are exactly those Python's csv module finds with the scheme's dialect
 (`strict=False`, RFC 4180): a `"` opens a quoted field only at the start of a field; inside a
@@ -276,6 +278,7 @@ class _Scanner:
         self._row = HEADER_ROW  # number of the record at _pos
         self._step = _MIN_STEP_BYTES
         self._blank_continues = False  # the last step skipped a blank run up to the buffer end
+        self._quoted_streak = 0  # quoted batches taken since the last quote-free lines
         self.blank_skipped = 0
         # The chunk being planned: its closed segments, the open one, its size so far.
         self.chunks: list[ChunkPlan] = []
@@ -505,6 +508,12 @@ class _Scanner:
         stop = self._safe_end(min(limit, start + self._chunk_room_bytes(), start + MAX_FIELD_CHARS))
         patterns = self._patterns
         room = min(self._chunk_rows - self._chunk_records, _QUOTED_BATCH_RECORDS)
+        if not self._quoted_streak:
+            # Right after quote-free lines: most files quote a field here and there, and the
+            # lines after this record are quote-free again, which bytes methods take far
+            # faster than the regex. Batches pay when record after record holds a quote.
+            room = 1
+        self._quoted_streak += 1
         if room == _QUOTED_BATCH_RECORDS:
             # Usually the full batch is there, and then its count is known without counting.
             end = _match_end(patterns.quoted_full_batch, buffer, start, stop)
@@ -589,7 +598,10 @@ class _Scanner:
             if self._blank_run(limit):
                 continue
             self._blank_continues = False
-            if self._quote_free_lines(limit) or self._quoted_records(limit):
+            if self._quote_free_lines(limit):
+                self._quoted_streak = 0
+                continue
+            if self._quoted_records(limit):
                 continue
             end = self.record_end()
             if isinstance(end, FileError):
@@ -696,3 +708,83 @@ def _read_exactly(stream: IO[bytes], size: int) -> bytes:
             raise ValueError("the file is shorter than its chunk plan: was it changed?")
         data += more
     return data
+
+
+class SegmentText(NamedTuple):
+    """The records of one segment, read for a columnar engine.
+
+    `text` is the segment's text and `first_row` the number of its first record. Split at
+    every `\\n` (the empty piece after a final line break dropped), its pieces are its lines,
+    each ending with the `\\r` of its CR LF, if any: `text` holds no CR that is not part of a
+    CR LF. A line without a `"` that no quoted field before it spans is a record of its own:
+    its cells are its text, without that `\\r`, split at every delimiter, exactly as the csv
+    module splits them. The records from a line holding a `"` on are parsed by the csv module
+    (`quoted_records`).
+
+    A segment with a lone CR (a line break of its own: rare) has an empty `text`, and all its
+    records in `records` instead, as `read_chunk` yields them.
+    """
+
+    text: str
+    first_row: int
+    records: list[Record]
+
+
+def read_chunk_text(
+    open_binary: Opener, encoding: Encoding, delimiter: str, segments: Iterable[Segment]
+) -> list[SegmentText]:
+    """The records of the segments as `SegmentText`s: the records of `read_chunk`, with no
+    Python object per record. A segment is read and decoded whole: at most a chunk's bytes and
+    text in memory."""
+    texts: list[SegmentText] = []
+    with open_binary() as stream:
+        for start, end, first_row in segments:
+            stream.seek(start)
+            data = _read_exactly(stream, end - start)
+            # CR and LF are single bytes in either encoding: counted before decoding.
+            lone_return = (returns := data.count(b"\r")) and returns != data.count(b"\r\n")
+            text = data.decode(_codec(encoding, start=start))
+            del data
+            if lone_return:
+                # newline="" hands \r, \n and \r\n to the csv module untranslated.
+                reader = csv.reader(io.StringIO(text, newline=""), DIALECTS[delimiter])
+                texts.append(SegmentText("", first_row, list(enumerate(reader, first_row))))
+            else:
+                texts.append(SegmentText(text, first_row, []))
+    return texts
+
+
+def quoted_records(
+    text: str, delimiter: str, quote_lines: Iterable[tuple[int, int]]
+) -> list[tuple[int, int, list[str]]]:
+    """The records of a `SegmentText.text` that start at a line holding a `"`: `(first line,
+    lines spanned, cells)` of each, in order, the cells as the csv module reads them.
+
+    `quote_lines` gives `(line index, character offset of its start)` of every line holding a
+    `"`, in order; one that a record before it spans is passed over. Every other line is a
+    record of its own.
+    """
+    dialect = DIALECTS[delimiter]
+    size = len(text)
+    records: list[tuple[int, int, list[str]]] = []
+    taken = 0  # the first line no record read so far spans
+    for line, offset in quote_lines:
+        if line < taken:
+            continue
+        position, spanned = offset, 0
+
+        def lines() -> Iterator[str]:
+            # The record's lines, each with its line break (\r\n and \n untranslated, as the
+            # csv module requires), handed over one at a time: the reader asks for a line only
+            # while its record is open, so `spanned` counts the record's lines.
+            nonlocal position, spanned
+            while position < size:
+                end = text.find("\n", position) + 1 or size
+                spanned += 1
+                yield text[position:end]
+                position = end
+
+        cells = next(csv.reader(lines(), dialect))
+        records.append((line, spanned, cells))
+        taken = line + spanned
+    return records

@@ -614,12 +614,6 @@ def test_hostile_shapes_are_checked_in_bounded_memory(data: bytes) -> None:
     assert peak < MAX_TRACED_PEAK_BYTES, f"{peak:,} bytes traced for a {len(data):,}-byte file"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BulkValidator passes its bound method `_dates` into its Polars plans: the plans"
-    " (held in Rust, invisible to the garbage collector) keep the validator alive, so every"
-    " check_file and every validated chunk leaves one validator and its plans behind",
-)
 def test_a_bulk_validator_is_freed_once_dropped() -> None:
     """Found by the tier2 fuzz: the process grew by about 370 KB per file validated."""
     header = match_header(HEADERS)
