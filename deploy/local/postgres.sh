@@ -52,9 +52,49 @@ CONF
     fi
 }
 
+# The processes whose working folder is the data folder: a server's postmaster and backends
+# (they all run there), never another cluster's. Zombies have no working folder left.
+cluster_processes() {  # data folder
+    local proc
+    for proc in /proc/[0-9]*; do
+        if [ "$(readlink "$proc/cwd" 2>/dev/null)" = "$1" ]; then echo "${proc#/proc/}"; fi
+    done
+}
+
+# After the postmaster alone was killed (SIGKILL, the OOM killer), its backends live on for a
+# while, attached to its shared memory, and a new postmaster refuses to start ("pre-existing
+# shared memory block is still in use") until they are gone. Each notices the postmaster's death
+# only when it next waits, so a busy one can take long: they get a moment to exit, then are
+# killed (the new postmaster runs crash recovery from the WAL either way). Nothing is done while
+# the postmaster of postmaster.pid still runs: that server is left alone, and the new one
+# refuses to start beside it.
+end_leftover_backends() {  # data folder
+    local data old pids i
+    data=$(readlink -f "$1")
+    old=$(head -n 1 "$data/postmaster.pid" 2>/dev/null || true)
+    if [ -n "$old" ] && [ "$(readlink "/proc/$old/cwd" 2>/dev/null)" = "$data" ]; then
+        return 0
+    fi
+    pids=$(cluster_processes "$data")
+    if [ -z "$pids" ]; then return 0; fi
+    echo "postgres.sh: waiting for the backends of a dead postmaster to exit: $(echo $pids)" >&2
+    for ((i = 0; i < 50; i++)); do
+        if [ $i -eq 20 ]; then
+            pids=$(cluster_processes "$data")
+            echo "postgres.sh: killing the leftover backends: $(echo $pids)" >&2
+            # shellcheck disable=SC2086
+            kill -KILL $pids 2>/dev/null || true
+        fi
+        if [ -z "$(cluster_processes "$data")" ]; then return 0; fi
+        sleep 0.1
+    done
+    echo "postgres.sh: leftover backends still running: $(echo $(cluster_processes "$data"))" >&2
+}
+
 run() {
     local root
     root=$(pg_root)
+    end_leftover_backends "$root/data"
     exec setpriv --reuid=postgres --regid=postgres --init-groups \
         "$(pg_bin)/postgres" -D "$root/data"
 }

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import asyncpg
 
+from services.core.logging import get_logger
+from services.core.metrics import POOL_WAIT
 from services.core.settings import PostgresSettings
+
+_T = TypeVar("_T")
 
 # Any constant will do: it only has to be the same for every process that migrates.
 _MIGRATION_LOCK_ID = 7_300_117
 
+
+log = get_logger()
 
 _JSONB_VERSION = b"\x01"
 
@@ -41,15 +49,65 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
     )
 
 
-async def create_pool(settings: PostgresSettings, dsn: str | None = None) -> asyncpg.Pool:
-    pool: asyncpg.Pool = await asyncpg.create_pool(
-        dsn or settings.database_url.get_secret_value(),
-        min_size=settings.db_pool_min_size,
-        max_size=settings.db_pool_max_size,
-        command_timeout=settings.db_command_timeout_s,
-        init=_init_connection,
-    )
-    return pool
+async def create_pool(
+    settings: PostgresSettings, dsn: str | None = None, *, connect: bool = True
+) -> asyncpg.Pool:
+    """The pool, its first `db_pool_min_size` connections open. A database that cannot be
+    reached yet (a transient error) is waited for with capped back-off, for as long as it
+    takes: a service started before PostgreSQL, or while it recovers from a crash, waits
+    instead of exiting into a restart loop. Other errors (a wrong password, no such database)
+    are raised at once.
+
+    `connect=False`: no connection is opened until one is acquired, so nothing waits here;
+    for a server that must answer (and report not ready) while the database is down.
+    """
+
+    async def open_pool() -> asyncpg.Pool:
+        pool: asyncpg.Pool = await asyncpg.create_pool(
+            dsn or settings.database_url.get_secret_value(),
+            min_size=settings.db_pool_min_size if connect else 0,
+            max_size=settings.db_pool_max_size,
+            command_timeout=settings.db_command_timeout_s,
+            init=_init_connection,
+        )
+        return pool
+
+    return await retry_transient(open_pool, what="database")
+
+
+# The start-up wait: first delay, cap (seconds), and the factor between two delays.
+STARTUP_FIRST_DELAY_S: Final = 0.5
+STARTUP_MAX_DELAY_S: Final = 10.0
+STARTUP_BACKOFF_FACTOR: Final = 2.0
+
+
+async def retry_transient(
+    step: Callable[[], Awaitable[_T]],
+    *,
+    what: str,
+    first_delay_s: float = STARTUP_FIRST_DELAY_S,
+    max_delay_s: float = STARTUP_MAX_DELAY_S,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+) -> _T:
+    """`step()` until it returns, waiting after each transient error (`TRANSIENT_ERRORS`)
+    `first_delay_s`, then twice as long each time up to `max_delay_s`; never gives up (a
+    cancelled start stops it). Any other error is raised. `sleep` is injectable for tests."""
+    delay_s = first_delay_s
+    attempt = 1
+    while True:
+        try:
+            return await step()
+        except TRANSIENT_ERRORS as error:
+            log.warning(
+                "dependency_waited_for",
+                dependency=what,
+                error=type(error).__name__,
+                attempt=attempt,
+                retry_s=delay_s,
+            )
+        await sleep(delay_s)
+        delay_s = min(delay_s * STARTUP_BACKOFF_FACTOR, max_delay_s)
+        attempt += 1
 
 
 # The one list of errors that mean "the database cannot be used just now; the same work will
@@ -64,6 +122,7 @@ TRANSIENT_ERRORS: Final[tuple[type[BaseException], ...]] = (
     asyncpg.CrashShutdownError,  # 57P02: another backend crashed, the server is resetting
     asyncpg.TooManyConnectionsError,  # 53300: no connection slot left on the server
     asyncpg.InterfaceError,  # the connection was closed under the client
+    asyncpg.InternalClientError,  # a connection left mid-operation by a server that died
     TimeoutError,  # no pooled connection within the acquire timeout; a connect that timed out
     OSError,  # the socket was refused, reset or unreachable
 )
@@ -79,7 +138,9 @@ async def connection(
 ) -> AsyncIterator[asyncpg.Connection]:
     """A pooled connection, waited for at most `db_acquire_timeout_s` (then `TimeoutError`,
     which is transient): a request or a loop never queues for ever behind a busy pool."""
+    started = time.perf_counter()
     async with pool.acquire(timeout=settings.db_acquire_timeout_s) as held:
+        POOL_WAIT.observe(time.perf_counter() - started)
         yield held
 
 

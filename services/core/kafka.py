@@ -19,7 +19,10 @@ from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 
 from services.core.events import Topics
+from services.core.logging import get_logger
 from services.core.settings import KafkaSettings
+
+log = get_logger()
 
 
 def connection_options(settings: KafkaSettings) -> dict[str, Any]:
@@ -85,17 +88,23 @@ def make_consumer(
     return consumer
 
 
-async def ensure_topics(settings: KafkaSettings, topics: Topics, attempts: int = 30) -> None:
-    """Creates the contract's topics if missing; waits for a broker that is still starting."""
+async def ensure_topics(settings: KafkaSettings, topics: Topics, attempts: int | None = 30) -> None:
+    """Creates the contract's topics if missing; waits for a broker that is still starting
+    (1 s, doubling up to 10 s between tries): `attempts` tries, or for as long as it takes
+    with `None` (a worker started before Kafka, or while it restarts, waits rather than
+    exiting into a restart loop)."""
     admin = AIOKafkaAdminClient(**connection_options(settings))
-    for attempt in range(attempts):
+    attempt, delay_s = 1, 1.0
+    while True:
         try:
             await admin.start()
             break
         except KafkaConnectionError:
-            if attempt == attempts - 1:
+            if attempts is not None and attempt >= attempts:
                 raise
-            await asyncio.sleep(1)
+            log.warning("dependency_waited_for", dependency="kafka", attempt=attempt)
+            await asyncio.sleep(delay_s)
+            attempt, delay_s = attempt + 1, min(delay_s * 2, 10.0)
     try:
         existing = set(await admin.list_topics())
         wanted = [

@@ -62,7 +62,7 @@ async def _stop_tasks(tasks: list[asyncio.Task[None]], deadline: float) -> list[
 async def run(settings: GrantBridgeSettings, stop: asyncio.Event) -> None:
     common = settings.common
     topics = Topics(common.kafka.topic_prefix)
-    await ensure_topics(common.kafka, topics)
+    await ensure_topics(common.kafka, topics, attempts=None)
     pool = await create_pool(common.postgres)
     http: WorkerHttp | None = None
     try:

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from services.core.db import migrate
 from services.core.logging import get_logger
+from services.grant_standin.calls import Call, CallLog, claim_refs, statuses_by_claim
 from services.grant_standin.catalogue import Catalogue, load_catalogue
 from services.grant_standin.claims import (
     ClaimStore,
@@ -49,6 +50,12 @@ class AppKeys:
     catalogue = web.AppKey("catalogue", Catalogue)
     pool = web.AppKey("pool", asyncpg.Pool)
     claims = web.AppKey("claims", ClaimStore)
+    calls = web.AppKey("calls", CallLog)
+    # The answer the store decided for a claims request, before an injected fault replaced it.
+    stored_answer = web.RequestKey("stored_answer", web.Response)
+
+
+CLAIM_PATHS = frozenset({"/v1/claims", "/v1/claim-batches"})
 
 
 def _json(outcome: Outcome, headers: dict[str, str] | None = None) -> web.Response:
@@ -93,6 +100,41 @@ async def _observe(request: web.Request, handler: Handler) -> web.StreamResponse
             duration_ms=round((time.monotonic() - started) * 1000, 1),
         )
         return response
+
+
+def _json_body(response: web.StreamResponse) -> object:
+    if isinstance(response, web.Response) and isinstance(response.body, bytes):
+        try:
+            return json.loads(response.body)
+        except ValueError:
+            return None
+    return None
+
+
+@web.middleware
+async def _count_calls(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Logs every claim a claims request carried, with its answer (see `calls`); outside
+    `_down`, so that requests refused while down count too."""
+    if request.method != "POST" or request.path not in CLAIM_PATHS:
+        return await handler(request)
+    try:
+        refs = claim_refs(parse_json(await request.read()))
+    except InvalidClaim:
+        refs = []
+    response = await handler(request)
+    stored = request.get(AppKeys.stored_answer)
+    answered = statuses_by_claim(response.status, _json_body(response))
+    decided = {} if stored is None else statuses_by_claim(stored.status, _json_body(stored))
+    # A caller that timed out has closed its connection by now.
+    delivered = request.transport is not None and not request.transport.is_closing()
+    for claim_id, upload_id in refs:
+        call = Call(
+            status=answered.get(claim_id, response.status),
+            stored_status=None if stored is None else decided.get(claim_id, stored.status),
+            delivered=delivered,
+        )
+        request.app[AppKeys.calls].record(claim_id, upload_id, call)
+    return response
 
 
 def _is_admin(request: web.Request) -> bool:
@@ -141,6 +183,7 @@ async def _with_faults(
         log.info("fault_injected", fault="fail_before_store")
         return _json(error(503, ErrorCode.UNAVAILABLE, "injected fault: failed before storing"))
     response = await store()
+    request[AppKeys.stored_answer] = response
     if plan.delay_s > 0:
         # The claim is already stored: a client that times out must find out what happened.
         log.info("fault_injected", fault="slow", delay_s=plan.delay_s)
@@ -247,6 +290,14 @@ async def put_faults(request: web.Request) -> web.Response:
     return _faults_response(injector)
 
 
+async def get_calls(request: web.Request) -> web.Response:
+    """Per claim id of one upload, every request that carried it and its answer (`calls`)."""
+    upload_id = request.query.get("upload_id")
+    if not upload_id:
+        return _json(error(400, ErrorCode.INVALID_REQUEST, "upload_id: query parameter required"))
+    return web.json_response({"calls": request.app[AppKeys.calls].of_upload(upload_id)})
+
+
 async def delete_faults(request: web.Request) -> web.Response:
     """Back to the faults the process started with."""
     config = request.app[AppKeys.faults].reset()
@@ -290,11 +341,13 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[_observe, _down, _authenticate], client_max_size=settings.max_request_bytes
+        middlewares=[_observe, _count_calls, _down, _authenticate],
+        client_max_size=settings.max_request_bytes,
     )
     app[AppKeys.settings] = settings
     app[AppKeys.faults] = FaultInjector(settings.fault_config())
     app[AppKeys.catalogue] = load_catalogue(settings.reference_dir)
+    app[AppKeys.calls] = CallLog()
     app.cleanup_ctx.append(_database)
     app.router.add_post("/v1/claims", post_claim)
     app.router.add_get("/v1/claims", list_claims)
@@ -303,4 +356,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/admin/faults", get_faults)
     app.router.add_put("/admin/faults", put_faults)
     app.router.add_delete("/admin/faults", delete_faults)
+    app.router.add_get("/admin/calls", get_calls)
     return app

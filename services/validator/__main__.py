@@ -105,7 +105,7 @@ async def main(settings: ValidatorSettings) -> None:
     log = get_logger()
     common = settings.common
     topics = Topics(common.kafka.topic_prefix)
-    await ensure_topics(common.kafka, topics)
+    await ensure_topics(common.kafka, topics, attempts=None)
     pool = await create_pool(common.postgres)
     http = None
     if settings.http_port is not None:

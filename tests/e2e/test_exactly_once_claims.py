@@ -12,6 +12,7 @@ import asyncio
 import csv
 import io
 import itertools
+import json
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
@@ -23,7 +24,9 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaConsumer
 
+from services.core.events import Topics
 from services.core.scheme.columns import Column
 from services.core.scheme.reference import bundled_reference
 from tests.e2e.conftest import Pipeline, ServiceProcess
@@ -192,6 +195,62 @@ async def set_standin_down(session: aiohttp.ClientSession, pipeline: Pipeline, d
         assert (await response.json())["down"] is down
 
 
+async def grant_calls(
+    session: aiohttp.ClientSession, pipeline: Pipeline, upload_id: str
+) -> dict[str, list[dict[str, Any]]]:
+    """Per claim id, every request the stand-in received for it, in the order answered."""
+    async with session.get(
+        f"{pipeline.standin_url}/admin/calls",
+        params={"upload_id": upload_id},
+        headers=bearer(pipeline.admin_token),
+    ) as response:
+        assert response.status == 200, await response.text()
+        calls: dict[str, list[dict[str, Any]]] = (await response.json())["calls"]
+        return calls
+
+
+def received_acceptance(call: dict[str, Any]) -> bool:
+    """The call's answer told the bridge its claim is accepted (new, or replayed)."""
+    return bool(call["delivered"] and call["status"] in (200, 201))
+
+
+def resent_after_acceptance(calls: list[dict[str, Any]]) -> bool:
+    """The claim was sent again after the bridge had received its acceptance."""
+    first = next((n for n, call in enumerate(calls) if received_acceptance(call)), None)
+    return first is not None and first < len(calls) - 1
+
+
+async def claim_events(
+    pipeline: Pipeline, wanted_claims: set[str], timeout_s: float
+) -> dict[str, dict[str, list[str]]]:
+    """Every event of the grant-claims topic, as {event type: {claim id: [event ids]}}, read
+    from the start until `claim.accepted` has been seen for every claim of `wanted_claims`."""
+    topic = Topics(pipeline.env["KAFKA_TOPIC_PREFIX"]).grant_claims
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=pipeline.env["KAFKA_BOOTSTRAP_SERVERS"],
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
+    seen: dict[str, dict[str, list[str]]] = {}
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not wanted_claims <= set(seen.get("claim.accepted", {})):
+            assert time.monotonic() < deadline, "claim.accepted events missing on Kafka"
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                for record in records:
+                    event = json.loads(record.value)
+                    by_claim = seen.setdefault(event["event_type"], {})
+                    if "claim_id" in event:
+                        by_claim.setdefault(event["claim_id"], []).append(event["event_id"])
+    finally:
+        await consumer.stop()
+    return seen
+
+
 async def wait_for(
     check: Callable[[], Awaitable[bool]], what: str, pipeline: Pipeline, timeout_s: float
 ) -> None:
@@ -315,6 +374,40 @@ async def test_every_eligible_achievement_is_claimed_exactly_once_through_faults
         (c["upload_id"], c["row_number"]): c["grant_amount_pence"] for c in standin_claims
     }
 
+    # The grant API's side of it: every request that carried each claim. Faults make the
+    # bridge send a claim again (the contract allows it: same claim id, same key), but the
+    # store accepted each claim once, and a claim whose acceptance had reached the bridge is
+    # sent again only if that bridge was killed before it could record it.
+    claim_ids = {c["claim_id"] for c in standin_claims}
+    async with aiohttp.ClientSession() as session:
+        calls = {
+            claim_id: claim_calls
+            for upload_id in upload_ids
+            for claim_id, claim_calls in (await grant_calls(session, pipeline, upload_id)).items()
+        }
+    assert set(calls) == claim_ids, "claims sent that the grant system did not store, or none"
+    created = Counter(
+        claim_id
+        for claim_id, claim_calls in calls.items()
+        for c in claim_calls
+        if c["stored_status"] == 201
+    )
+    assert [claim_id for claim_id in claim_ids if created[claim_id] != 1] == []
+    calls_per_claim = Counter(len(claim_calls) for claim_calls in calls.values())
+    resent = [
+        claim_id for claim_id, claim_calls in calls.items() if resent_after_acceptance(claim_calls)
+    ]
+    assert len(resent) <= sum(leased_at_crash), f"sent again after acceptance: {resent[:5]}"
+    assert calls_per_claim[1] > 0, "no claim went through in one call: the faults are too many"
+
+    # Kafka: one claim.accepted per claim (its copies, if a relay resent one after a crash,
+    # share its event id), and none for a claim that was not accepted.
+    on_kafka = await claim_events(pipeline, claim_ids, timeout_s=60)
+    accepted_on_kafka = on_kafka.get("claim.accepted", {})
+    assert set(accepted_on_kafka) == claim_ids
+    assert [c for c, event_ids in accepted_on_kafka.items() if len(set(event_ids)) != 1] == []
+    assert on_kafka.get("claim.refused", {}) == {}
+
     # The pipeline's records agree with the grant system's.
     rows = await pool.fetch(
         "SELECT upload_id::text, row_number, grant_state, grant_amount_pence, claimed_at"
@@ -352,6 +445,7 @@ async def test_every_eligible_achievement_is_claimed_exactly_once_through_faults
         f"claimed={len(to_claim)} withdrawn={len(withdrawn)}"
         f" not_eligible={len(not_eligible - withdrawn)} validated_s={validated_s:.1f}"
         f" leased_at_crash={leased_at_crash} chaos_done_s={chaos_done_s:.1f}"
+        f" calls_per_claim={dict(sorted(calls_per_claim.items()))} resent={len(resent)}"
         f" total_s={time.monotonic() - started:.1f}"
     )
 
