@@ -29,12 +29,15 @@ run: venv
 	@$(STACK) up
 	@$(PY) -m services.demo
 
-## lint, types, then the whole test suite against the real local stack (the tier2 tests aside)
+## lint, types, the unit tests, then the integration and end-to-end tests against the real
+## local stack (the tier2 tests aside); each step stops the run when it fails
 test: venv
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy services
+	@$(VENV)/bin/pytest -q -m "not tier2" tests/unit
 	@$(STACK) infra
-	@$(VENV)/bin/pytest -q -m "not tier2"
+	@deploy/local/browser.sh
+	@$(VENV)/bin/pytest -q -m "not tier2" tests/integration tests/e2e
 
 ## slow fault, fuzz and scale tests (CI runs them after `make test`); exit 5 means none collected
 test-tier2: venv

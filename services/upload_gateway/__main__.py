@@ -19,8 +19,6 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from services.core.events import Topics
-from services.core.kafka import ensure_topics
 from services.core.logging import configure_logging, get_logger
 from services.core.settings import load_settings
 from services.upload_gateway.app import create_app, runner_options
@@ -66,8 +64,8 @@ class InFlight:
 
 
 async def serve(settings: GatewaySettings) -> None:
-    kafka = settings.common.kafka
-    await ensure_topics(kafka, Topics(kafka.topic_prefix))
+    # Neither Kafka nor PostgreSQL is waited for here: the relay connects (and creates the
+    # topics) in the background, and the pool connects on first use.
     app = create_app(settings)
     in_flight = InFlight()
     app.middlewares.insert(0, in_flight.middleware)  # outermost: counts every request whole

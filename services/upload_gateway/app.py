@@ -9,8 +9,9 @@ from aiohttp import web
 
 from services.core.db import create_pool
 from services.core.events import Topics
-from services.core.storage import FolderStorage
+from services.upload_gateway import pages
 from services.upload_gateway.appkeys import (
+    KEY_USE,
     METRICS,
     POOL,
     PUBLIC_ROUTES,
@@ -20,9 +21,10 @@ from services.upload_gateway.appkeys import (
     TOPICS,
     UPLOAD_SLOTS,
 )
-from services.upload_gateway.auth import auth_middleware
+from services.upload_gateway.auth import KeyUse, auth_middleware
 from services.upload_gateway.bodies import body_guard_middleware
 from services.upload_gateway.errors import error_middleware
+from services.upload_gateway.health import CheckedStorage
 from services.upload_gateway.limits import UploadSlots
 from services.upload_gateway.metrics import GatewayMetrics, metrics_middleware
 from services.upload_gateway.relay import OutboxRelay
@@ -41,10 +43,19 @@ def runner_options(settings: GatewaySettings) -> dict[str, Any]:
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
+    # Connections are opened on first use: the gateway starts (and answers /healthz, and
+    # /readyz with 503) while PostgreSQL is still down, and every request retries it.
     settings = app[SETTINGS].common.postgres
-    app[POOL] = await create_pool(settings)
+    app[POOL] = await create_pool(settings, connect=False)
     yield
     await app[POOL].close()
+
+
+async def _storage(app: web.Application) -> AsyncIterator[None]:
+    storage = app[STORAGE]
+    if isinstance(storage, CheckedStorage):
+        storage.open_volume()
+    yield
 
 
 async def _outbox_relay(app: web.Application) -> AsyncIterator[None]:
@@ -68,14 +79,17 @@ def create_app(settings: GatewaySettings) -> web.Application:
         client_max_size=settings.max_json_body_bytes,
     )
     app[SETTINGS] = settings
-    app[STORAGE] = FolderStorage(settings.common.storage.root)
+    app[STORAGE] = CheckedStorage(settings.common.storage.root)
     app[TOPICS] = Topics(settings.common.kafka.topic_prefix)
     app[METRICS] = GatewayMetrics()
     app[UPLOAD_SLOTS] = UploadSlots(
         settings.max_concurrent_uploads_per_ato, settings.upload_retry_after_s
     )
     app[PUBLIC_ROUTES] = PUBLIC_ROUTE_NAMES
+    app[KEY_USE] = KeyUse()
+    app.cleanup_ctx.append(_storage)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_outbox_relay)
     add_routes(app)
+    pages.setup(app)  # the ATO's own pages: a router of their own, not in the API's
     return app

@@ -14,7 +14,7 @@ from services.core.events import Topics
 from services.core.storage import FolderStorage
 
 if TYPE_CHECKING:
-    from services.upload_gateway.auth import Principal
+    from services.upload_gateway.auth import KeyUse, Principal
     from services.upload_gateway.limits import UploadSlots
     from services.upload_gateway.metrics import GatewayMetrics
     from services.upload_gateway.relay import OutboxRelay
@@ -31,6 +31,8 @@ UPLOAD_SLOTS: web.AppKey[UploadSlots] = web.AppKey("upload_slots")
 RELAY: web.AppKey[OutboxRelay] = web.AppKey("relay")
 # Route names that need no API key (health, metrics, the scheme, the documents).
 PUBLIC_ROUTES: web.AppKey[frozenset[str]] = web.AppKey("public_routes")
+# When this process last put each API key's use in the audit trail.
+KEY_USE: web.AppKey[KeyUse] = web.AppKey("key_use")
 
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from services.upload_gateway.appkeys import PRINCIPAL, PUBLIC_ROUTES, database
+from services.core import audit
+from services.core.audit import AuditKind
+from services.upload_gateway.appkeys import KEY_USE, PRINCIPAL, PUBLIC_ROUTES, database
 from services.upload_gateway.errors import ApiError
 from services.upload_gateway.keys import owner_of_key
 
@@ -28,6 +34,32 @@ class Principal:
 
     ato_id: str
     default_policy: str
+    key_id: uuid.UUID  # the API key it signed in with (the audit trail's "who")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class KeyUse:
+    """When this process last recorded each key's use: the trail holds a key's use at most once
+    per `interval_s` per process (a portal polling an upload's status would otherwise write a
+    row per request), which still dates every key's use to the hour."""
+
+    interval_s: float = 3600.0
+    clock: Callable[[], float] = time.monotonic
+    _recorded: dict[uuid.UUID, float] = field(default_factory=dict)
+
+    def due(self, key_id: uuid.UUID) -> bool:
+        now = self.clock()
+        last = self._recorded.get(key_id)
+        if last is not None and now - last < self.interval_s:
+            return False
+        if len(self._recorded) > 100_000:  # keys come and go; a full map starts again
+            self._recorded.clear()
+        self._recorded[key_id] = now
+        return True
 
 
 def bearer_key(authorization: str | None) -> str | None:
@@ -55,8 +87,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise _unauthorized()
     async with database(request.app) as connection:
         row = await owner_of_key(connection, key)
+        if row is not None and request.app[KEY_USE].due(row["key_id"]):
+            await audit.record(
+                connection, AuditKind.KEY_USED, row["ato_id"], row["key_id"], None, utc_now()
+            )
     if row is None:
         raise _unauthorized()
-    request[PRINCIPAL] = Principal(row["ato_id"], row["default_policy"])
+    request[PRINCIPAL] = Principal(row["ato_id"], row["default_policy"], row["key_id"])
     with structlog.contextvars.bound_contextvars(ato_id=row["ato_id"]):
         return await handler(request)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import asyncpg
 from aiohttp import web
 
+from services.core import audit
+from services.core.audit import AuditKind
 from services.core.events import events_json_schema
 from services.core.logging import get_logger
 from services.core.scheme.scheme_document import scheme_document
@@ -21,7 +24,7 @@ from services.upload_gateway.appkeys import (
     UPLOAD_SLOTS,
     database,
 )
-from services.upload_gateway.auth import principal
+from services.upload_gateway.auth import Principal, principal
 from services.upload_gateway.errors import ApiError, not_found
 from services.upload_gateway.intake import (
     BodyLimits,
@@ -86,7 +89,7 @@ async def create_upload(request: web.Request) -> web.Response:
         with request.app[UPLOAD_SLOTS].hold(who.ato_id):
             check_free_disk(storage.root, settings.min_free_disk_bytes)
             form, stored = await receive(request, storage, storage_key, limits)
-        async with database(request.app) as connection:
+        async with database(request.app) as connection, connection.transaction():
             upload, created = await uploads.record_upload(
                 connection,
                 request.app[TOPICS],
@@ -98,6 +101,8 @@ async def create_upload(request: web.Request) -> web.Response:
                 idempotency_key=idempotency_key,
                 terms_accepted_at=terms_accepted_at,
             )
+            if created:  # in the upload's transaction: no upload without its audit row
+                await _audit(connection, AuditKind.UPLOAD_RECEIVED, who, upload.upload_id)
     except ApiError as error:
         storage.delete(storage_key)
         metrics.uploads.labels(error.code).inc()
@@ -162,6 +167,12 @@ def _wants_csv(request: web.Request) -> bool:
     return "text/csv" in request.headers.get("Accept", "")
 
 
+async def _audit(
+    connection: asyncpg.Connection, kind: AuditKind, who: Principal, upload_id: uuid.UUID
+) -> None:
+    await audit.record(connection, kind, who.ato_id, who.key_id, upload_id, datetime.now(UTC))
+
+
 async def upload_errors(request: web.Request) -> web.StreamResponse:
     who = principal(request)
     upload_id = path_uuid(request, "upload_id", "upload")
@@ -170,6 +181,7 @@ async def upload_errors(request: web.Request) -> web.StreamResponse:
     offset = int_param(request, "offset", 0, 0, MAX_OFFSET)
     async with database(request.app) as connection:
         upload = await uploads.get_upload(connection, who.ato_id, upload_id)
+        await _audit(connection, AuditKind.ERROR_REPORT_DOWNLOADED, who, upload_id)
         stored = await issues.count_stored(connection, upload_id)
         total = max(upload.issues_total, stored)
         truncated = stored < upload.issues_total
@@ -185,14 +197,7 @@ async def upload_errors(request: web.Request) -> web.StreamResponse:
                 }
             )
             await response.prepare(request)
-            header = True
-            async with connection.transaction(readonly=True):
-                async for batch in issues.stream_all(connection, upload_id):
-                    await response.write(issues.csv_lines(batch, header=header).encode())
-                    header = False
-            if header:
-                await response.write(issues.csv_lines([], header=True).encode())
-            await response.write_eof()
+            await issues.write_csv_report(response, connection, upload_id)
             return response
         items = await issues.page(connection, upload_id, limit=limit, offset=offset)
     next_offset = offset + len(items) if offset + len(items) < stored else None
@@ -219,6 +224,7 @@ async def upload_achievements(request: web.Request) -> web.Response:
         items, total = await achievements.list_achievements(
             connection, who.ato_id, upload_id, limit=limit, offset=offset
         )
+        await _audit(connection, AuditKind.ACHIEVEMENTS_LISTED, who, upload_id)
     next_offset = offset + len(items) if offset + len(items) < total else None
     return web.json_response(
         {
@@ -235,10 +241,11 @@ async def upload_achievements(request: web.Request) -> web.Response:
 async def withdraw_upload(request: web.Request) -> web.Response:
     who = principal(request)
     upload_id = path_uuid(request, "upload_id", "upload")
-    async with database(request.app) as connection:
+    async with database(request.app) as connection, connection.transaction():
         upload = await uploads.withdraw_upload(
             connection, request.app[TOPICS], who.ato_id, upload_id
         )
+        await _audit(connection, AuditKind.UPLOAD_WITHDRAWN, who, upload_id)
     log.info("upload_withdrawn", upload_id=str(upload_id))
     return web.json_response(upload.to_json())
 
@@ -246,10 +253,11 @@ async def withdraw_upload(request: web.Request) -> web.Response:
 async def withdraw_achievement(request: web.Request) -> web.Response:
     who = principal(request)
     achievement_id = path_uuid(request, "achievement_id", "achievement")
-    async with database(request.app) as connection:
+    async with database(request.app) as connection, connection.transaction():
         achievement = await achievements.withdraw_achievement(
             connection, request.app[TOPICS], who.ato_id, achievement_id
         )
+        await _audit(connection, AuditKind.ACHIEVEMENT_WITHDRAWN, who, achievement.upload_id)
     log.info(
         "achievement_withdrawn",
         achievement_id=str(achievement_id),

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
+import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+from aiohttp import web
 
 CSV_HEADER = ("row", "column", "code", "severity", "message", "value")
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
@@ -101,3 +103,18 @@ async def stream_all(
     cursor = await connection.cursor(_SELECT, upload_id)
     while batch := await cursor.fetch(batch_rows):
         yield [Issue.from_row(row) for row in batch]
+
+
+async def write_csv_report(
+    response: web.StreamResponse, connection: asyncpg.Connection, upload_id: uuid.UUID
+) -> None:
+    """The upload's stored issues as the CSV error report, into a prepared response, in one
+    read-only transaction (a consistent report however long the client takes), then EOF."""
+    header = True
+    async with connection.transaction(readonly=True):
+        async for batch in stream_all(connection, upload_id):
+            await response.write(csv_lines(batch, header=header).encode())
+            header = False
+    if header:
+        await response.write(csv_lines([], header=True).encode())
+    await response.write_eof()

@@ -62,9 +62,10 @@ async def revoke_key(connection: asyncpg.Connection, key_id: uuid.UUID) -> bool:
 
 
 async def owner_of_key(connection: asyncpg.Connection, api_key: str) -> asyncpg.Record | None:
-    """`ato_id` and `default_policy` of the ATO an active (not revoked) key belongs to."""
+    """`key_id`, and `ato_id` and `default_policy` of the ATO, of an active (not revoked)
+    key."""
     owner: asyncpg.Record | None = await connection.fetchrow(
-        "SELECT k.ato_id, a.default_policy FROM api_keys k JOIN atos a USING (ato_id)"
+        "SELECT k.key_id, k.ato_id, a.default_policy FROM api_keys k JOIN atos a USING (ato_id)"
         " WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
         hash_key(api_key),
     )

@@ -268,7 +268,8 @@ OPERATIONS: dict[str, Schema] = {
         },
     },
     "readyz": {
-        "summary": "PostgreSQL and Kafka are reachable.",
+        "summary": "PostgreSQL and the storage folder are usable (Kafka is reported, not"
+        " required: uploads wait in the outbox).",
         "tags": ["operations"],
         "responses": {
             "200": _json("Ready.", _ref("Readiness")),

@@ -1,19 +1,23 @@
 """The outbox relay as a background task of the gateway process.
 
-Uploads never wait for Kafka: they commit to the outbox, and this task publishes. When Kafka is
-unreachable at start the task keeps retrying (with back-off) instead of failing the process, so
-the gateway keeps accepting files and the backlog drains once Kafka is back.
+Uploads never wait for Kafka: they commit to the outbox, and this task publishes. Kafka is not
+needed to start: the task connects, then makes sure the contract's topics exist, retrying both
+with capped back-off for as long as it takes, while the gateway serves and the outbox fills.
+Once connected, `run_relay` publishes each outbox slot in id order; a send that fails leaves
+the rows for the next round, so the backlog drains in order once Kafka is back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from services.core.kafka import make_producer
+from services.core.events import Topics
+from services.core.kafka import ensure_topics, make_producer
 from services.core.logging import get_logger
 from services.core.outbox import run_relay
 from services.core.settings import KafkaSettings
@@ -36,6 +40,9 @@ class OutboxRelay:
         self._max_backoff_s = max_backoff_s
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._probing: asyncio.Task[bool] | None = None
+        # The last probe's answer; None before the first one ends.
+        self._reachable: bool | None = None
         self.producer: AIOKafkaProducer | None = None
 
     def start(self) -> None:
@@ -43,6 +50,9 @@ class OutboxRelay:
 
     async def close(self) -> None:
         self._stop.set()
+        if self._probing is not None:
+            self._probing.cancel()
+            await asyncio.gather(self._probing, return_exceptions=True)
         if self._task is not None:
             await self._task
         if self.producer is not None:
@@ -59,24 +69,52 @@ class OutboxRelay:
             return False
         return True
 
-    async def _connect(self) -> AIOKafkaProducer | None:
+    def kafka_state(self, timeout_s: float) -> str:
+        """For readiness to report without waiting: the last probe's answer ("ok",
+        "unavailable", or "connecting" before the first), and a new probe started in the
+        background unless one is running."""
+        if self._probing is None or self._probing.done():
+            self._probing = asyncio.create_task(self._remember(timeout_s), name="kafka-probe")
+        if self._reachable is None:
+            return "connecting"
+        return "ok" if self._reachable else "unavailable"
+
+    async def _remember(self, timeout_s: float) -> bool:
+        self._reachable = await self.probe(timeout_s)
+        return self._reachable
+
+    async def _retry(self, what: str, step: Callable[[], Awaitable[None]]) -> bool:
+        """Runs `step` until it succeeds (True) or the relay is closed (False)."""
         backoff_s = 0.5
         while not self._stop.is_set():
-            producer = make_producer(self._settings, self._client_id)
             try:
-                await producer.start()
+                await step()
             except Exception as error:
-                log.warning("kafka_connect_failed", error=type(error).__name__, retry_s=backoff_s)
-                await producer.stop()
+                log.warning(f"{what}_failed", error=type(error).__name__, retry_s=backoff_s)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), backoff_s)
                 backoff_s = min(backoff_s * 2, self._max_backoff_s)
                 continue
-            log.info("kafka_connected")
-            return producer
-        return None
+            return True
+        return False
+
+    async def _connect(self) -> None:
+        producer = make_producer(self._settings, self._client_id)
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        self.producer = producer
+        log.info("kafka_connected")
+
+    async def _ensure_topics(self) -> None:
+        await ensure_topics(self._settings, Topics(self._settings.topic_prefix), attempts=1)
 
     async def _run(self) -> None:
-        self.producer = await self._connect()
-        if self.producer is not None:
-            await run_relay(self._pool, self.producer, self._stop)
+        if not await self._retry("kafka_connect", self._connect):
+            return
+        if not await self._retry("kafka_topics", self._ensure_topics):
+            return
+        assert self.producer is not None
+        await run_relay(self._pool, self.producer, self._stop)

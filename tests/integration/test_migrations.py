@@ -30,6 +30,10 @@ PACKAGES = {
         "outbox",
         "processed_events",
         "grant_claims",
+        "audit_events",
+        "purged_duplicate_keys",
+        "page_sessions",
+        "accepted_event_parts",
     },
     "services.grant_standin.migrations": {"claims", "idempotency_records"},
 }

@@ -38,32 +38,22 @@ async def test_readyz_checks_the_database_and_reports_kafka_disabled_without_the
     assert response.status == 200
     assert await response.json() == {
         "status": "ready",
-        "checks": {"database": "ok", "kafka": "disabled"},
+        "checks": {"database": "ok", "storage": "ok", "kafka": "disabled"},
     }
 
 
-async def test_readyz_is_ready_when_the_relay_reaches_kafka(
+async def test_readyz_reports_kafka_once_the_relay_reaches_it(
     make_client: ClientFactory, kafka_settings: KafkaSettings
 ) -> None:
+    """Kafka is reported, not required (test_gateway_readiness.py: ready without it)."""
     client = await make_client(run_outbox_relay=True, kafka=kafka_settings)
-    # The relay connects in the background; readiness follows within a few seconds.
+    # The relay connects in the background; its last check shows within a few seconds.
     for _ in range(100):
-        response = await client.get("/readyz")
-        if response.status == 200:
+        checks = (await (await client.get("/readyz")).json())["checks"]
+        if checks["kafka"] == "ok":
             break
         await asyncio.sleep(0.2)
-    assert (await response.json())["checks"] == {"database": "ok", "kafka": "ok"}
-
-
-async def test_readyz_is_503_json_when_kafka_is_unreachable(make_client: ClientFactory) -> None:
-    unreachable = KafkaSettings(bootstrap_servers="127.0.0.1:1")
-    client = await make_client(run_outbox_relay=True, kafka=unreachable, readiness_timeout_s=0.5)
-    response = await client.get("/readyz")
-    assert response.status == 503
-    body = await response.json()
-    assert body == {"status": "not_ready", "checks": {"database": "ok", "kafka": "unavailable"}}
-    # The gateway keeps serving: uploads only need PostgreSQL (the outbox holds the events).
-    assert (await client.get("/healthz")).status == 200
+    assert checks == {"database": "ok", "storage": "ok", "kafka": "ok"}
 
 
 async def test_a_request_that_cannot_get_a_connection_in_time_is_503_json(

@@ -1,0 +1,355 @@
+"""The page handlers: sign-in and out, the four choices, the upload and its outcome.
+
+The upload and everything read about it go through the API's own code: the upload handler
+itself (streaming, file inspection, limits, the outbox) and the domain functions of
+`uploads` and `issues`, acting for the session's ATO.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+import structlog
+from aiohttp import web
+
+from services.core import audit
+from services.core.audit import AuditKind
+from services.core.logging import get_logger
+from services.core.reference_store import read_from_database
+from services.core.scheme.columns import COLUMNS
+from services.core.states import FINAL
+from services.upload_gateway import handlers, issues, uploads
+from services.upload_gateway.appkeys import PRINCIPAL, SETTINGS, database
+from services.upload_gateway.auth import Principal
+from services.upload_gateway.bodies import read_small_body
+from services.upload_gateway.errors import ApiError
+from services.upload_gateway.intake import POLICIES
+from services.upload_gateway.pages import sessions, texts
+from services.upload_gateway.pages.guidance import scheme_view
+from services.upload_gateway.pages.sessions import Session
+from services.upload_gateway.pages.site import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    PAGES_CLOCK,
+    SESSION_COOKIE,
+    SIGN_IN_COOKIE,
+    match_value,
+    render,
+    see_other,
+    url,
+)
+from services.upload_gateway.pages.workbook import build_workbook
+
+log = get_logger()
+
+SIGN_IN_FORM_TTL_S = 3600
+MAX_FORM_BYTES = 4096
+MAX_FORM_FIELDS = 8
+ISSUES_SHOWN = 500
+WORKBOOK_FILE_NAME = "bulk-achievements-guided-template.xlsx"
+SCHEME_FILE_NAME = "bulk-achievements-csv-scheme.html"
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+FINAL_STATUSES = frozenset(state.value for state in FINAL)
+
+PageHandler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
+
+
+def _cookie_flags() -> dict[str, Any]:
+    # Secure, HTTP-only, same-site only, and sent to the pages alone (never to the API).
+    return {"secure": True, "httponly": True, "samesite": "Strict", "path": url()}
+
+
+async def _session(request: web.Request) -> tuple[str, Session] | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    async with database(request.app) as connection:
+        session = await sessions.resume(connection, token, request.app[PAGES_CLOCK]())
+    return (token, session) if session is not None else None
+
+
+def _signed_out_response(response: web.Response) -> web.Response:
+    response.del_cookie(SESSION_COOKIE, path=url(), secure=True, httponly=True, samesite="Strict")
+    return response
+
+
+def page(handler: PageHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A page for a signed-in ATO: no live session sends a browser to sign in."""
+
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        found = await _session(request)
+        if found is None:
+            # "Your session has ended" only to a browser that had one.
+            ended = "?expired=1" if request.cookies.get(SESSION_COOKIE) else ""
+            return _signed_out_response(see_other(url(f"/sign-in{ended}")))
+        with structlog.contextvars.bound_contextvars(ato_id=found[1].ato_id):
+            return await handler(request, found[1])
+
+    return wrapper
+
+
+def endpoint(handler: PageHandler) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A page endpoint the page's script calls: JSON 401 rather than a redirect."""
+
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        found = await _session(request)
+        if found is None:
+            raise ApiError(401, "SESSION_ENDED", texts.UPLOAD["session_ended"])
+        with structlog.contextvars.bound_contextvars(ato_id=found[1].ato_id):
+            return await handler(request, found[1])
+
+    return wrapper
+
+
+async def _form(request: web.Request) -> dict[str, str]:
+    """A small urlencoded form, read whole within the API's body bounds (size and timeout)."""
+    if request.content_type != "application/x-www-form-urlencoded":
+        return {}
+    timeout_s = request.app[SETTINGS].body_read_timeout_s
+    data = await read_small_body(request, MAX_FORM_BYTES, timeout_s)
+    try:
+        pairs = parse_qsl(data.decode("utf-8", errors="replace"), max_num_fields=MAX_FORM_FIELDS)
+    except ValueError:  # more fields than any page's form has
+        raise ApiError(400, "INVALID_BODY", "The form has too many fields.") from None
+    fields: dict[str, str] = {}
+    for name, value in pairs:
+        fields.setdefault(name, value)
+    return fields
+
+
+def _csrf_refused(request: web.Request) -> web.Response:
+    log.info("page_csrf_refused")
+    return render(
+        request, "message.html", 403, title=texts.TITLES["error"], body=[texts.ERRORS["csrf"]]
+    )
+
+
+# Sign-in and out.
+
+
+def _sign_in_page(
+    request: web.Request, status: int = 200, error: str | None = None
+) -> web.Response:
+    csrf = secrets.token_urlsafe(32)
+    notice = texts.SIGN_IN["expired"] if request.query.get("expired") == "1" else None
+    response = render(
+        request,
+        "sign_in.html",
+        status,
+        title=texts.TITLES["sign_in"],
+        csrf=csrf,
+        error=error,
+        notice=notice,
+    )
+    response.set_cookie(SIGN_IN_COOKIE, csrf, max_age=SIGN_IN_FORM_TTL_S, **_cookie_flags())
+    return response
+
+
+async def sign_in_form(request: web.Request) -> web.StreamResponse:
+    if await _session(request) is not None:
+        return see_other(url("/submit"))
+    return _sign_in_page(request)
+
+
+async def sign_in(request: web.Request) -> web.StreamResponse:
+    form = await _form(request)
+    if not sessions.same_token(request.cookies.get(SIGN_IN_COOKIE, ""), form.get(CSRF_FIELD)):
+        return _sign_in_page(request, 403, texts.SIGN_IN["form_expired"])
+    api_key = form.get("api_key", "").strip()
+    if not api_key:
+        return _sign_in_page(request, 400, texts.SIGN_IN["missing_key"])
+    async with database(request.app) as connection:
+        opened = await sessions.sign_in(connection, api_key, request.app[PAGES_CLOCK]())
+    if opened is None:
+        log.info("page_sign_in_refused")
+        return _sign_in_page(request, 401, texts.SIGN_IN["bad_key"])
+    token, session = opened
+    log.info("page_signed_in", ato_id=session.ato_id, key_id=str(session.key_id))
+    response = see_other(url("/submit"))
+    response.set_cookie(SESSION_COOKIE, token, **_cookie_flags())
+    response.del_cookie(SIGN_IN_COOKIE, path=url(), secure=True, httponly=True, samesite="Strict")
+    return response
+
+
+@page
+async def sign_out(request: web.Request, session: Session) -> web.StreamResponse:
+    form = await _form(request)
+    if not sessions.same_token(session.csrf_token, form.get(CSRF_FIELD)):
+        return _csrf_refused(request)
+    async with database(request.app) as connection:
+        await sessions.sign_out(connection, request.cookies[SESSION_COOKIE])
+    log.info("page_signed_out", ato_id=session.ato_id)
+    return _signed_out_response(see_other(url("/signed-out")))
+
+
+async def signed_out(request: web.Request) -> web.StreamResponse:
+    return render(
+        request,
+        "message.html",
+        title=texts.TITLES["signed_out"],
+        body=[texts.SIGN_OUT["done"]],
+        link=(url("/sign-in"), texts.SIGN_OUT["again"]),
+    )
+
+
+async def home(request: web.Request) -> web.StreamResponse:
+    return see_other(url("/submit"))
+
+
+# The four choices.
+
+
+@page
+async def submit(request: web.Request, session: Session) -> web.StreamResponse:
+    return render(request, "submit.html", title=texts.TITLES["submit"], session=session)
+
+
+@page
+async def scheme(request: web.Request, session: Session) -> web.StreamResponse:
+    download = request.query.get("download") == "1"
+    response = render(
+        request,
+        "scheme.html",
+        title=texts.TITLES["scheme"],
+        session=None if download else session,
+        scheme=scheme_view(),
+        download=download,
+    )
+    if download:
+        response.headers["Content-Disposition"] = f'attachment; filename="{SCHEME_FILE_NAME}"'
+    return response
+
+
+@page
+async def template_csv(request: web.Request, session: Session) -> web.StreamResponse:
+    return await handlers.template_csv(request)
+
+
+@page
+async def template_xlsx(request: web.Request, session: Session) -> web.StreamResponse:
+    async with database(request.app) as connection:
+        _, reference = await read_from_database(connection)
+    codes = sorted(course.code for course in reference.courses())
+    return web.Response(
+        body=build_workbook(codes),
+        content_type=XLSX_TYPE,
+        headers={"Content-Disposition": f'attachment; filename="{WORKBOOK_FILE_NAME}"'},
+    )
+
+
+# The upload and its outcome.
+
+
+@page
+async def upload_form(request: web.Request, session: Session) -> web.StreamResponse:
+    return render(
+        request,
+        "upload.html",
+        title=texts.TITLES["upload"],
+        session=session,
+        policies=[(policy, *texts.POLICY_LABELS[policy]) for policy in POLICIES],
+        csrf_header=CSRF_HEADER,
+    )
+
+
+@endpoint
+async def upload(request: web.Request, session: Session) -> web.StreamResponse:
+    """The API's upload, for the session's ATO; the CSRF token comes as a header."""
+    if not sessions.same_token(session.csrf_token, request.headers.get(CSRF_HEADER)):
+        log.info("page_csrf_refused")
+        raise ApiError(403, "CSRF_REFUSED", texts.ERRORS["csrf"])
+    request[PRINCIPAL] = Principal(session.ato_id, session.default_policy, session.key_id)
+    return await handlers.create_upload(request)
+
+
+def _upload_id(request: web.Request) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(match_value(request, "upload_id"))
+    except ValueError:
+        return None
+
+
+async def _own_upload(request: web.Request, session: Session) -> uploads.Upload | None:
+    upload_id = _upload_id(request)
+    if upload_id is None:
+        return None
+    try:
+        async with database(request.app) as connection:
+            return await uploads.get_upload(connection, session.ato_id, upload_id)
+    except ApiError:
+        return None  # another ATO's upload is as absent as a missing one
+
+
+@endpoint
+async def upload_status(request: web.Request, session: Session) -> web.StreamResponse:
+    found = await _own_upload(request, session)
+    if found is None:
+        raise ApiError(404, "NOT_FOUND", texts.RESULT["not_found"])
+    return web.json_response({**found.to_json(), "final": found.status in FINAL_STATUSES})
+
+
+@page
+async def result(request: web.Request, session: Session) -> web.StreamResponse:
+    found = await _own_upload(request, session)
+    if found is None:
+        return render(
+            request,
+            "message.html",
+            404,
+            title=texts.TITLES["result"],
+            body=[texts.RESULT["not_found"]],
+            session=session,
+        )
+    shown: list[issues.Issue] = []
+    stored = 0
+    if found.issues_total:
+        async with database(request.app) as connection:
+            stored = await issues.count_stored(connection, found.upload_id)
+            shown = await issues.page(connection, found.upload_id, limit=ISSUES_SHOWN, offset=0)
+    summary = found.to_json()
+    return render(
+        request,
+        "result.html",
+        title=texts.TITLES["result"],
+        session=session,
+        upload=summary,
+        final=found.status in FINAL_STATUSES,
+        status_words=texts.STATUS_WORDS.get(found.status, found.status),
+        issues=shown,
+        stored=stored,
+        advice=found.file_error_code in texts.ADVICE_CODES,
+        column_letters={spec.header: spec.letter for spec in COLUMNS},
+    )
+
+
+@page
+async def errors_csv(request: web.Request, session: Session) -> web.StreamResponse:
+    found = await _own_upload(request, session)
+    if found is None:
+        return render(
+            request, "message.html", 404, title=texts.TITLES["result"], body=[], session=session
+        )
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/csv; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="upload-{found.upload_id}-errors.csv"',
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        }
+    )
+    await response.prepare(request)
+    async with database(request.app) as connection:
+        await audit.record(
+            connection,
+            AuditKind.ERROR_REPORT_DOWNLOADED,
+            session.ato_id,
+            session.key_id,
+            found.upload_id,
+            request.app[PAGES_CLOCK](),
+        )
+        await issues.write_csv_report(response, connection, found.upload_id)
+    return response

@@ -1,0 +1,287 @@
+"""The guide's steps 3 to 10 in a real browser (Debian's Chromium driven by Playwright) against
+the running services: sign in, the four choices, a file that passes, one with problems and a
+workbook refused with advice, with axe-core checking each page for accessibility problems.
+
+Set PAGES_SCREENSHOTS to a folder to keep a screenshot of each step (docs/screenshots holds
+the ones the documentation shows).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import AsyncIterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from services.demo import write_sample
+from tests.e2e.conftest import REPO_ROOT, Pipeline
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
+HAS_CHROMIUM = CHROMIUM.exists()
+AXE_VERSION = "4"  # the major version of axe-core the checks are written against
+AXE_FOLDER = REPO_ROOT / ".local" / "axe-core"
+BLOCKING_IMPACTS = {"serious", "critical"}
+WORKBOOK_BYTES = b"PK\x03\x04\x14\x00\x06\x00" + b"\x00" * 512
+
+playwright = pytest.importorskip("playwright.async_api")
+
+
+def missing(what: str) -> None:
+    """A missing browser or axe-core fails the run in CI (`make test` installs both through
+    deploy/local/browser.sh) and skips elsewhere."""
+    if os.environ.get("CI"):
+        pytest.fail(what)
+    pytest.skip(what)
+
+
+def axe_source() -> str:
+    """axe.min.js from the npm package: $AXE_CORE_JS, else installed once under .local/."""
+    if configured := os.environ.get("AXE_CORE_JS"):
+        return Path(configured).read_text(encoding="utf-8")
+    script = AXE_FOLDER / "node_modules" / "axe-core" / "axe.min.js"
+    if not script.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            missing("npm is needed to install axe-core")
+        AXE_FOLDER.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                npm,
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--prefix",
+                str(AXE_FOLDER),
+                f"axe-core@{AXE_VERSION}",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    return script.read_text(encoding="utf-8")
+
+
+class Steps:
+    """The browser page, the accessibility check and the screenshots of each step."""
+
+    def __init__(self, page: Any, axe: str, shots: Path | None) -> None:
+        self.page = page
+        self.axe = axe
+        self.shots = shots
+        self.count = 0
+        self.checked: list[str] = []
+
+    async def check(self, name: str) -> None:
+        """axe-core on the page as it is now: no serious or critical violation."""
+        self.count += 1
+        if self.shots is not None:
+            await self.page.screenshot(
+                path=str(self.shots / f"ato-pages-{self.count:02d}-{name}.png")
+            )
+        if not await self.page.evaluate("typeof window.axe !== 'undefined'"):
+            await self.page.evaluate(self.axe)
+        results = await self.page.evaluate(
+            "async () => await window.axe.run(document, {resultTypes: ['violations']})"
+        )
+        blocking = [
+            {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]]}
+            for v in results["violations"]
+            if v["impact"] in BLOCKING_IMPACTS
+        ]
+        assert blocking == [], f"{name}: {json.dumps(blocking, indent=1)}"
+        self.checked.append(name)
+
+
+@pytest.fixture
+async def browser_page() -> AsyncIterator[Any]:
+    if not HAS_CHROMIUM:
+        missing(f"Chromium is not installed at {CHROMIUM} (Debian package 'chromium')")
+    async with playwright.async_playwright() as driver:
+        browser = await driver.chromium.launch(
+            executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True
+        )
+        # axe-core is added to each page by the test itself, past the pages' script policy.
+        context = await browser.new_context(
+            bypass_csp=True, viewport={"width": 1100, "height": 900}
+        )
+        try:
+            yield await context.new_page()
+        finally:
+            await context.close()
+            await browser.close()
+
+
+def failing_file(folder: Path, today: date) -> Path:
+    """Two rows: one valid, one whose ULN has a wrong check digit."""
+    day = today.strftime("%d/%m/%Y")
+    path = folder / "june-with-problems.csv"
+    path.write_text(
+        "ProviderReference,CourseCode,AchievementDate,LearnerForename,LearnerSurname,"
+        "DateOfBirth,ULN,NINumber,CITBIndividualId,EmployerLevyNumber,Notes\r\n"
+        f"R1,SD-WAH-101,{day},Ann,Smith,01/01/1990,,,CITB123456,M1286101,\r\n"
+        f"R2,SD-WAH-101,{day},Bob,Jones,02/02/1991,1000000044,,,M1286101,\r\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+# Notes each heading the progress panel shows, where the next page can read it.
+WATCH_PROGRESS = """() => {
+  const title = document.getElementById("progress-title");
+  const seen = [];
+  new MutationObserver(() => {
+    if (!seen.includes(title.textContent)) {
+      seen.push(title.textContent);
+      sessionStorage.setItem("progress-seen", JSON.stringify(seen));
+    }
+  }).observe(title, {childList: true, characterData: true, subtree: true});
+}"""
+
+
+async def progress_seen(page: Any) -> list[str]:
+    seen: list[str] = json.loads(
+        await page.evaluate("() => sessionStorage.getItem('progress-seen') || '[]'")
+    )
+    return seen
+
+
+async def upload_through_the_page(steps: Steps, path: Path, policy: str, name: str) -> None:
+    page = steps.page
+    await page.get_by_role("link", name="Upload a new bulk achievement").click()
+    await page.wait_for_url("**/ato/upload")
+    await page.set_input_files("#file", str(path))
+    await page.check(f"#policy-{policy}")
+    await page.get_by_role("button", name="Upload", exact=True).click()
+    dialog = page.get_by_role("dialog", name="Terms and conditions")
+    await dialog.wait_for()
+    assert await page.evaluate("document.activeElement.id") == "terms-accept"
+    await steps.check(name)
+    await page.evaluate(WATCH_PROGRESS)
+    await dialog.get_by_role("button", name="Accept and upload").click()
+
+
+async def test_an_ato_follows_the_guide_from_sign_in_to_the_data_is_valid(
+    make_pipeline: Any, tmp_path: Path, browser_page: Any
+) -> None:
+    pipeline: Pipeline = await make_pipeline(bridges=0, validators=1)
+    ato_id, api_key = await pipeline.create_ato()
+    shots = Path(os.environ["PAGES_SCREENSHOTS"]) if os.environ.get("PAGES_SCREENSHOTS") else None
+    if shots is not None:
+        shots.mkdir(parents=True, exist_ok=True)
+    steps = Steps(browser_page, axe_source(), shots)
+    page = steps.page
+
+    # Sign in (step 1): the key is typed once and never appears in a URL.
+    await page.goto(f"{pipeline.gateway_url}/ato")
+    await page.wait_for_url("**/ato/sign-in**")
+    await steps.check("sign-in")
+    await page.get_by_label("API key").fill("ak_wrong")
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("alert").wait_for()
+    assert await page.evaluate("document.activeElement.id") == "error-summary"
+    await steps.check("sign-in-error")
+    await page.get_by_label("API key").fill(api_key)
+    await page.get_by_role("button", name="Sign in").click()
+
+    # Step 3: the four choices.
+    await page.wait_for_url("**/ato/submit")
+    assert api_key not in page.url
+    assert await page.get_by_role("heading", level=1).inner_text() == "Submit Bulk Achievements"
+    cookies = {c["name"]: c for c in await page.context.cookies()}
+    session = cookies["ato_session"]
+    assert (session["httpOnly"], session["secure"], session["sameSite"]) == (True, True, "Strict")
+    assert session["value"] != api_key
+    await steps.check("submit")
+
+    # Step 4: the scheme and guidance notes.
+    await page.get_by_role("link", name="Download technical CSV scheme and guidance notes").click()
+    await page.wait_for_url("**/ato/scheme")
+    assert await page.get_by_role("heading", name="Column G: ULN").count() == 1
+    await steps.check("scheme")
+    await page.go_back()
+
+    # Step 5: the blank CSV and the guided workbook download.
+    async with page.expect_download() as blank:
+        await page.get_by_role("link", name="Download blank CSV file").click()
+    assert (await blank.value).suggested_filename == "bulk-achievements-template.csv"
+    async with page.expect_download() as guided:
+        await page.get_by_role("link", name="Download guided template (Excel workbook)").click()
+    assert (await guided.value).suggested_filename.endswith(".xlsx")
+
+    # Steps 8 to 10: upload, accept the terms, watch it pass.
+    sample = write_sample(tmp_path, date.today())
+    await upload_through_the_page(steps, sample, "all_or_nothing", "terms")
+    await page.wait_for_url("**/ato/uploads/*", timeout=120_000)
+    await page.locator("#upload-message").wait_for()
+    assert await page.locator("#upload-status").inner_text() == "passed"
+    assert await page.locator("#upload-rows").inner_text() == "8"
+    assert await page.locator("#upload-file-name").inner_text() == sample.name
+    assert await page.locator("#upload-message").inner_text() == "The data is valid"
+    # The progress bar showed the bytes going up, then the rows being checked.
+    assert await progress_seen(page) == ["Sending the file", "Checking the rows"]
+    await steps.check("passed")
+
+    # A file with a problem: the problems table, with the value partly hidden.
+    await page.get_by_role("link", name="Back to Submit Bulk Achievements").click()
+    await upload_through_the_page(
+        steps, failing_file(tmp_path, date.today()), "valid_rows", "terms-again"
+    )
+    await page.wait_for_url("**/ato/uploads/*", timeout=120_000)
+    table = page.locator("#problems")
+    await table.wait_for()
+    row = table.locator("tbody tr").first
+    cells = [await cell.inner_text() for cell in await row.locator("td").all()]
+    assert cells[:3] == ["3", "G ULN", "ULN_03"]
+    assert cells[4] != "1000000044"
+    assert "*" in cells[4]
+    assert await page.locator("#upload-status").inner_text() == "partially accepted"
+    async with page.expect_download() as report:
+        await page.get_by_role("link", name="Download the problems as CSV").click()
+    assert (await report.value).suggested_filename.endswith("-errors.csv")
+    await steps.check("problems")
+
+    # A workbook sent instead of the CSV: refused at once, with the advice on exporting.
+    workbook = tmp_path / "achievements.xlsx"
+    workbook.write_bytes(WORKBOOK_BYTES)
+    await page.get_by_role("link", name="Upload another file").click()
+    await page.wait_for_url("**/ato/upload")
+    await page.set_input_files("#file", str(workbook))
+    await page.get_by_role("button", name="Upload", exact=True).focus()
+    await page.keyboard.press("Enter")  # the keyboard alone: Enter, then Enter to accept
+    await page.get_by_role("dialog", name="Terms and conditions").wait_for()
+    await page.keyboard.press("Enter")
+    await page.locator("#export-advice").wait_for()
+    assert "workbook" in await page.locator("#upload-error-message").inner_text()
+    assert await page.evaluate("document.activeElement.id") == "upload-error"
+    await steps.check("refused")
+
+    # Sign out: the session ends, and the pages ask to sign in again.
+    await page.get_by_role("button", name="Sign out").click()
+    await page.wait_for_url("**/ato/signed-out")
+    await steps.check("signed-out")
+    await page.goto(f"{pipeline.gateway_url}/ato/submit")
+    await page.wait_for_url("**/ato/sign-in**")
+    assert ato_id not in page.url
+    gateway_log = pipeline.services["gateway"].log_path.read_text(errors="replace")
+    assert api_key not in gateway_log
+    assert session["value"] not in gateway_log
+    assert steps.checked == [
+        "sign-in",
+        "sign-in-error",
+        "submit",
+        "scheme",
+        "terms",
+        "passed",
+        "terms-again",
+        "problems",
+        "refused",
+        "signed-out",
+    ]
