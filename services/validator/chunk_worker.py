@@ -52,9 +52,11 @@ log = get_logger()
 INFRASTRUCTURE_ERRORS = TRANSIENT_ERRORS
 # Share of `drain_s` a chunk in validation may still take once draining starts.
 DRAIN_GRACE_FRACTION = 0.25
-# Uploads whose chunk readers a worker keeps: the round robin interleaves the chunks of as many
-# uploads as there are ATOs with work, and a miss only costs building them again.
-KEPT_READERS = 4
+# Uploads whose chunk readers a worker keeps. The round robin interleaves the chunks of every
+# ATO with work, so more would hit more often, but each holds its date cache (up to 131,072
+# texts) and plans: two keep a big upload's readers while small ones come and go, and a miss
+# only costs building them again (tens of milliseconds).
+KEPT_READERS = 2
 
 T = TypeVar("T")
 
