@@ -1228,19 +1228,29 @@ def _retention_settings() -> tuple[CommonSettings, RetentionSettings]:
     " settled claims) and orphaned .part files; counts, codes and states stay."
 )
 @click.option("--dry-run", is_flag=True, help="count what would go, change nothing")
+@click.option(
+    "--every",
+    "every_s",
+    type=click.FloatRange(min=60),
+    help="run again every this many seconds until stopped (the schedule of the compose file"
+    " and the local stack; Kubernetes runs it as a CronJob instead)",
+)
 @_json_option
-def purge(dry_run: bool, as_json: bool) -> int:
+def purge(dry_run: bool, every_s: float | None, as_json: bool) -> int:
     async def command() -> int:
         from services.core.retention import purge_command
 
         common, retention = _retention_settings()
-        report = await purge_command(common, retention, dry_run=dry_run)
-        if as_json:
-            _print_json(report)
-        else:
-            for name, value in report.items():
-                print(f"{name}: {value}")
-        return ExitCode.OK
+        while True:
+            report = await purge_command(common, retention, dry_run=dry_run)
+            if as_json:
+                _print_json(report)
+            else:
+                for name, value in report.items():
+                    print(f"{name}: {value}")
+            if every_s is None:
+                return ExitCode.OK
+            await asyncio.sleep(every_s)  # SIGTERM ends the process between runs
 
     return _run(command, as_json)
 

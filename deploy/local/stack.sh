@@ -50,7 +50,7 @@ infra() {
 write_service_env() {
     local file="$RUN_DIR/services.env" name
     : > "$file.new"
-    for name in $(compgen -e | grep -E '^(GATEWAY_|VALIDATOR_|GRANT_BRIDGE_|GRANT_STANDIN_|KAFKA_|STORAGE_|DATABASE_URL$|DB_|LOG_LEVEL$|DEPLOYMENT_MODE$)' | sort); do
+    for name in $(compgen -e | grep -E '^(GATEWAY_|VALIDATOR_|GRANT_BRIDGE_|GRANT_STANDIN_|RETENTION_|KAFKA_|STORAGE_|DATABASE_URL$|DB_|LOG_LEVEL$|DEPLOYMENT_MODE$)' | sort); do
         printf 'export %s=%q\n' "$name" "${!name}" >> "$file.new"
     done
     if cmp -s "$file.new" "$file"; then

@@ -227,7 +227,11 @@ class ChunkWorker:
             return
         async with self.pool.acquire(timeout=self._acquire_s) as connection:
             found = await duplicates.chunk_earlier_upload_duplicates(
-                connection, chunk.ato_id, chunk.upload_id, result.duplicate_keys
+                connection,
+                chunk.ato_id,
+                chunk.upload_id,
+                result.duplicate_keys,
+                self.settings.retention,
             )
             result.mark_earlier_upload_duplicates(found)
             event_parts = result.event_parts(self.settings.accepted_event_chunk)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.core.settings import CommonSettings, SchemeLimits
+from services.core.settings import CommonSettings, RetentionSettings, SchemeLimits
 
 
 class ValidatorSettings(BaseSettings):
@@ -45,3 +45,6 @@ class ValidatorSettings(BaseSettings):
     # the gateway and `achievements check`.
     limits: SchemeLimits = Field(default_factory=SchemeLimits)
     common: CommonSettings = Field(default_factory=CommonSettings)
+    # DUP_02 against purged achievements needs the retention key: a missing one stops the
+    # validator at start (outside local mode), not the first upload that needs it.
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
