@@ -6,9 +6,11 @@ small upload of another ATO is taken next whatever is queued (round robin in the
 worker that dies leaves a lease that runs out; a worker that stalls past its lease finds its
 chunk done by another and writes nothing.
 
-Draining (SIGTERM sets `stop`): a chunk whose validation ends within `DRAIN_GRACE_FRACTION` of
-`drain_s` is written; a longer one is abandoned (its thread is left to finish, its result never
-written) and its lease released, so another process takes it at once.
+Draining (SIGTERM sets `stop`): the chunk in hand is handed back at once, whether its
+validation is still running (its thread is left to finish, its result never written) or just
+ended: writing a chunk (a COPY of up to 20,000 rows) may outlast what is left of the drain, and
+a write cut short would leave the chunk leased until its lease ran out. Its lease is released,
+so another process takes it at once.
 """
 
 from __future__ import annotations
@@ -50,8 +52,6 @@ log = get_logger()
 # Failures of what the worker depends on (the database; the storage, an OSError), rather than
 # of the chunk: waited out, never counted against the chunk.
 INFRASTRUCTURE_ERRORS = TRANSIENT_ERRORS
-# Share of `drain_s` a chunk in validation may still take once draining starts.
-DRAIN_GRACE_FRACTION = 0.25
 # Uploads whose chunk readers a worker keeps. The round robin interleaves the chunks of every
 # ATO with work, so more would hit more often, but each holds its date cache (up to 131,072
 # texts) and plans: two keep a big upload's readers while small ones come and go, and a miss
@@ -249,7 +249,7 @@ class ChunkWorker:
             await self.decide(chunk.upload_id)
 
     async def _validate(self, chunk: LeasedChunk) -> ChunkResult | None:
-        """The chunk's result, or None when draining and it was not done in time."""
+        """The chunk's result, or None when draining (the chunk is to be handed back)."""
         stop = self._stop
         if stop is not None and stop.is_set():
             return None
@@ -268,10 +268,7 @@ class ChunkWorker:
             await asyncio.wait(waited, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
-        if not validation.done():
-            grace_s = self.settings.drain_s * DRAIN_GRACE_FRACTION
-            await asyncio.wait({validation}, timeout=grace_s)
-        if not validation.done():
+        if stop.is_set():
             validation.add_done_callback(_retrieve)
             return None
         return self._keep_readers(validation.result())
