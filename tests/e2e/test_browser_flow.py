@@ -1,6 +1,7 @@
 """The guide's steps 3 to 10 in a real browser (Debian's Chromium driven by Playwright) against
-the running services: sign in, the four choices, a file that passes, one with problems and a
-workbook refused with advice, with axe-core checking each page for accessibility problems.
+the running services: sign in, the four choices, a file that passes, one of its achievements
+withdrawn through My uploads, one with problems and a workbook refused with advice, with
+axe-core checking each page for accessibility problems.
 
 Set PAGES_SCREENSHOTS to a folder to keep a screenshot of each step (docs/screenshots holds
 the ones the documentation shows).
@@ -100,8 +101,7 @@ class Steps:
         self.checked.append(name)
 
 
-@pytest.fixture
-async def browser_page() -> AsyncIterator[Any]:
+async def open_page(java_script_enabled: bool) -> AsyncIterator[Any]:
     if not HAS_CHROMIUM:
         missing(f"Chromium is not installed at {CHROMIUM} (Debian package 'chromium')")
     async with playwright.async_playwright() as driver:
@@ -110,13 +110,27 @@ async def browser_page() -> AsyncIterator[Any]:
         )
         # axe-core is added to each page by the test itself, past the pages' script policy.
         context = await browser.new_context(
-            bypass_csp=True, viewport={"width": 1100, "height": 900}
+            bypass_csp=True,
+            viewport={"width": 1100, "height": 900},
+            java_script_enabled=java_script_enabled,
         )
         try:
             yield await context.new_page()
         finally:
             await context.close()
             await browser.close()
+
+
+@pytest.fixture
+async def browser_page() -> AsyncIterator[Any]:
+    async for page in open_page(java_script_enabled=True):
+        yield page
+
+
+@pytest.fixture
+async def page_without_script() -> AsyncIterator[Any]:
+    async for page in open_page(java_script_enabled=False):
+        yield page
 
 
 def failing_file(folder: Path, today: date) -> Path:
@@ -229,6 +243,28 @@ async def test_an_ato_follows_the_guide_from_sign_in_to_the_data_is_valid(
     assert await progress_seen(page) == ["Sending the file", "Checking the rows"]
     await steps.check("passed")
 
+    # My uploads: the accepted achievements, one withdrawn after its confirmation.
+    await page.get_by_role("link", name="See the accepted achievements and withdraw them").click()
+    await page.wait_for_url("**/ato/uploads/*/achievements")
+    table = page.locator("#achievements")
+    assert await table.locator("tbody tr").count() == 8
+    await steps.check("achievements")
+    await page.get_by_role("link", name="Withdraw the achievement on row 2").click()
+    await page.wait_for_url("**/achievements/*/withdraw?page=1")
+    assert await page.get_by_role("heading", level=1).inner_text() == "Withdraw this achievement?"
+    await steps.check("withdraw-confirm")
+    await page.get_by_role("button", name="Yes, withdraw this achievement").click()
+    await page.wait_for_url("**/achievements?done=achievement")
+    await page.get_by_role("status").wait_for()
+    first_row = page.locator("#achievements tbody tr").first
+    assert await first_row.locator(".grant-state").inner_text() == "withdrawn"
+    assert await first_row.get_by_role("link").count() == 0
+    await steps.check("withdrawn")
+    await page.get_by_role("link", name="My uploads", exact=True).click()
+    await page.wait_for_url("**/ato/uploads")
+    assert await page.locator("#uploads tbody tr").count() == 1
+    await steps.check("my-uploads")
+
     # A file with a problem: the problems table, with the value partly hidden.
     await page.get_by_role("link", name="Back to Submit Bulk Achievements").click()
     await upload_through_the_page(
@@ -280,8 +316,44 @@ async def test_an_ato_follows_the_guide_from_sign_in_to_the_data_is_valid(
         "scheme",
         "terms",
         "passed",
+        "achievements",
+        "withdraw-confirm",
+        "withdrawn",
+        "my-uploads",
         "terms-again",
         "problems",
         "refused",
         "signed-out",
     ]
+
+
+async def test_without_javascript_the_upload_is_a_form_post_and_the_result_page_refreshes(
+    make_pipeline: Any, tmp_path: Path, page_without_script: Any
+) -> None:
+    pipeline: Pipeline = await make_pipeline(bridges=0, validators=1)
+    _, api_key = await pipeline.create_ato()
+    page = page_without_script
+
+    await page.goto(f"{pipeline.gateway_url}/ato/sign-in")
+    await page.get_by_label("API key").fill(api_key)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url("**/ato/submit")
+    await page.get_by_role("link", name="Upload a new bulk achievement").click()
+    await page.wait_for_url("**/ato/upload")
+    sample = write_sample(tmp_path, date.today())
+    await page.set_input_files("#file", str(sample))
+
+    # Without the terms accepted: an error summary linked to the checkbox, nothing sent.
+    await page.get_by_role("button", name="Upload", exact=True).click()
+    await page.get_by_role("alert").wait_for()
+    assert await page.locator("#upload-error-message").get_attribute("href") == "#terms_accepted"
+
+    await page.set_input_files("#file", str(sample))
+    await page.get_by_label("I accept the terms and conditions").check()
+    await page.get_by_role("button", name="Upload", exact=True).click()
+    await page.wait_for_url("**/ato/uploads/*")
+    # The page reloads itself until the outcome shows.
+    await page.locator("#upload-message", has_text="The data is valid").wait_for(timeout=120_000)
+    assert await page.locator("#upload-status").inner_text() == "passed"
+    assert await page.locator("#upload-file-name").inner_text() == sample.name
+    assert await page.locator('meta[http-equiv="refresh"]').count() == 0

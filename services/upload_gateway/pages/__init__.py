@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.upload_gateway.pages import views
+from services.upload_gateway.pages import my_uploads, views
 from services.upload_gateway.pages.site import (
     PAGES_CLOCK,
     PAGES_ROUTER,
@@ -40,7 +40,21 @@ def _router() -> web.UrlDispatcher:
         ("GET", "/template.xlsx", views.template_xlsx),
         ("GET", "/upload", views.upload_form),
         ("POST", "/upload", views.upload),
+        ("GET", "/uploads", my_uploads.my_uploads),
         ("GET", "/uploads/{upload_id}", views.result),
+        ("GET", "/uploads/{upload_id}/achievements", my_uploads.upload_achievements),
+        ("GET", "/uploads/{upload_id}/withdraw", my_uploads.confirm_upload_withdrawal),
+        ("POST", "/uploads/{upload_id}/withdraw", my_uploads.withdraw_upload),
+        (
+            "GET",
+            "/uploads/{upload_id}/achievements/{achievement_id}/withdraw",
+            my_uploads.confirm_achievement_withdrawal,
+        ),
+        (
+            "POST",
+            "/uploads/{upload_id}/achievements/{achievement_id}/withdraw",
+            my_uploads.withdraw_achievement,
+        ),
         ("GET", "/uploads/{upload_id}/status", views.upload_status),
         ("GET", "/uploads/{upload_id}/errors.csv", views.errors_csv),
         ("GET", "/static/{name}", static),

@@ -9,7 +9,7 @@ from typing import Final
 
 from services.core.scheme.codes import Code
 from services.core.scheme.columns import Column
-from services.core.states import UploadState
+from services.core.states import GrantState, UploadState
 
 SERVICE_NAME: Final = "Submit Bulk Achievements"
 
@@ -20,6 +20,8 @@ TITLES: Final = {
     "upload": "Upload a new bulk achievement",
     "result": "Upload result",
     "signed_out": "You have signed out",
+    "my_uploads": "My uploads",
+    "achievements": "Accepted achievements",
     "error": "Something went wrong",
 }
 
@@ -180,8 +182,9 @@ UPLOAD: Final = {
     "policy_legend": "If some rows have errors",
     "button": "Upload",
     "no_file": "Choose a CSV file to upload.",
-    "no_script": "Uploading from this page needs JavaScript. Turn it on, or send the file"
-    " through the API.",
+    "no_script": "JavaScript is off, so there is no progress bar: read the terms and"
+    " conditions below and tick the box to accept them, then upload. The result page refreshes"
+    " itself until the file has been checked.",
     "terms_title": "Terms and conditions",
     "accept": "Accept and upload",
     "cancel": "Cancel",
@@ -240,3 +243,101 @@ ERRORS: Final = {
 }
 
 SKIP_LINK: Final = "Skip to main content"
+
+NAV: Final = {
+    "label": "Main",
+    "submit": "Submit Bulk Achievements",
+    "my_uploads": "My uploads",
+}
+
+MY_UPLOADS: Final = {
+    "intro": "Your organisation's uploads, newest first. Open one to see its result, its"
+    " accepted achievements and their grant state.",
+    "none": "Your organisation has no uploads yet.",
+    "caption": "Uploads, newest first",
+    "received": "Received",
+    "file_name": "File name",
+    "status": "Status",
+    "rows": "Rows",
+    "rows_valid": "Rows accepted",
+    "rows_invalid": "Rows with errors",
+    "open": "Open",
+    "open_label": "Open the upload received {received}",
+    "withdrawn": "withdrawn",
+    "previous": "Newer uploads",
+    "next": "Older uploads",
+    "page": "Page {number}",
+    "pagination": "Pages of uploads",
+    "link_from_result": "See all your uploads",
+}
+
+ACHIEVEMENTS: Final = {
+    "link": "See the accepted achievements and withdraw them",
+    "intro": "The achievements accepted from this upload and where each is on its way to a"
+    " grant. You can withdraw an achievement, or the whole upload, until its amendment window"
+    " closes; after that it is sent for a grant and can no longer be withdrawn here.",
+    "none": "This upload has no accepted achievements.",
+    "caption": "Accepted achievements, in file row order",
+    "row": "Row",
+    "course_code": "Course code",
+    "achievement_date": "Achievement date",
+    "grant_state": "Grant state",
+    "window": "Amendment window",
+    "action": "Action",
+    "window_open": "Open until {until}",
+    "window_closed": "Closed",
+    "window_withdrawn": "Not applicable: withdrawn",
+    "withdraw": "Withdraw",
+    "withdraw_label": "Withdraw the achievement on row {row}",
+    "withdraw_upload": "Withdraw the whole upload",
+    "upload_withdrawn": "This upload was withdrawn on {at}.",
+    "previous": "Previous achievements",
+    "next": "Next achievements",
+    "pagination": "Pages of achievements",
+    "showing": "Achievements {first} to {last} of {total}",
+    "back_to_upload": "Back to the upload result",
+    "back_to_list": "Back to My uploads",
+    "achievement_withdrawn": "The achievement was withdrawn. It will not be sent for a grant.",
+    "upload_withdrawn_done": "The upload was withdrawn. None of its achievements will be sent"
+    " for a grant.",
+    "notice_title": "Success",
+}
+
+GRANT_STATE_WORDS: Final = {
+    GrantState.HELD.value: "held until the window closes, then claimed",
+    GrantState.NOT_ELIGIBLE.value: "recorded, not eligible for a grant",
+    GrantState.CLAIMED.value: "grant claimed",
+    GrantState.REFUSED.value: "grant refused",
+    GrantState.WITHDRAWN.value: "withdrawn",
+}
+
+WITHDRAW: Final = {
+    "achievement_title": "Withdraw this achievement?",
+    "upload_title": "Withdraw this whole upload?",
+    "achievement_intro": "You are about to withdraw the achievement on row {row}: course {course},"
+    " achieved on {date}.",
+    "upload_intro": "You are about to withdraw every achievement accepted from the file"
+    " {file_name} ({rows} rows accepted).",
+    "consequence": "A withdrawn achievement is not sent for a grant, and this cannot be undone."
+    " To record it again, upload it again.",
+    "confirm_achievement": "Yes, withdraw this achievement",
+    "confirm_upload": "Yes, withdraw the whole upload",
+    "cancel": "No, go back",
+    "closed_title": "The amendment window has closed",
+    "closed": "It can no longer be withdrawn: the amendment window has closed, and the"
+    " achievement has been or is being sent for a grant. If it is wrong, contact CITB support"
+    " quoting the upload id {upload_id}.",
+    "already_title": "Already withdrawn",
+    "already": "This has already been withdrawn. Nothing else needs doing.",
+    "not_accepted_title": "Nothing to withdraw",
+    "not_accepted": "Only an accepted upload has achievements to withdraw; this one was not"
+    " accepted.",
+    "not_found": "There is no such achievement for your organisation.",
+}
+
+NO_SCRIPT_UPLOAD: Final = {
+    "terms_legend": "Terms and conditions",
+    "terms_label": "I accept the terms and conditions",
+    "terms_missing": "Accept the terms and conditions to upload the file.",
+    "refresh_note": "This page refreshes itself every few seconds until the result shows.",
+}

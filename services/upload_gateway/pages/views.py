@@ -7,6 +7,8 @@ itself (streaming, file inspection, limits, the outbox) and the domain functions
 
 from __future__ import annotations
 
+import asyncio
+import json
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
@@ -14,20 +16,21 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import structlog
-from aiohttp import web
+from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from services.core import audit
 from services.core.audit import AuditKind
 from services.core.logging import get_logger
 from services.core.reference_store import read_from_database
 from services.core.scheme.columns import COLUMNS
-from services.core.states import FINAL
+from services.core.states import ACCEPTING, FINAL
 from services.upload_gateway import handlers, issues, uploads
 from services.upload_gateway.appkeys import PRINCIPAL, SETTINGS, database
 from services.upload_gateway.auth import Principal
 from services.upload_gateway.bodies import read_small_body
 from services.upload_gateway.errors import ApiError
-from services.upload_gateway.intake import POLICIES
+from services.upload_gateway.intake import POLICIES, is_multipart
 from services.upload_gateway.pages import sessions, texts
 from services.upload_gateway.pages.guidance import scheme_view
 from services.upload_gateway.pages.sessions import Session
@@ -50,6 +53,9 @@ SIGN_IN_FORM_TTL_S = 3600
 MAX_FORM_BYTES = 4096
 MAX_FORM_FIELDS = 8
 ISSUES_SHOWN = 500
+RESULT_REFRESH_S = 3  # how often a result page still in progress reloads itself (no script)
+MAX_CSRF_FIELD_BYTES = 256
+TERMS_NOT_ACCEPTED = "TERMS_NOT_ACCEPTED"  # the API's code for an upload without the terms
 WORKBOOK_FILE_NAME = "bulk-achievements-guided-template.xlsx"
 SCHEME_FILE_NAME = "bulk-achievements-csv-scheme.html"
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -105,7 +111,7 @@ def endpoint(handler: PageHandler) -> Callable[[web.Request], Awaitable[web.Stre
     return wrapper
 
 
-async def _form(request: web.Request) -> dict[str, str]:
+async def read_form(request: web.Request) -> dict[str, str]:
     """A small urlencoded form, read whole within the API's body bounds (size and timeout)."""
     if request.content_type != "application/x-www-form-urlencoded":
         return {}
@@ -121,7 +127,7 @@ async def _form(request: web.Request) -> dict[str, str]:
     return fields
 
 
-def _csrf_refused(request: web.Request) -> web.Response:
+def csrf_refused(request: web.Request) -> web.Response:
     log.info("page_csrf_refused")
     return render(
         request, "message.html", 403, title=texts.TITLES["error"], body=[texts.ERRORS["csrf"]]
@@ -156,7 +162,7 @@ async def sign_in_form(request: web.Request) -> web.StreamResponse:
 
 
 async def sign_in(request: web.Request) -> web.StreamResponse:
-    form = await _form(request)
+    form = await read_form(request)
     if not sessions.same_token(request.cookies.get(SIGN_IN_COOKIE, ""), form.get(CSRF_FIELD)):
         return _sign_in_page(request, 403, texts.SIGN_IN["form_expired"])
     api_key = form.get("api_key", "").strip()
@@ -177,9 +183,9 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
 
 @page
 async def sign_out(request: web.Request, session: Session) -> web.StreamResponse:
-    form = await _form(request)
+    form = await read_form(request)
     if not sessions.same_token(session.csrf_token, form.get(CSRF_FIELD)):
-        return _csrf_refused(request)
+        return csrf_refused(request)
     async with database(request.app) as connection:
         await sessions.sign_out(connection, request.cookies[SESSION_COOKIE])
     log.info("page_signed_out", ato_id=session.ato_id)
@@ -244,26 +250,92 @@ async def template_xlsx(request: web.Request, session: Session) -> web.StreamRes
 # The upload and its outcome.
 
 
-@page
-async def upload_form(request: web.Request, session: Session) -> web.StreamResponse:
+def _upload_page(
+    request: web.Request,
+    session: Session,
+    status: int = 200,
+    error: ApiError | None = None,
+    policy: str | None = None,
+) -> web.Response:
+    message = None
+    if error is not None:
+        terms = error.code == TERMS_NOT_ACCEPTED
+        message = texts.NO_SCRIPT_UPLOAD["terms_missing"] if terms else error.message
     return render(
         request,
         "upload.html",
+        status,
         title=texts.TITLES["upload"],
         session=session,
         policies=[(policy, *texts.POLICY_LABELS[policy]) for policy in POLICIES],
+        chosen_policy=policy if policy in POLICIES else session.default_policy,
         csrf_header=CSRF_HEADER,
+        error=message,
+        error_field="terms_accepted" if error and error.code == TERMS_NOT_ACCEPTED else "file",
+        advice=error is not None and error.code in texts.ADVICE_CODES,
     )
 
 
+@page
+async def upload_form(request: web.Request, session: Session) -> web.StreamResponse:
+    return _upload_page(request, session)
+
+
+async def upload(request: web.Request) -> web.StreamResponse:
+    """The page's script sends the CSRF token as a header (and reads JSON back); a plain form
+    post, with script off, sends it as the form's first field (and is redirected)."""
+    if CSRF_HEADER in request.headers:
+        return await _upload_by_script(request)
+    return await _upload_by_form(request)
+
+
 @endpoint
-async def upload(request: web.Request, session: Session) -> web.StreamResponse:
-    """The API's upload, for the session's ATO; the CSRF token comes as a header."""
+async def _upload_by_script(request: web.Request, session: Session) -> web.StreamResponse:
+    """The API's upload, for the session's ATO."""
     if not sessions.same_token(session.csrf_token, request.headers.get(CSRF_HEADER)):
         log.info("page_csrf_refused")
         raise ApiError(403, "CSRF_REFUSED", texts.ERRORS["csrf"])
     request[PRINCIPAL] = Principal(session.ato_id, session.default_policy, session.key_id)
     return await handlers.create_upload(request)
+
+
+async def _leading_csrf_field(request: web.Request) -> str | None:
+    """The form's first part, read alone: the CSRF token, checked before any file byte is.
+
+    The rest of the body is left as it was, starting at the next part's boundary, for the API's
+    upload handler to read as a whole multipart body (a reader skips what precedes the first
+    boundary)."""
+    if not is_multipart(request):
+        return None
+    try:
+        async with asyncio.timeout(request.app[SETTINGS].body_read_timeout_s):
+            part = await MultipartReader(request.headers, request.content).next()
+            if not isinstance(part, BodyPartReader) or part.name != CSRF_FIELD:
+                return None
+            data = b""
+            while chunk := await part.read_chunk():
+                data += chunk
+                if len(data) > MAX_CSRF_FIELD_BYTES:
+                    return None
+    except (TimeoutError, ValueError, AssertionError, HttpProcessingError):
+        return None
+    return data.decode("utf-8", errors="replace")
+
+
+@page
+async def _upload_by_form(request: web.Request, session: Session) -> web.StreamResponse:
+    """The upload without script: the same API handler, then the result page (303)."""
+    token = await _leading_csrf_field(request)
+    if not sessions.same_token(session.csrf_token, token):
+        return csrf_refused(request)
+    request[PRINCIPAL] = Principal(session.ato_id, session.default_policy, session.key_id)
+    try:
+        response = await handlers.create_upload(request)
+    except ApiError as error:
+        return _upload_page(request, session, error.status, error)
+    assert response.text is not None  # the API's JSON answer
+    upload_id = json.loads(response.text)["upload_id"]
+    return see_other(url(f"/uploads/{upload_id}"))
 
 
 def _upload_id(request: web.Request) -> uuid.UUID | None:
@@ -273,7 +345,7 @@ def _upload_id(request: web.Request) -> uuid.UUID | None:
         return None
 
 
-async def _own_upload(request: web.Request, session: Session) -> uploads.Upload | None:
+async def own_upload(request: web.Request, session: Session) -> uploads.Upload | None:
     upload_id = _upload_id(request)
     if upload_id is None:
         return None
@@ -286,7 +358,7 @@ async def _own_upload(request: web.Request, session: Session) -> uploads.Upload 
 
 @endpoint
 async def upload_status(request: web.Request, session: Session) -> web.StreamResponse:
-    found = await _own_upload(request, session)
+    found = await own_upload(request, session)
     if found is None:
         raise ApiError(404, "NOT_FOUND", texts.RESULT["not_found"])
     return web.json_response({**found.to_json(), "final": found.status in FINAL_STATUSES})
@@ -294,7 +366,7 @@ async def upload_status(request: web.Request, session: Session) -> web.StreamRes
 
 @page
 async def result(request: web.Request, session: Session) -> web.StreamResponse:
-    found = await _own_upload(request, session)
+    found = await own_upload(request, session)
     if found is None:
         return render(
             request,
@@ -323,12 +395,14 @@ async def result(request: web.Request, session: Session) -> web.StreamResponse:
         stored=stored,
         advice=found.file_error_code in texts.ADVICE_CODES,
         column_letters={spec.header: spec.letter for spec in COLUMNS},
+        accepting=found.status in ACCEPTING,
+        refresh_s=RESULT_REFRESH_S,
     )
 
 
 @page
 async def errors_csv(request: web.Request, session: Session) -> web.StreamResponse:
-    found = await _own_upload(request, session)
+    found = await own_upload(request, session)
     if found is None:
         return render(
             request, "message.html", 404, title=texts.TITLES["result"], body=[], session=session

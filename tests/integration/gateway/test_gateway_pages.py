@@ -356,9 +356,12 @@ async def test_an_upload_from_the_page_needs_the_csrf_header_and_is_the_apis_upl
     def form() -> dict[str, object]:
         return {"terms_accepted": "true", "policy": "valid_rows", "file": io.BytesIO(VALID_CSV)}
 
-    forged = await browser.post("/ato/upload", data=form())
+    forged = await browser.post("/ato/upload", data=form(), headers={"X-CSRF-Token": "forged"})
     assert forged.status == 403
     assert (await forged.json())["code"] == "CSRF_REFUSED"
+    # Without the header it is a form posted without script, which needs the token too.
+    unsigned = await browser.post("/ato/upload", data=form())
+    assert unsigned.status == 403
     assert await pool.fetchval("SELECT count(*) FROM uploads") == 0
 
     response = await browser.post("/ato/upload", data=form(), headers={"X-CSRF-Token": csrf})
