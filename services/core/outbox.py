@@ -10,7 +10,6 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from services.core.events import Event, Topics, topic_for
-from services.core.kafka import json_bytes
 from services.core.logging import get_logger
 from services.core.metrics import (
     OUTBOX_BACKLOG,
@@ -42,6 +41,8 @@ async def enqueue_many(
 
 # The schema's generated `outbox.slot` column has this many values (migration 0007).
 OUTBOX_SLOTS = 16
+# A relay round sends at most about this many bytes of payload per slot.
+BATCH_BYTES = 4 * 1024 * 1024
 # Advisory-lock namespace of the slots (any constant: the same in every process).
 _SLOT_LOCKS = 7_300_211
 
@@ -57,10 +58,17 @@ class Relay:
     deduplicate on `event_id`.
     """
 
-    def __init__(self, pool: asyncpg.Pool, producer: AIOKafkaProducer, batch_size: int = 500):
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        producer: AIOKafkaProducer,
+        batch_size: int = 500,
+        batch_bytes: int = BATCH_BYTES,
+    ):
         self._pool = pool
         self._producer = producer
         self._batch_size = batch_size
+        self._batch_bytes = batch_bytes
         self._connection: asyncpg.Connection | None = None
         self._slots: list[int] = []
 
@@ -94,11 +102,25 @@ class Relay:
         return sent
 
     async def _publish(self, connection: asyncpg.Connection, slot: int) -> int:
+        # The payloads as PostgreSQL prints them, sent as they are: an `achievements.accepted`
+        # event holds up to a thousand achievements (130 KB), and a batch of them parsed into
+        # Python objects took hundreds of MB in whichever process relayed it. A batch stops
+        # before `batch_bytes` (its first row always goes).
         rows = await connection.fetch(
-            "SELECT id, topic, key, payload FROM outbox WHERE sent_at IS NULL AND slot = $1"
-            " ORDER BY id LIMIT $2",
+            """
+            SELECT id, topic, key, body, event_type FROM (
+                SELECT id, topic, key, body, event_type,
+                       sum(octet_length(body)) OVER (ORDER BY id) - octet_length(body) AS before
+                FROM (SELECT id, topic, key, payload::text AS body,
+                             payload->>'event_type' AS event_type
+                      FROM outbox WHERE sent_at IS NULL AND slot = $1
+                      ORDER BY id LIMIT $2) unsent) sized
+            WHERE before < $3
+            ORDER BY id
+            """,
             slot,
             self._batch_size,
+            self._batch_bytes,
         )
         if not rows:
             return 0
@@ -106,9 +128,9 @@ class Relay:
         futures = [
             await self._producer.send(
                 row["topic"],
-                value=json_bytes(row["payload"]),
+                value=row["body"].encode(),
                 key=row["key"].encode(),
-                headers=[("event_type", str(row["payload"].get("event_type", "")).encode())],
+                headers=[("event_type", (row["event_type"] or "").encode())],
             )
             for row in rows
         ]
@@ -140,9 +162,14 @@ class Relay:
             await self._pool.release(connection)
 
 
-async def relay_once(pool: asyncpg.Pool, producer: AIOKafkaProducer, batch_size: int = 500) -> int:
+async def relay_once(
+    pool: asyncpg.Pool,
+    producer: AIOKafkaProducer,
+    batch_size: int = 500,
+    batch_bytes: int = BATCH_BYTES,
+) -> int:
     """One round of a relay that holds every free slot, then hands them back."""
-    relay = Relay(pool, producer, batch_size)
+    relay = Relay(pool, producer, batch_size, batch_bytes)
     try:
         return await relay.relay_once()
     finally:

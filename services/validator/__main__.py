@@ -18,6 +18,8 @@ import os
 os.environ.setdefault("POLARS_MAX_THREADS", "1")
 
 import asyncio
+import contextlib
+import ctypes
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -43,6 +45,15 @@ from services.validator.chunk_worker import ChunkWorker
 from services.validator.settings import ValidatorSettings
 from services.validator.upload_outcome import UNDECIDED
 from services.validator.worker import DEAD_LETTER_STAGE, UploadPlanner
+
+# Each chunk is validated in a thread of its own, and glibc gives threads malloc arenas of their
+# own (up to eight per core) whose freed memory no other arena reuses: a validator's memory
+# crept up chunk after chunk. Two arenas bound it (what MALLOC_ARENA_MAX=2 does, without
+# depending on the environment the process is started with; it holds for arenas made later,
+# and the chunk threads come later).
+_M_ARENA_MAX = -8
+with contextlib.suppress(OSError, AttributeError):
+    ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, 2)
 
 # Shares of `drain_s` by which the workers, then the relay, must have stopped; the rest of the
 # bound is for closing the Kafka clients and the pool.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import uuid
 
 import asyncpg
@@ -116,3 +117,42 @@ async def test_several_relays_keep_the_order_of_each_keys_events(
     # (at least once; consumers deduplicate on event_id): the first deliveries keep the order.
     first_deliveries = {key: list(dict.fromkeys(ids)) for key, ids in received.items()}
     assert first_deliveries == written
+
+
+async def test_a_relay_round_stops_before_its_bytes_of_payload(
+    pool: asyncpg.Pool, kafka_settings: KafkaSettings, topics: Topics
+) -> None:
+    """Big events (a thousand accepted achievements each) go a few per round, sent as the text
+    PostgreSQL holds, so no process parses hundreds of MB of them at once."""
+    upload_id = uuid.uuid4()
+    padding = "x" * 300_000  # about 300 KB of payload each
+    async with pool.acquire() as connection:
+        for n in range(4):
+            await connection.execute(
+                "INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)",
+                topics.upload_status,
+                str(upload_id),
+                {"event_type": "upload.progress", "n": n, "padding": padding},
+            )
+
+    producer = make_producer(kafka_settings, "test")
+    await producer.start()
+    try:
+        # Bytes before each row: 0, 300 K and 600 K are under 700 K; 900 K is not.
+        rounds = [await relay_once(pool, producer, batch_bytes=700_000) for _ in range(3)]
+        assert rounds == [3, 1, 0]
+    finally:
+        await producer.stop()
+
+    consumer = make_consumer(kafka_settings, topics.upload_status, group_id="t", client_id="t")
+    await consumer.start()
+    try:
+        received = []
+        async with asyncio.timeout(20):
+            while len(received) < 4:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    received.extend(records)
+    finally:
+        await consumer.stop()
+    assert [json.loads(r.value)["n"] for r in received] == [0, 1, 2, 3]
+    assert {dict(r.headers)["event_type"] for r in received} == {b"upload.progress"}
