@@ -428,6 +428,11 @@ def assert_api_answer(status: int, content_type: str, body: bytes) -> None:
     assert status < 500 or status == 503, (status, body[:300])
     if status == 400 and content_type == "text/plain":
         return  # aiohttp's HTTP parser refused the request (a line too long): not the app
+    if status == 417 and content_type == "text/plain":
+        # An unknown Expect on a path no route matches: aiohttp answers it before any of the
+        # app's code runs. On the API's routes the gateway answers in its own shape
+        # (test_an_unknown_expect_header_gets_the_api_error_shape).
+        return
     if status >= 400:
         assert content_type == "application/json", (status, content_type, body[:300])
         error = json.loads(body)
@@ -605,5 +610,5 @@ async def test_an_unknown_expect_header_gets_the_api_error_shape(
         data=b"{}",
         headers={**bearer(ato), "Content-Type": "application/json", "Expect": "nonsense"},
     )
-    assert response.status == 417
+    assert (response.status, response.content_type) == (417, "application/json")
     assert_api_answer(response.status, response.content_type, await response.read())
