@@ -141,20 +141,14 @@ async def complete(
     )
     if state != "pending":
         return None
-    if result.rows_valid:
-        await connection.copy_to_table(
-            "achievements",
-            source=io.BytesIO(result.achievements_csv()),
-            columns=ACHIEVEMENT_COLUMNS,
-            format="csv",
-        )
-    if result.keys_total:
-        await connection.copy_to_table(
-            "row_keys",
-            source=io.BytesIO(result.row_keys_csv()),
-            columns=ROW_KEY_COLUMNS,
-            format="csv",
-        )
+    for table, data, columns in (
+        ("achievements", result.achievements_csv(), ACHIEVEMENT_COLUMNS),
+        ("row_keys", result.row_keys_csv(), ROW_KEY_COLUMNS),
+    ):
+        if data:  # no row, no COPY
+            await connection.copy_to_table(
+                table, source=io.BytesIO(data), columns=columns, format="csv"
+            )
     if result.issues:
         await connection.copy_records_to_table("row_issues", records=result.issues)
     if event_parts:

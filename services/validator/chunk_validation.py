@@ -6,7 +6,7 @@ beyond the chunk, DUP_01 across the file and DUP_02 against earlier uploads, is 
 row's duplicate keys; DUP_02 is applied here from the row numbers the database found, before
 anything is written, so a row it marks never becomes an achievement.
 
-The valid rows stay one Polars frame from the bulk pass to the COPY (`VALID_SCHEMA`; the few
+The valid rows stay one Polars frame from the bulk pass to the COPY (`VALID_ROWS_SCHEMA`; the few
 rows the exact path found valid are added to it): the achievements, their duplicate keys and
 their `achievements.accepted` arrays are written from its columns as CSV, never as a Python
 object per row, which cost more than the rules themselves.
@@ -71,6 +71,9 @@ _KEY_COLUMN_OF_KIND: Final = dict(
     zip((ULN_KIND, NI_NUMBER_KIND, CITB_ID_KIND), KEY_COLUMNS, strict=True)
 )
 _HELD, _NOT_ELIGIBLE = initial_grant_state(True).value, initial_grant_state(False).value
+# The frame of a chunk's valid rows: the bulk pass's columns, then each row's achievement id.
+ACHIEVEMENT_ID: Final = "achievement_id"
+VALID_ROWS_SCHEMA: Final = pl.Schema({**dict(VALID_SCHEMA), ACHIEVEMENT_ID: pl.String()})
 
 
 def achievement_id(upload_id: uuid.UUID, row_number: int) -> uuid.UUID:
@@ -106,8 +109,8 @@ class ChunkResult:
 
     upload_id: uuid.UUID
     ato_id: str
-    # Every valid row, in row order (`VALID_SCHEMA`).
-    valid: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=VALID_SCHEMA))
+    # Every valid row, in row order (`VALID_ROWS_SCHEMA`).
+    valid: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=VALID_ROWS_SCHEMA))
     # The duplicate keys of the rows that are not valid (a rule's error, or DUP_01/DUP_02).
     invalid_keys: list[InvalidKey] = field(default_factory=list)
     issues: list[IssueRecord] = field(default_factory=list)
@@ -188,9 +191,7 @@ class ChunkResult:
         rows = self.valid
         return (
             rows.select(
-                pl.Series(
-                    "achievement_id", _achievement_ids(self.upload_id, rows[ROW_NUMBER].to_list())
-                ),
+                ACHIEVEMENT_ID,
                 pl.lit(str(self.upload_id)).alias("upload_id"),
                 ROW_NUMBER,
                 pl.lit(self.ato_id).alias("ato_id"),
@@ -227,25 +228,20 @@ class ChunkResult:
         ).select(pl.lit(str(self.upload_id)).alias("upload_id"), pl.all())
         return pl.concat([valid, invalid]).write_csv(include_header=False).encode()
 
-    @property
-    def keys_total(self) -> int:
-        return self._valid_keys().height + len(self.invalid_keys)
-
     def event_parts(self, part_size: int) -> list[EventPart]:
         """The chunk's achievements as `achievements.accepted` arrays of at most `part_size`,
         by row, staged with the chunk so that deciding the outcome only stamps the release
         time: JSON for a million achievements costs seconds to build in PostgreSQL, a fraction
         of that here, spread over the chunks."""
-        rows = self.valid.select(ROW_NUMBER, "grant_eligible")
+        rows = self.valid.select(ROW_NUMBER, ACHIEVEMENT_ID, "grant_eligible")
         if not rows.height:
             return []
-        numbers = rows[ROW_NUMBER]
         elements = rows.select(
             (pl.int_range(pl.len()) // part_size).alias("part"),
             ROW_NUMBER,
             pl.concat_str(
                 pl.lit('{"achievement_id":"'),
-                pl.Series(_achievement_ids(self.upload_id, numbers.to_list())),
+                pl.col(ACHIEVEMENT_ID),
                 pl.lit('","row_number":'),
                 pl.col(ROW_NUMBER).cast(pl.String),
                 pl.lit(',"grant_eligible":'),
@@ -353,6 +349,7 @@ def validate_chunk(
     found_valid = [row for row in exact if row.achievement is not None]
     if found_valid:
         proven = pl.concat([proven, _valid_frame(found_valid)]).sort(ROW_NUMBER)
-    result.valid = proven
+    ids = _achievement_ids(upload_id, proven[ROW_NUMBER].to_list())
+    result.valid = proven.with_columns(pl.Series(ACHIEVEMENT_ID, ids, dtype=pl.String))
     result.mark_in_chunk_duplicates()
     return result

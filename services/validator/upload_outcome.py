@@ -447,6 +447,16 @@ async def _accept(
     )
 
 
+def _elements(release_at: str) -> str:
+    """An `achievements.accepted` array built in PostgreSQL from `achievements` rows (the slow
+    path; chunks stage theirs in `ChunkResult.event_parts`), `release_at` the parameter that
+    holds the placeholder."""
+    return f"""jsonb_agg(jsonb_build_object(
+        'achievement_id', achievement_id, 'row_number', row_number,
+        'grant_eligible', grant_eligible, 'release_at', {release_at}::text)
+        ORDER BY row_number)"""
+
+
 async def _staged_parts_complete(
     connection: asyncpg.Connection, upload_id: uuid.UUID, counts: Counts, lost: list[int]
 ) -> bool:
@@ -467,12 +477,9 @@ async def _staged_parts_complete(
             stale.add((parts[index]["chunk_no"], parts[index]["part"]))
     if stale:
         await connection.execute(
-            """
+            f"""
             UPDATE accepted_event_parts p SET (achievements, elements) = (
-                SELECT count(*), coalesce(jsonb_agg(jsonb_build_object(
-                           'achievement_id', a.achievement_id, 'row_number', a.row_number,
-                           'grant_eligible', a.grant_eligible, 'release_at', $4::text)
-                       ORDER BY a.row_number), '[]')::text
+                SELECT count(*), coalesce({_elements("$4")}, '[]')::text
                 FROM achievements a
                 WHERE a.upload_id = p.upload_id
                   AND a.row_number BETWEEN p.first_row AND p.last_row)
@@ -498,13 +505,10 @@ async def _stage_parts_from_achievements(
     an upload whose chunks did not stage their parts."""
     await connection.execute("DELETE FROM accepted_event_parts WHERE upload_id = $1", upload_id)
     await connection.execute(
-        """
+        f"""
         INSERT INTO accepted_event_parts
         SELECT $1, 0, part, min(row_number), max(row_number), count(*),
-               jsonb_agg(jsonb_build_object(
-                   'achievement_id', achievement_id, 'row_number', row_number,
-                   'grant_eligible', grant_eligible, 'release_at', $3::text)
-               ORDER BY row_number)::text
+               {_elements("$3")}::text
         FROM (SELECT achievement_id, row_number, grant_eligible,
                      (row_number() OVER (ORDER BY row_number) - 1) / $2 AS part
               FROM achievements WHERE upload_id = $1) numbered
