@@ -382,7 +382,6 @@ async def purge(
     """Everything the benchmark's uploads (and ATOs) left in the database."""
     ids = list(upload_ids)
     deleted = await connection.execute("DELETE FROM achievements WHERE upload_id = ANY($1)", ids)
-    await connection.execute("DELETE FROM row_keys WHERE upload_id = ANY($1)", ids)
     await connection.execute(
         "DELETE FROM outbox WHERE key = ANY($1::text[])", [str(i) for i in ids]
     )

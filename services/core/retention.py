@@ -236,8 +236,6 @@ async def _purge_uploads(
                 ids,
             )
             report.masked_values_cleared += int(cleared.rsplit(" ", 1)[1])
-            # Deleted with every outcome already; an upload decided before that rule has some.
-            await connection.execute("DELETE FROM row_keys WHERE upload_id = ANY($1::uuid[])", ids)
             await connection.execute(
                 "UPDATE uploads SET purged_at = $2, file_name = upload_id::text || '.csv'"
                 " WHERE upload_id = ANY($1::uuid[])",

@@ -19,7 +19,6 @@ import asyncpg
 
 from services.validator.chunk_validation import (
     ACHIEVEMENT_COLUMNS,
-    ROW_KEY_COLUMNS,
     ChunkResult,
     EventPart,
 )
@@ -141,14 +140,13 @@ async def complete(
     )
     if state != "pending":
         return None
-    for table, data, columns in (
-        ("achievements", result.achievements_csv(), ACHIEVEMENT_COLUMNS),
-        ("row_keys", result.row_keys_csv(), ROW_KEY_COLUMNS),
-    ):
-        if data:  # no row, no COPY
-            await connection.copy_to_table(
-                table, source=io.BytesIO(data), columns=columns, format="csv"
-            )
+    if result.rows_valid:
+        await connection.copy_to_table(
+            "achievements",
+            source=io.BytesIO(result.achievements_csv()),
+            columns=ACHIEVEMENT_COLUMNS,
+            format="csv",
+        )
     if result.issues:
         await connection.copy_records_to_table("row_issues", records=result.issues)
     if event_parts:
@@ -160,7 +158,7 @@ async def complete(
     await connection.execute(
         "UPDATE validation_chunks SET state = 'done', done_at = now(), lease_until = NULL,"
         " rows_total = $3, rows_invalid = $4, rows_warned = $5, counts_by_code = $6,"
-        " file_error_code = $7, file_error_message = $8"
+        " file_error_code = $7, file_error_message = $8, duplicate_keys = $9"
         " WHERE upload_id = $1 AND chunk_no = $2",
         chunk.upload_id,
         chunk.chunk_no,
@@ -170,6 +168,7 @@ async def complete(
         dict(result.counts_by_code),
         file_error.code.value if file_error else None,
         file_error.message if file_error else None,
+        result.stored_keys(),
     )
     row = await connection.fetchrow(
         """
@@ -225,11 +224,10 @@ async def totals(connection: asyncpg.Connection, upload_id: uuid.UUID) -> ChunkT
 
 
 async def forget(connection: asyncpg.Connection, upload_id: uuid.UUID) -> None:
-    """Once the outcome is decided (and committed) the tasks, the keys (identifiers) and the
-    staged events are not needed. One transaction, the tasks last: while any of it is left,
+    """Once the outcome is decided (and committed) the tasks, with their keys (identifiers),
+    and the staged events are not needed. One transaction, the tasks last: while any of it is left,
     the upload's tasks are, which is what `forget_one_decided` looks for."""
     async with connection.transaction():
-        await connection.execute("DELETE FROM row_keys WHERE upload_id = $1", upload_id)
         await connection.execute("DELETE FROM accepted_event_parts WHERE upload_id = $1", upload_id)
         await connection.execute("DELETE FROM validation_chunks WHERE upload_id = $1", upload_id)
 

@@ -7,8 +7,8 @@ row's duplicate keys; DUP_02 is applied here from the row numbers the database f
 anything is written, so a row it marks never becomes an achievement.
 
 The valid rows stay one Polars frame from the bulk pass to the COPY (`VALID_ROWS_SCHEMA`; the few
-rows the exact path found valid are added to it): the achievements, their duplicate keys and
-their `achievements.accepted` arrays are written from its columns as CSV, never as a Python
+rows the exact path found valid are added to it): the achievements (as CSV), their duplicate
+keys and their `achievements.accepted` arrays are written from its columns, never as a Python
 object per row, which cost more than the rules themselves.
 """
 
@@ -47,6 +47,7 @@ from services.core.scheme.validation import (
     duplicate_key_text,
 )
 from services.core.states import initial_grant_state
+from services.validator import duplicate_keys
 
 # The `achievements` columns a chunk COPYs, in this order.
 ACHIEVEMENT_COLUMNS: Final = (
@@ -57,7 +58,6 @@ ACHIEVEMENT_COLUMNS: Final = (
     *Achievement._fields,
     "grant_state",
 )
-ROW_KEY_COLUMNS: Final = ("upload_id", "row_number", "key", "is_valid", "has_warning", "dup_02")
 # (upload_id, row_number, position, column_name, code, severity, message, masked_value)
 IssueRecord = tuple[uuid.UUID, int, int, str | None, str, str, str, str | None]
 # (row_number, key, has_warning, dup_02) of a row that is not valid
@@ -205,10 +205,10 @@ class ChunkResult:
             .encode()
         )
 
-    def row_keys_csv(self) -> bytes:
-        """Every key of the chunk as `ROW_KEY_COLUMNS`, CSV for `COPY`."""
+    def stored_keys(self) -> bytes:
+        """Every key of the chunk, valid rows' and the others', as stored with its task for
+        DUP_01 across the file (`duplicate_keys`)."""
         valid = self._valid_keys().select(
-            pl.lit(str(self.upload_id)).alias("upload_id"),
             ROW_NUMBER,
             "key",
             pl.lit(True).alias("is_valid"),
@@ -217,16 +217,12 @@ class ChunkResult:
         )
         invalid = pl.DataFrame(
             [(row, key, False, warn, dup) for row, key, warn, dup in self.invalid_keys],
-            schema={
-                ROW_NUMBER: pl.Int64,
-                "key": pl.String,
-                "is_valid": pl.Boolean,
-                "has_warning": pl.Boolean,
-                "dup_02": pl.Boolean,
-            },
+            schema=duplicate_keys.KEYS_SCHEMA,
             orient="row",
-        ).select(pl.lit(str(self.upload_id)).alias("upload_id"), pl.all())
-        return pl.concat([valid, invalid]).write_csv(include_header=False).encode()
+        )
+        return duplicate_keys.to_stored(
+            pl.concat([valid.cast(duplicate_keys.KEYS_SCHEMA), invalid])
+        )
 
     def event_parts(self, part_size: int) -> list[EventPart]:
         """The chunk's achievements as `achievements.accepted` arrays of at most `part_size`,

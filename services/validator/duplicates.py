@@ -1,5 +1,6 @@
-"""The cross-row rules in PostgreSQL: DUP_01 across the chunks of one file, DUP_02 against the
-same ATO's earlier accepted uploads.
+"""The cross-row rules' database side: DUP_02 against the same ATO's earlier accepted uploads,
+and reading back the keys for DUP_01 across the chunks of one file (found in memory,
+`duplicate_keys`).
 
 DUP_02 runs twice: for each chunk before its rows are written (against every upload of the ATO
 accepted by then), and once more when the outcome is decided, only against the uploads of the
@@ -8,8 +9,8 @@ an advisory lock, so of two uploads with the same achievement finishing at once 
 gets DUP_02.
 
 Plans are fixed by the queries' shape, not left to statistics of tables that fill and empty
-within minutes: the chunk check probes the duplicate indexes once per key (hash and merge joins
-are switched off for that statement), and DUP_01 is one sort of this upload's keys.
+within minutes: both DUP_02 checks probe the duplicate indexes once per key (hash and merge
+joins are switched off for those statements).
 """
 
 from __future__ import annotations
@@ -17,15 +18,17 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
+import polars as pl
 
 from services.core.retention import duplicate_key_hmac
+from services.core.scheme.bulk_rules import ROW_NUMBER
 from services.core.scheme.validation import CITB_ID_KIND, NI_NUMBER_KIND, ULN_KIND
 from services.core.settings import RetentionSettings
 from services.core.states import ACCEPTING
+from services.validator import duplicate_keys
 
 _ACCEPTING = sorted(state.value for state in ACCEPTING)
 
@@ -36,7 +39,6 @@ def _earlier_uploads(
     ato: str,
     upload: str,
     extra: str = "",
-    columns: str = "keys.row_number",
     purged: bool = False,
 ) -> str:
     """Rows of `keys` (row_number, course_code, achievement_date, kind, identifier) that match
@@ -54,7 +56,7 @@ def _earlier_uploads(
           AND u.ato_id = {ato} AND u.status = ANY('{{{accepting}}}'::text[]){extra}"""
     branches = [
         f"""
-        SELECT {columns} FROM {keys} JOIN achievements a
+        SELECT keys.row_number FROM {keys} JOIN achievements a
           ON a.course_code = keys.course_code AND a.achievement_date = keys.achievement_date
          AND keys.kind = '{kind}' AND a.{kind} = keys.identifier{guard}"""
         for kind in (ULN_KIND, NI_NUMBER_KIND, CITB_ID_KIND)
@@ -62,7 +64,7 @@ def _earlier_uploads(
     if purged:
         branches.append(
             f"""
-        SELECT {columns} FROM {keys} JOIN purged_duplicate_keys p
+        SELECT keys.row_number FROM {keys} JOIN purged_duplicate_keys p
           ON p.ato_id = {ato} AND p.key_hmac = keys.key_hmac
         JOIN achievements a ON a.achievement_id = p.achievement_id{guard}"""
         )
@@ -134,99 +136,27 @@ def _retention_from_environment() -> RetentionSettings:
     return RetentionSettings()
 
 
-@dataclass(frozen=True, slots=True)
-class Marked:
-    """What marking a rule's rows did to the counts."""
-
-    rows: int  # rows the rule marks (each counts once for the code)
-    newly_invalid: int  # of them, rows that were valid until now
-    warned_lost: int  # of those, rows that carried a warning (no longer counted as warned)
-    first_rows: list[int]  # the first `limit` marked rows, for the stored issues
-    were_valid: list[int]  # the rows that were valid (their achievements are gone)
-
-
-# A stored key with what the marking needs of its row; a row DUP_02 marked already (when its
-# chunk was validated) is left out of DUP_02's re-check.
-_STORED_KEYS = f"""(
-        SELECT row_number, is_valid, has_warning, {_SPLIT_KEY}
-        FROM row_keys WHERE upload_id = $1 AND NOT dup_02) AS keys"""
-
-# Every row after the first that shares a key; one sort of the upload's keys, no join.
-_IN_FILE = """
-        SELECT row_number, is_valid, has_warning FROM (
-            SELECT row_number, is_valid, has_warning,
-                   min(row_number) OVER (PARTITION BY key) AS first_row
-            FROM row_keys WHERE upload_id = $1) ordered
-        WHERE row_number > first_row"""
-
-_EARLIER = _earlier_uploads(
-    _STORED_KEYS,
-    ato="$3",
-    upload="$1",
-    extra=" AND a.upload_id = ANY($4)",
-    columns="keys.row_number, keys.is_valid, keys.has_warning",
-)
-
-
-def _summary(found: str) -> str:
-    """What marking the rows `found` names ($1 the upload, $2 how many row numbers to return
-    for the stored issues) does: one row per marked row, its validity as it was."""
-    return f"""
-    WITH marked AS (SELECT DISTINCT row_number, is_valid, has_warning FROM ({found}) found)
-    SELECT count(*) AS rows,
-           count(*) FILTER (WHERE is_valid) AS newly_invalid,
-           count(*) FILTER (WHERE is_valid AND has_warning) AS warned_lost,
-           coalesce(array_agg(row_number), '{{}}') AS marked,
-           coalesce(array_agg(row_number) FILTER (WHERE is_valid), '{{}}') AS were_valid,
-           (SELECT coalesce(array_agg(row_number ORDER BY row_number), '{{}}')
-              FROM (SELECT row_number FROM marked ORDER BY row_number LIMIT $2) first)
-              AS first_rows
-    FROM marked"""
-
-
-async def _mark(
-    connection: asyncpg.Connection,
-    upload_id: uuid.UUID,
-    summary: asyncpg.Record | None,
-    *,
-    dup_02: bool,
-) -> Marked:
-    """Applies a summary: the marked rows' keys no longer valid (and DUP_02-marked), their
-    achievements gone. By row numbers through the (upload, row) indexes: one probe per row,
-    whatever the statistics of tables that filled a minute ago say."""
-    assert summary is not None
-    if summary["rows"]:
-        await connection.execute(
-            "UPDATE row_keys SET is_valid = false, dup_02 = dup_02 OR $3"
-            " WHERE upload_id = $1 AND row_number = ANY($2::integer[])",
-            upload_id,
-            summary["marked"],
-            dup_02,
-        )
-        await connection.execute(
-            "DELETE FROM achievements WHERE upload_id = $1 AND row_number = ANY($2::integer[])",
-            upload_id,
-            summary["were_valid"],
-        )
-    return Marked(
-        summary["rows"],
-        summary["newly_invalid"],
-        summary["warned_lost"],
-        list(summary["first_rows"]),
-        list(summary["were_valid"]),
+async def stored_keys(connection: asyncpg.Connection, upload_id: uuid.UUID) -> list[bytes]:
+    """Every chunk's stored duplicate keys (`duplicate_keys`), in chunk order."""
+    values = await connection.fetch(
+        "SELECT duplicate_keys FROM validation_chunks"
+        " WHERE upload_id = $1 AND duplicate_keys IS NOT NULL ORDER BY chunk_no",
+        upload_id,
     )
+    return [row["duplicate_keys"] for row in values]
 
 
-_SUMMARY_IN_FILE = _summary(_IN_FILE)
-_SUMMARY_EARLIER = _summary(_EARLIER)
-
-
-async def mark_in_file_duplicates(
-    connection: asyncpg.Connection, upload_id: uuid.UUID, limit: int
-) -> Marked:
-    """DUP_01: every row after the first that shares a key (the first counts even if invalid)."""
-    summary = await connection.fetchrow(_SUMMARY_IN_FILE, upload_id, limit)
-    return await _mark(connection, upload_id, summary, dup_02=False)
+async def remove_achievements(
+    connection: asyncpg.Connection, upload_id: uuid.UUID, row_numbers: pl.Series
+) -> None:
+    """The achievements of rows a cross-row rule took, by (upload, row): one probe per row."""
+    if row_numbers.len():
+        await connection.execute(
+            "DELETE FROM achievements WHERE upload_id = $1"
+            " AND row_number = ANY(string_to_array($2, ',')::integer[])",
+            upload_id,
+            duplicate_keys.as_array_text(row_numbers),
+        )
 
 
 async def uploads_accepted_since(
@@ -244,19 +174,46 @@ async def uploads_accepted_since(
     return [row["upload_id"] for row in rows]
 
 
+# DUP_02 against the given uploads of the ATO ($5), for the keys in $3 and $4.
+_AMONG_EARLIER_UPLOADS = _earlier_uploads(
+    _CHUNK_KEYS, ato="$1", upload="$2", extra=" AND a.upload_id = ANY($5)"
+)
+
+
 async def mark_earlier_upload_duplicates(
     connection: asyncpg.Connection,
     ato_id: str,
     upload_id: uuid.UUID,
-    limit: int,
+    stored: Sequence[bytes],
+    invalid_rows: pl.Series,
     among_uploads: Sequence[uuid.UUID],
-) -> Marked:
-    """DUP_02 against the given uploads of the ATO (those accepted since the chunks looked).
-    Hash joins only: a nested loop over this upload's keys and those uploads' achievements,
-    which stale statistics could pick, would be quadratic."""
-    async with connection.transaction():
-        await connection.execute("SET LOCAL enable_nestloop = off")
-        summary = await connection.fetchrow(
-            _SUMMARY_EARLIER, upload_id, limit, ato_id, list(among_uploads)
+    limit: int,
+) -> duplicate_keys.Marked:
+    """DUP_02 against the given uploads of the ATO (those accepted since the chunks looked),
+    chunk by chunk (memory stays near one chunk's keys), with `invalid_rows` (DUP_01's) no
+    longer valid. One index probe per key, as for a chunk, restricted to those uploads: linear
+    in the keys whatever the statistics say."""
+    found = []
+    for value in stored:
+        keys = duplicate_keys.not_yet_marked_by_dup_02(
+            duplicate_keys.from_stored(value), invalid_rows
         )
-    return await _mark(connection, upload_id, summary, dup_02=True)
+        if not keys.height:
+            continue
+        async with connection.transaction():
+            await connection.execute(
+                "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
+            )
+            rows = await connection.fetch(
+                _AMONG_EARLIER_UPLOADS,
+                ato_id,
+                upload_id,
+                keys.get_column(ROW_NUMBER).to_list(),
+                keys.get_column(duplicate_keys.KEY).to_list(),
+                list(among_uploads),
+            )
+        hit = [row["row_number"] for row in rows]
+        found.append(keys.filter(pl.col(ROW_NUMBER).is_in(hit)))
+    return duplicate_keys.summarise(
+        pl.concat(found) if found else duplicate_keys.empty_keys(), limit
+    )

@@ -9,13 +9,15 @@ one order.
 
 from __future__ import annotations
 
-import bisect
+import asyncio
+import json
 import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
+import polars as pl
 
 from services.core.events import (
     AchievementsAccepted,
@@ -37,7 +39,7 @@ from services.core.scheme.outcome import (
 )
 from services.core.scheme.validation import duplicate_issue
 from services.core.states import IN_PROGRESS, UploadState
-from services.validator import chunk_queue, duplicates
+from services.validator import chunk_queue, duplicate_keys, duplicates
 from services.validator.chunk_queue import Segment
 from services.validator.chunk_validation import RELEASE_AT_PLACEHOLDER
 
@@ -325,12 +327,12 @@ async def _cross_row_rules(
     upload: Upload,
     found: chunk_queue.ChunkTotals,
     max_stored_issues: int,
-) -> tuple[Counts, list[int]]:
+) -> tuple[Counts, pl.Series]:
     """DUP_01 across chunks, then DUP_02 against uploads accepted while the chunks ran; with
     the counts, the rows they took achievements from."""
     rows_invalid, rows_warned = found.rows_invalid, found.rows_warned
     by_code = dict(found.counts_by_code)
-    lost: list[int] = []
+    lost = [pl.Series(dtype=pl.Int32)]
     started = await connection.fetchval(
         "SELECT validation_started_at FROM uploads WHERE upload_id = $1", upload.upload_id
     )
@@ -338,29 +340,29 @@ async def _cross_row_rules(
     recent = await duplicates.uploads_accepted_since(
         connection, upload.ato_id, upload.upload_id, since
     )
-    marks = [
-        (
-            Code.DUP_01,
-            await duplicates.mark_in_file_duplicates(
-                connection, upload.upload_id, max_stored_issues
-            ),
-        ),
-    ]
+    stored = await duplicates.stored_keys(connection, upload.upload_id)
+    # CPU-bound over a million keys at most: off the event loop.
+    in_file = await asyncio.to_thread(duplicate_keys.in_file_duplicates, stored, max_stored_issues)
+    await duplicates.remove_achievements(connection, upload.upload_id, in_file.were_valid)
+    marks = [(Code.DUP_01, in_file)]
     if recent:
-        marks.append(
-            (
-                Code.DUP_02,
-                await duplicates.mark_earlier_upload_duplicates(
-                    connection, upload.ato_id, upload.upload_id, max_stored_issues, recent
-                ),
-            )
+        earlier = await duplicates.mark_earlier_upload_duplicates(
+            connection,
+            upload.ato_id,
+            upload.upload_id,
+            stored,
+            in_file.all_rows,
+            recent,
+            max_stored_issues,
         )
+        await duplicates.remove_achievements(connection, upload.upload_id, earlier.were_valid)
+        marks.append((Code.DUP_02, earlier))
     for code, marked in marks:
         if not marked.rows:
             continue
         rows_invalid += marked.newly_invalid
         rows_warned -= marked.warned_lost
-        lost.extend(marked.were_valid)
+        lost.append(marked.were_valid)
         by_code[code.value] = by_code.get(code.value, 0) + marked.rows
         issues = [duplicate_issue(row, code) for row in marked.first_rows]
         await connection.executemany(
@@ -379,7 +381,7 @@ async def _cross_row_rules(
             ],
         )
     counts = Counts(found.rows_total, rows_invalid, rows_warned, dict(sorted(by_code.items())))
-    return counts, lost
+    return counts, pl.concat(lost).sort()
 
 
 async def _keep_first_issues(
@@ -409,7 +411,7 @@ async def _accept(
     amendment_window_s: float,
     chunk: int,
     counts: Counts,
-    lost: list[int],
+    lost: pl.Series,
 ) -> None:
     """The achievements written by the chunks become visible with the status; the amendment
     window starts now; they are announced in events of at most `chunk` achievements, from the
@@ -426,14 +428,18 @@ async def _accept(
         upload_id=upload.upload_id, ato_id=upload.ato_id, achievements=[]
     )
     topic, key = topic_for(envelope, topics)
-    payload = envelope.model_dump(mode="json", exclude={"event_id", "achievements"})
+    # The event's JSON as text around the staged arrays: the envelope's fields, then its id
+    # and achievements (`json`, not `jsonb`: nothing is parsed into a tree).
+    envelope_fields = json.dumps(
+        envelope.model_dump(mode="json", exclude={"event_id", "achievements"}),
+        separators=(",", ":"),
+    )
     release_text = release_at.astimezone(UTC).isoformat().replace("+00:00", "Z")
     await connection.execute(
         """
         INSERT INTO outbox (topic, key, payload)
-        SELECT $2, $3, $4::jsonb || jsonb_build_object(
-                   'event_id', gen_random_uuid(),
-                   'achievements', replace(elements, $5, $6)::jsonb)
+        SELECT $2, $3, ($4 || ',"event_id":"' || gen_random_uuid() || '","achievements":'
+                        || replace(elements, $5, $6) || '}')::json
         FROM accepted_event_parts
         WHERE upload_id = $1 AND achievements > 0
         ORDER BY chunk_no, part
@@ -441,7 +447,7 @@ async def _accept(
         upload.upload_id,
         topic,
         key,
-        payload,
+        envelope_fields.removesuffix("}"),
         RELEASE_AT_PLACEHOLDER,
         release_text,
     )
@@ -458,7 +464,7 @@ def _elements(release_at: str) -> str:
 
 
 async def _staged_parts_complete(
-    connection: asyncpg.Connection, upload_id: uuid.UUID, counts: Counts, lost: list[int]
+    connection: asyncpg.Connection, upload_id: uuid.UUID, counts: Counts, lost: pl.Series
 ) -> bool:
     """Brings the staged parts in line with the achievements the cross-row rules left: the
     parts holding a row that lost its achievement are built again from the table (rare: DUP_01
@@ -469,12 +475,25 @@ async def _staged_parts_complete(
         " WHERE upload_id = $1 ORDER BY first_row",
         upload_id,
     )
-    starts = [part["first_row"] for part in parts]
-    stale = set()
-    for row_number in lost:
-        index = bisect.bisect_right(starts, row_number) - 1
-        if index >= 0 and row_number <= parts[index]["last_row"]:
-            stale.add((parts[index]["chunk_no"], parts[index]["part"]))
+    staged = pl.DataFrame(
+        [tuple(part) for part in parts],
+        schema={"chunk_no": pl.Int32, "part": pl.Int32, "first_row": pl.Int32, "last": pl.Int32},
+        orient="row",
+    ).with_row_index("index")
+    # The part each lost row falls in: the last one starting at or before it, if it ends after.
+    stale = (
+        pl.DataFrame(
+            {
+                "row": lost,
+                "index": staged["first_row"].search_sorted(lost, side="right").cast(pl.Int64) - 1,
+            }
+        )
+        .join(staged.with_columns(pl.col("index").cast(pl.Int64)), on="index")
+        .filter(pl.col("row") <= pl.col("last"))
+        .select("chunk_no", "part")
+        .unique()
+        .rows()
+    )
     if stale:
         await connection.execute(
             f"""
@@ -491,11 +510,11 @@ async def _staged_parts_complete(
             [part for _, part in stale],
             RELEASE_AT_PLACEHOLDER,
         )
-    staged = await connection.fetchval(
+    achievements = await connection.fetchval(
         "SELECT coalesce(sum(achievements), 0) FROM accepted_event_parts WHERE upload_id = $1",
         upload_id,
     )
-    return bool(staged == counts.rows_valid)
+    return bool(achievements == counts.rows_valid)
 
 
 async def _stage_parts_from_achievements(

@@ -106,7 +106,7 @@ async def test_killed_validators_leave_one_result_per_row_and_the_uninterrupted_
             upload_id,
         )
         announced = await connection.fetchval(
-            "SELECT coalesce(sum(jsonb_array_length(payload->'achievements')), 0) FROM outbox"
+            "SELECT coalesce(sum(json_array_length(payload->'achievements')), 0) FROM outbox"
             " WHERE payload->>'event_type' = 'achievements.accepted'"
             " AND payload->>'upload_id' = $1",
             upload_id,

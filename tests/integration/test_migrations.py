@@ -20,7 +20,6 @@ PACKAGES = {
         "api_keys",
         "uploads",
         "row_issues",
-        "row_keys",
         "validation_chunks",
         "ato_turns",
         "achievements",

@@ -121,7 +121,7 @@ async def test_what_a_decided_upload_left_behind_is_forgotten_by_the_next_idle_w
     that died in between left is forgotten by the next worker with nothing else to do."""
     upload = await validate_stored(pool, tmp_path, csv_file(*ULNS), chunk_rows=2)
     upload_id = upload["upload_id"]
-    tables = ("validation_chunks", "row_keys", "accepted_event_parts")
+    tables = ("validation_chunks", "accepted_event_parts")
 
     async def left(connection: asyncpg.Connection) -> list[int]:
         return [
@@ -133,16 +133,14 @@ async def test_what_a_decided_upload_left_behind_is_forgotten_by_the_next_idle_w
 
     async with pool.acquire() as connection:
         assert upload["status"] == "passed"
-        assert await left(connection) == [0, 0, 0]
+        assert await left(connection) == [0, 0]
         # As a worker that died between the outcome and forgetting would leave them:
         await connection.execute(
-            "INSERT INTO validation_chunks (upload_id, chunk_no, ato_id, segments, state)"
-            " VALUES ($1, 0, $2, '{0,10,2}', 'done')",
+            "INSERT INTO validation_chunks"
+            " (upload_id, chunk_no, ato_id, segments, state, duplicate_keys)"
+            " VALUES ($1, 0, $2, '{0,10,2}', 'done', 'keys')",
             upload_id,
             upload["ato_id"],
-        )
-        await connection.execute(
-            "INSERT INTO row_keys VALUES ($1, 2, 'key', true, false, false)", upload_id
         )
         await connection.execute(
             "INSERT INTO accepted_event_parts VALUES ($1, 0, 0, 2, 2, 1, '[]')", upload_id
@@ -152,4 +150,4 @@ async def test_what_a_decided_upload_left_behind_is_forgotten_by_the_next_idle_w
 
     assert steps == 1
     async with pool.acquire() as connection:
-        assert await left(connection) == [0, 0, 0]
+        assert await left(connection) == [0, 0]

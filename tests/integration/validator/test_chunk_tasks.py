@@ -186,6 +186,55 @@ async def test_of_two_uploads_of_one_ato_finishing_together_exactly_one_gets_dup
     assert outcomes == [("failed", {"DUP_02": 1}), ("passed", {})]
 
 
+async def test_the_outcomes_dup_02_re_check_spans_chunks_and_counts_dup_01_rows_once_each(
+    pool: asyncpg.Pool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The later upload's chunks looked before the earlier one was accepted: its outcome finds
+    the repeats, chunk by chunk (one row per chunk here), after DUP_01."""
+    ato_id = await new_ato(pool, "Rechecked")
+    config = settings(tmp_path, chunk_rows=1)
+    earlier = await store_upload(pool, tmp_path, csv_file(row(ULNS[0]), row(ULNS[1])), ato_id)
+    later = await store_upload(
+        pool,
+        tmp_path,
+        # Row 2 repeats the earlier upload; row 3 repeats row 2 (DUP_01) and so the earlier
+        # upload too; row 4 is new; row 5 repeats the earlier upload.
+        csv_file(row(ULNS[1]), row(ULNS[1]), row(ULNS[2]), row(ULNS[0])),
+        ato_id,
+        policy="valid_rows",
+    )
+    for upload_id in (earlier, later):
+        await plan_upload(pool, FolderStorage(tmp_path), config, TOPICS, upload_id)
+    await process_without_deciding(pool, config, monkeypatch)
+
+    assert await decide(pool, earlier)
+    assert await decide(pool, later)
+
+    decided = await upload_row(pool, later)
+    assert (decided["status"], decided["rows_valid"], decided["rows_invalid"]) == (
+        "partially_accepted",
+        1,
+        3,
+    )
+    assert dict(decided["counts_by_code"]) == {"DUP_01": 1, "DUP_02": 3}
+    async with pool.acquire() as connection:
+        kept = await connection.fetch(
+            "SELECT row_number FROM achievements WHERE upload_id = $1", later
+        )
+        issues = await connection.fetch(
+            "SELECT row_number, code FROM row_issues WHERE upload_id = $1"
+            " ORDER BY row_number, code",
+            later,
+        )
+    assert [r["row_number"] for r in kept] == [4]
+    assert [(r["row_number"], r["code"]) for r in issues] == [
+        (2, "DUP_02"),
+        (3, "DUP_01"),
+        (3, "DUP_02"),
+        (5, "DUP_02"),
+    ]
+
+
 async def test_an_upload_keeps_the_reference_version_it_was_planned_with(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
