@@ -236,6 +236,11 @@ async def _purge_uploads(
                 ids,
             )
             report.masked_values_cleared += int(cleared.rsplit(" ", 1)[1])
+            # Chunk tasks hold duplicate keys; they go with the outcome, or with the next idle
+            # validator when a worker died just after it. None may outlive the retention period.
+            await connection.execute(
+                "DELETE FROM validation_chunks WHERE upload_id = ANY($1::uuid[])", ids
+            )
             await connection.execute(
                 "UPDATE uploads SET purged_at = $2, file_name = upload_id::text || '.csv'"
                 " WHERE upload_id = ANY($1::uuid[])",

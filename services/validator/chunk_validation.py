@@ -128,14 +128,22 @@ class ChunkResult:
     def _valid_keys(self) -> pl.DataFrame:
         return _keys_of(self.valid)
 
-    @property
-    def duplicate_keys(self) -> list[tuple[int, str]]:
-        """(row number, key) for every key of the chunk, for the DUP_02 query."""
-        valid = self._valid_keys()
-        return [
-            *zip(valid[ROW_NUMBER].to_list(), valid["key"].to_list(), strict=True),
-            *((row, key) for row, key, _, _ in self.invalid_keys),
-        ]
+    def all_keys(self) -> pl.DataFrame:
+        """Every key of the chunk, valid rows' and the others', as `duplicate_keys.KEYS_SCHEMA`
+        (what the DUP_02 query reads, and what the chunk stores for DUP_01 across the file)."""
+        valid = self._valid_keys().select(
+            ROW_NUMBER,
+            "key",
+            pl.lit(True).alias("is_valid"),
+            "has_warning",
+            pl.lit(False).alias("dup_02"),
+        )
+        invalid = pl.DataFrame(
+            [(row, key, False, warn, dup) for row, key, warn, dup in self.invalid_keys],
+            schema=duplicate_keys.KEYS_SCHEMA,
+            orient="row",
+        )
+        return pl.concat([valid.cast(duplicate_keys.KEYS_SCHEMA), invalid])
 
     def _invalidate(self, row_numbers: set[int], *, dup_02: bool) -> None:
         """The valid rows among `row_numbers` become invalid (no achievement); their keys are
@@ -206,23 +214,8 @@ class ChunkResult:
         )
 
     def stored_keys(self) -> bytes:
-        """Every key of the chunk, valid rows' and the others', as stored with its task for
-        DUP_01 across the file (`duplicate_keys`)."""
-        valid = self._valid_keys().select(
-            ROW_NUMBER,
-            "key",
-            pl.lit(True).alias("is_valid"),
-            "has_warning",
-            pl.lit(False).alias("dup_02"),
-        )
-        invalid = pl.DataFrame(
-            [(row, key, False, warn, dup) for row, key, warn, dup in self.invalid_keys],
-            schema=duplicate_keys.KEYS_SCHEMA,
-            orient="row",
-        )
-        return duplicate_keys.to_stored(
-            pl.concat([valid.cast(duplicate_keys.KEYS_SCHEMA), invalid])
-        )
+        """`all_keys` as stored with the chunk's task for DUP_01 across the file."""
+        return duplicate_keys.to_stored(self.all_keys())
 
     def event_parts(self, part_size: int) -> list[EventPart]:
         """The chunk's achievements as `achievements.accepted` arrays of at most `part_size`,

@@ -230,7 +230,7 @@ class ChunkWorker:
                 connection,
                 chunk.ato_id,
                 chunk.upload_id,
-                result.duplicate_keys,
+                result.all_keys(),
                 self.settings.retention,
             )
             result.mark_earlier_upload_duplicates(found)

@@ -77,41 +77,53 @@ _SPLIT_KEY = """
         split_part(key, '|', 3) AS kind,
         split_part(key, '|', 4) AS identifier"""
 
+# A chunk's keys as two texts ($3 the row numbers, comma-separated; $4 the keys, a line each):
+# no Python object per key on the way, and a key (valid cells only) holds no line break.
 _CHUNK_KEYS = f"""(
         SELECT row_number, {_SPLIT_KEY}
-        FROM unnest($3::integer[], $4::text[]) AS k(row_number, key)) AS keys"""
+        FROM unnest(string_to_array($3, ',')::integer[], string_to_array($4, E'\\n'))
+             AS k(row_number, key)) AS keys"""
 _CHUNK_EARLIER_UPLOADS = _earlier_uploads(_CHUNK_KEYS, ato="$1", upload="$2")
 # The same, when the ATO has purged achievements: $5 the keys' HMACs, in the keys' order.
 _CHUNK_HASHED_KEYS = f"""(
         SELECT row_number, key_hmac, {_SPLIT_KEY}
-        FROM unnest($3::integer[], $4::text[], $5::bytea[]) AS k(row_number, key, key_hmac)
+        FROM unnest(string_to_array($3, ',')::integer[], string_to_array($4, E'\\n'),
+                    $5::bytea[]) AS k(row_number, key, key_hmac)
         ) AS keys"""
 _CHUNK_EARLIER_UPLOADS_OR_PURGED = _earlier_uploads(
     _CHUNK_HASHED_KEYS, ato="$1", upload="$2", purged=True
 )
 
 
+def _as_texts(keys: pl.DataFrame) -> tuple[str, str]:
+    """(row numbers, keys) of a frame of `ROW_NUMBER` and `KEY`, as `_CHUNK_KEYS` reads them."""
+    return (
+        duplicate_keys.as_array_text(keys.get_column(ROW_NUMBER)),
+        keys.get_column(duplicate_keys.KEY).str.join("\n").item(),
+    )
+
+
 async def chunk_earlier_upload_duplicates(
     connection: asyncpg.Connection,
     ato_id: str,
     upload_id: uuid.UUID,
-    keys: Sequence[tuple[int, str]],
+    keys: pl.DataFrame,
     retention: RetentionSettings | None = None,
 ) -> set[int]:
-    """DUP_02 for one chunk's keys: the row numbers whose achievement the ATO already has.
+    """DUP_02 for one chunk's keys (`ROW_NUMBER`, `KEY`): the row numbers whose achievement
+    the ATO already has.
 
     Achievements the retention purge emptied are matched by the HMAC of their keys
     (`retention` holds the key; read from the environment when not given). The hashes are
     computed only when the ATO has purged keys at all: one index probe decides."""
-    if not keys:
+    if not keys.height:
         return set()
+    row_numbers, texts = _as_texts(keys)
     async with connection.transaction():
         # One index probe per key, whatever the planner thinks of `achievements`' size.
         await connection.execute(
             "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
         )
-        row_numbers = [row for row, _ in keys]
-        texts = [key for _, key in keys]
         if await connection.fetchval(
             "SELECT EXISTS (SELECT 1 FROM purged_duplicate_keys WHERE ato_id = $1)", ato_id
         ):
@@ -122,7 +134,10 @@ async def chunk_earlier_upload_duplicates(
                 upload_id,
                 row_numbers,
                 texts,
-                [duplicate_key_hmac(secret, text) for text in texts],
+                [
+                    duplicate_key_hmac(secret, text)
+                    for text in keys.get_column(duplicate_keys.KEY).to_list()
+                ],
             )
         else:
             rows = await connection.fetch(
@@ -205,12 +220,7 @@ async def mark_earlier_upload_duplicates(
                 "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
             )
             rows = await connection.fetch(
-                _AMONG_EARLIER_UPLOADS,
-                ato_id,
-                upload_id,
-                keys.get_column(ROW_NUMBER).to_list(),
-                keys.get_column(duplicate_keys.KEY).to_list(),
-                list(among_uploads),
+                _AMONG_EARLIER_UPLOADS, ato_id, upload_id, *_as_texts(keys), list(among_uploads)
             )
         hit = [row["row_number"] for row in rows]
         found.append(keys.filter(pl.col(ROW_NUMBER).is_in(hit)))

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import polars as pl
 import pytest
 from pydantic import SecretStr, ValidationError
 
@@ -155,6 +156,16 @@ async def test_a_purged_upload_keeps_its_status_and_counts_and_holds_no_personal
         masked_before = await connection.fetchval(
             "SELECT count(*) FROM row_issues WHERE masked_value IS NOT NULL"
         )
+        # A chunk task with its duplicate keys, as a validator that died just after deciding
+        # the outcome (and before forgetting the tasks) would leave it, with no validator since.
+        await connection.execute(
+            "INSERT INTO validation_chunks"
+            " (upload_id, chunk_no, ato_id, segments, state, duplicate_keys)"
+            " VALUES ($1, 0, $2, '{0,10,2}', 'done', $3)",
+            upload["upload_id"],
+            upload["ato_id"],
+            b"SD-WAH-101|2026-11-12|uln|1234567899",
+        )
     assert len(achievements_before) == 2
     assert masked_before >= 1
     assert await where_found(pool, NEEDLES)  # the search finds them before the purge
@@ -185,6 +196,8 @@ async def test_a_purged_upload_keeps_its_status_and_counts_and_holds_no_personal
     assert (masked_after, issues_after) == (0, 1)  # the issue stays, without its value
     assert await where_found(pool, NEEDLES) == []
     assert files_holding(tmp_path, NEEDLES) == []
+    async with pool.acquire() as connection:
+        assert await connection.fetchval("SELECT count(*) FROM validation_chunks") == 0
 
     again = await purge(pool, FolderStorage(tmp_path), SETTINGS, after_retention(upload, 40))
     assert (again.uploads_purged, again.achievements_purged, again.files_deleted) == (0, 0, 0)
@@ -231,11 +244,17 @@ async def test_dup_02_still_fires_for_a_re_upload_of_a_purged_achievement(
     await purge(pool, FolderStorage(tmp_path), SETTINGS, after_retention(first))
     ato_id = first["ato_id"]
     # The chunk's keys as the validator builds them, for a new upload of the same ATO.
-    keys = [
-        (2, "SD-WAH-101|2026-11-12|uln|1000000043"),
-        (3, "SD-WAH-101|2026-11-12|ni_number|AB123456C"),
-        (4, "SD-WAH-101|2026-11-12|uln|1234567899"),
-    ]
+    keys = pl.DataFrame(
+        {
+            "row_number": [2, 3, 4],
+            "key": [
+                "SD-WAH-101|2026-11-12|uln|1000000043",
+                "SD-WAH-101|2026-11-12|ni_number|AB123456C",
+                "SD-WAH-101|2026-11-12|uln|1234567899",
+            ],
+        },
+        schema={"row_number": pl.Int32, "key": pl.String},
+    )
     new_upload = uuid.uuid4()
     async with pool.acquire() as connection:
         found = await duplicates.chunk_earlier_upload_duplicates(
