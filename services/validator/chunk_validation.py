@@ -83,11 +83,20 @@ def achievement_id(upload_id: uuid.UUID, row_number: int) -> uuid.UUID:
     return uuid.UUID(bytes=upload_id.bytes[:12] + row_number.to_bytes(4, "big"))
 
 
-def _achievement_ids(upload_id: uuid.UUID, row_numbers: Sequence[int]) -> list[str]:
-    """`achievement_id` of each row, as text: the upload's part once, then the row in hex."""
-    text = str(achievement_id(upload_id, 0))
-    prefix = text[:-8]
-    return [f"{prefix}{row_number:08x}" for row_number in row_numbers]
+_HEX_BYTES: Final = [f"{byte:02x}" for byte in range(256)]
+
+
+def achievement_ids(upload_id: uuid.UUID) -> pl.Expr:
+    """`achievement_id` of each row (`ROW_NUMBER`), as text: the upload's part, then the row
+    number's four bytes in hex, computed by column (not a Python string per row)."""
+    prefix = str(achievement_id(upload_id, 0))[:-8]
+    row_bytes = (
+        (pl.col(ROW_NUMBER) // 256**shift % 256).replace_strict(
+            range(256), _HEX_BYTES, return_dtype=pl.String
+        )
+        for shift in (3, 2, 1, 0)
+    )
+    return pl.concat_str(pl.lit(prefix), *row_bytes).alias(ACHIEVEMENT_ID)
 
 
 def _keys_of(valid: pl.DataFrame) -> pl.DataFrame:
@@ -338,7 +347,6 @@ def validate_chunk(
     found_valid = [row for row in exact if row.achievement is not None]
     if found_valid:
         proven = pl.concat([proven, _valid_frame(found_valid)]).sort(ROW_NUMBER)
-    ids = _achievement_ids(upload_id, proven[ROW_NUMBER].to_list())
-    result.valid = proven.with_columns(pl.Series(ACHIEVEMENT_ID, ids, dtype=pl.String))
+    result.valid = proven.with_columns(achievement_ids(upload_id))
     result.mark_in_chunk_duplicates()
     return result
