@@ -41,7 +41,14 @@ import polars as pl
 
 from services.core.scheme.codes import MESSAGES, SEVERITY, Code
 from services.core.scheme.columns import COLUMN_OF_CODE, COLUMNS, HeaderMap
-from services.core.scheme.record_scanner import Record, SegmentText, quoted_records
+from services.core.scheme.file_inspection import Encoding
+from services.core.scheme.record_scanner import (
+    Record,
+    SegmentBytes,
+    SegmentText,
+    quoted_records,
+    segment_records,
+)
 from services.core.scheme.reference import InMemoryReference
 from services.core.scheme.rules import (
     ACHIEVEMENT_MAX_AGE_DAYS,
@@ -116,9 +123,8 @@ _SEPARATOR: Final = "\x00"
 # beyond the header, a NUL in a cell): any other record's text has `width - 1` separators.
 _UNPROVEN: Final = ""
 _KEY_SEPARATOR: Final = "|"  # as `validation.duplicate_key_text`
-# Distinct date texts remembered per file: every birth date of a century in two formats.
+# Distinct date texts remembered per column: every birth date of a century in two formats.
 _DATE_CACHE_ENTRIES: Final = 1 << 17
-_EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()  # Polars counts days from 1970
 # Rows of a chunk's full pass without `="` that are worth a query of their own, spared the
 # unwrapping (about a microsecond a row) at the cost of planning one more query.
 _SEPARATE_UNWRAPPING_ROWS: Final = 4000
@@ -154,7 +160,10 @@ def _full(pattern: str) -> str:
 
 def _removed(text: pl.Expr, characters: str) -> pl.Expr:
     """`text` with every one of `characters` removed, as one pass of literal single-character
-    patterns (Aho-Corasick: about half the time of a regex character class)."""
+    patterns (Aho-Corasick: about half the time of a regex character class; a single one is
+    a literal search, faster again)."""
+    if len(characters) == 1:
+        return text.str.replace_all(characters, "", literal=True)
     return text.str.replace_many(list(characters), [""] * len(characters))
 
 
@@ -264,7 +273,6 @@ class BulkResult:
     # order, and the records those cells cannot stand for, as they came, by position.
     _cells: pl.DataFrame = field(repr=False)
     _originals: dict[int, Record] = field(repr=False)
-    _rows: list[tuple[Any, ...]] = field(default_factory=list, repr=False)  # cache of `cells`
 
     @property
     def rows_valid(self) -> int:
@@ -284,21 +292,21 @@ class BulkResult:
             for position, row in zip(positions, taken, strict=True)
         ]
 
-    def cells(self, row_number: int) -> list[str]:
-        """The cells of a row of this chunk, in file order (for the masked value of an issue
-        in an error report)."""
-        if not self._rows:  # the first call: every row of the chunk at once
-            self._rows.extend(self._cells.rows())
-        rows = self._rows
-        position = -1
-        if rows and rows[-1][0] - rows[0][0] == len(rows) - 1:
-            position = row_number - rows[0][0]  # the usual chunk: consecutive row numbers
-        else:
-            position = next((i for i, row in enumerate(rows) if row[0] == row_number), -1)
-        if not 0 <= position < len(rows) or rows[position][0] != row_number:
-            raise KeyError(row_number)
-        original = self._originals.get(position)
-        return original[1] if original is not None else list(rows[position][1:])
+    def cells_of(self, row_numbers: Iterable[int]) -> dict[int, list[str]]:
+        """The cells of the chunk's rows among `row_numbers`, in file order (for the masked
+        values of issues in an error report). Only those rows leave the columns: every row of
+        a chunk as Python objects cost a sixth of a validator's time."""
+        wanted = pl.Series(list(row_numbers), dtype=self._cells.schema[ROW_NUMBER])
+        if not wanted.len():
+            return {}
+        positions = (
+            self._cells.select(ROW_NUMBER)
+            .with_row_index("_position")
+            .filter(pl.col(ROW_NUMBER).is_in(wanted.implode()))
+            .get_column("_position")
+            .to_list()
+        )
+        return dict(self.records_at(positions))
 
     def valid_results(self) -> list[RowResult]:
         """The proven rows as the `RowResult`s `RowValidator` gives for them. One Python object
@@ -328,35 +336,63 @@ class BulkResult:
 
 
 class DateReader:
-    """The dates of a column by `rules.parse_date` itself (null where it finds none).
+    """The dates of a column by `rules.parse_date` itself, as a struct of `day` (the date),
+    `number` (year * 10000 + month * 100 + day, for comparing days of the year and counting
+    years) and, when asked for, `iso` (`date.isoformat`, as duplicate keys spell it): each
+    null where it finds no date.
 
     Dates repeat: a file holds a few hundred distinct achievement dates and some tens of
     thousands of birth dates, so the exact rule on each distinct text, remembered for the
-    file, costs less than parsing every row in Polars, and cannot read a date otherwise.
-    (Polars may call this from its threads; the GIL keeps each dictionary step whole, and two
-    threads can only store the same value for a text.)
+    file, costs less than parsing every row in Polars, and cannot read a date otherwise. What
+    it remembers is kept as Polars columns (the texts, and a row of the fields for each), so
+    a chunk whose texts are all known costs one look-up in Polars and no Python object per
+    text; the fields, computed once per text, spare the plans taking every row's date apart.
+    Use one reader per column: each look-up hashes every text the reader knows.
+
+    (Polars may call this from its threads: a call reads what is known as one tuple and
+    stores a new tuple; two calls at once can only lose what the other learnt.)
 
     An object of its own, not a method of `BulkValidator`: the plans hold it inside Polars,
     where Python's collector cannot see, and a bound method would hold the validator in a
     cycle nothing frees.
     """
 
-    def __init__(self) -> None:
-        self._days: dict[str, int | None] = {}
+    def __init__(self, *, iso: bool = False) -> None:
+        self._iso = iso
+        fields = {"day": pl.Date(), "number": pl.Int32()} | ({"iso": pl.String()} if iso else {})
+        self.dtype: Final = pl.Struct(fields)
+        self._known = (pl.Series([], dtype=pl.String), pl.DataFrame(schema=fields))
 
     def __call__(self, texts: pl.Series) -> pl.Series:
-        distinct = texts.drop_nulls().unique()
-        days = self._days
-        if len(days) + distinct.len() > _DATE_CACHE_ENTRIES:
-            days.clear()
-        values = []
-        for text in distinct.to_list():
-            if text not in days:
-                day = parse_date(text)
-                days[text] = None if day is None else day.toordinal() - _EPOCH_ORDINAL
-            values.append(days[text])
-        as_dates = pl.Series(values, dtype=pl.Int32).cast(pl.Date)
-        return texts.replace_strict(distinct, as_dates, default=None, return_dtype=pl.Date)
+        known_texts, known = self._known
+        # Each text's row among the known ones (null: not known yet, or a null text).
+        rows = pl.int_range(known_texts.len(), dtype=pl.UInt32, eager=True)
+        index = texts.replace_strict(known_texts, rows, default=None, return_dtype=pl.UInt32)
+        new = texts.filter(index.is_null()).drop_nulls().unique()
+        if new.len():
+            if known_texts.len() + new.len() > _DATE_CACHE_ENTRIES:  # start over: this column
+                known_texts, known = known_texts.clear(), known.clear()
+                new = texts.drop_nulls().unique()
+                index = pl.repeat(None, texts.len(), dtype=pl.UInt32, eager=True)
+            added = pl.DataFrame(
+                [self._fields(parse_date(text)) for text in new.to_list()],
+                schema=known.schema,
+                orient="row",
+            )
+            first = known_texts.len()
+            new_rows = pl.int_range(first, first + new.len(), dtype=pl.UInt32, eager=True)
+            known_texts = pl.concat([known_texts, new], rechunk=True)
+            known = pl.concat([known, added], rechunk=True)
+            self._known = (known_texts, known)
+            # Only the new texts looked up again: the rest keep the rows found above.
+            index = texts.replace_strict(new, new_rows, default=index, return_dtype=pl.UInt32)
+        return known.select(pl.all().gather(index)).to_struct(texts.name)
+
+    def _fields(self, day: date | None) -> tuple[Any, ...]:
+        if day is None:
+            return (None, None, None) if self._iso else (None, None)
+        number = day.year * 10000 + day.month * 100 + day.day
+        return (day, number, day.isoformat()) if self._iso else (day, number)
 
 
 class BulkValidator:
@@ -381,7 +417,8 @@ class BulkValidator:
         self._cell_columns = tuple(f"_cell_{index}" for index in range(header_map.width))
         self._columns = VALID_COLUMNS if values else (ROW_NUMBER, WARNINGS, *KEY_COLUMNS)
         self._schema = pl.Schema({name: VALID_SCHEMA[name] for name in self._columns})
-        self._dates = DateReader()
+        # One reader a column (see DateReader), shared by the passes.
+        self._dates = (DateReader(iso=True), DateReader())
         # Chunks judged, and the rows the full pass judged and proved (`_full_pass_pays`).
         self._chunks = self._full_rows = self._full_proven = 0
         self._clean = _plan(header_map, today, reference, self._dates, clean=True)
@@ -404,11 +441,60 @@ class BulkValidator:
         by_row: dict[int, Record] = {}
         for segment in segments:
             if segment.records:
-                cells, originals = self._cells_of(segment.records)
-                by_row.update((record[0], record) for record in originals.values())
-                parts.append(cells)
-            elif segment.text:
-                parts.extend(self._segment_cells(segment, delimiter, by_row))
+                parts.append(self._record_cells(segment.records, by_row))
+            elif text := segment.text:
+                parts.extend(
+                    self._line_cells(
+                        _lines(text),
+                        segment.first_row,
+                        delimiter,
+                        by_row,
+                        text=text,
+                        has_quote='"' in text,
+                        has_return="\r" in text,
+                    )
+                )
+        return self._judge_parts(parts, by_row)
+
+    def bulk_bytes(self, segments: Sequence[SegmentBytes], delimiter: str) -> BulkResult:
+        """`bulk_text` over a chunk read by `record_scanner.read_chunk_bytes`: the same result,
+        the UTF-8 bytes handed to Polars as they are (a `str` would be encoded again)."""
+        parts: list[pl.DataFrame] = []
+        by_row: dict[int, Record] = {}
+        for data, first_row in segments:
+            if not data:
+                continue
+            pieces = _lines_of_bytes(data)
+            returns = data.count(b"\r")
+            # Every CR is part of a CR LF when as many lines (split at LF) end with one as
+            # there are CRs, and the data does not end with one. Otherwise, as
+            # `read_chunk_text`, the csv module reads the segment's records.
+            if returns and (data.endswith(b"\r") or returns != pieces.str.ends_with("\r").sum()):
+                records = segment_records(data.decode(Encoding.UTF_8.value), delimiter, first_row)
+                parts.append(self._record_cells(records, by_row))
+                continue
+            parts.extend(
+                self._line_cells(
+                    pieces,
+                    first_row,
+                    delimiter,
+                    by_row,
+                    text=data,
+                    has_quote=b'"' in data,
+                    has_return=returns > 0,
+                )
+            )
+        return self._judge_parts(parts, by_row)
+
+    def _record_cells(self, records: list[Record], by_row: dict[int, Record]) -> pl.DataFrame:
+        """`_cells_of` the records; adds the records that cells cannot stand for to `by_row`."""
+        cells, originals = self._cells_of(records)
+        by_row.update((record[0], record) for record in originals.values())
+        return cells
+
+    def _judge_parts(self, parts: list[pl.DataFrame], by_row: dict[int, Record]) -> BulkResult:
+        """`_judge` over the cells of a chunk's segments, `by_row` the records that cells
+        cannot stand for."""
         if not parts:
             return self.bulk(())
         frame = pl.concat(parts).sort(ROW_NUMBER) if len(parts) > 1 else parts[0]
@@ -419,23 +505,33 @@ class BulkValidator:
                 by_position[position] = by_row[rows[position]]
         return self._judge(frame, by_position)
 
-    def _segment_cells(
-        self, segment: SegmentText, delimiter: str, originals: dict[int, Record]
+    def _line_cells(
+        self,
+        pieces: pl.Series,
+        first_row: int,
+        delimiter: str,
+        originals: dict[int, Record],
+        *,
+        text: str | bytes,
+        has_quote: bool,
+        has_return: bool,
     ) -> list[pl.DataFrame]:
-        """The cells of a segment's records (`_cells_of`), the lines without a quote split in
-        Polars; adds the records that cells cannot stand for to `originals`, by row number."""
-        text, width = segment.text, self._width
-        pieces = _lines(text)
+        """The cells of a segment's records (`_cells_of`) from its lines (`_lines`), the lines
+        without a quote split in Polars; adds the records that cells cannot stand for to
+        `originals`, by row number. `text` is the segment's text or its UTF-8 bytes (decoded
+        only when it `has_quote`); `has_return`: whether it holds a CR (of a CR LF: no other)."""
+        width = self._width
         lines = pl.DataFrame(pieces).with_row_index("_line_index")
-        first_row = segment.first_row
         parts: list[pl.DataFrame] = []
         row_numbers = pl.col("_line_index").cast(pl.Int64) + first_row
-        if '"' in text:
+        if has_quote:
             # (line, offset) of the lines holding a quote; the csv module reads from those.
             starts = lines.select(
                 "_line_index",
                 (pl.col("_line").str.len_chars() + 1).cum_sum().shift(1, fill_value=0),
             ).filter(pieces.str.contains('"', literal=True))
+            if isinstance(text, bytes):
+                text = text.decode(Encoding.UTF_8.value)
             quoted = quoted_records(text, delimiter, starts.iter_rows())
             if quoted:
                 # A record spanning n lines takes n line indices and one row number.
@@ -446,9 +542,7 @@ class BulkValidator:
                     (first_row + line - before, cells)
                     for (line, _, cells), before in zip(quoted, [0, *skipped], strict=False)
                 ]
-                cells, by_position = self._cells_of(records)
-                originals.update((record[0], record) for record in by_position.values())
-                parts.append(cells)
+                parts.append(self._record_cells(records, originals))
                 taken_lines = pl.Series(first_lines, dtype=pl.UInt32)
                 taken = pl.select(
                     pl.int_ranges(taken_lines, taken_lines + pl.Series(spans, dtype=pl.UInt32))
@@ -464,7 +558,7 @@ class BulkValidator:
                     )
                     row_numbers = row_numbers - pl.lit(before).gather(after)
         line = pl.col("_line")
-        if "\r" in text:
+        if has_return:
             line = line.str.strip_suffix("\r")
         # A line is its record: its cells split at every delimiter. `splitn` leaves the cells
         # beyond the header, still joined by the delimiter, in one more field. (Split in a step
@@ -702,13 +796,12 @@ class InFileDuplicateKeys:
             hashes = keys["hash"].implode()
             earlier = pl.concat(self._history).filter(pl.col("hash").is_in(hashes))["key"]
         self._history.append(keys.select("hash", "key"))
-        if not earlier.len() and not keys["hash"].is_duplicated().any():
+        repeats = keys["hash"].is_duplicated()  # computed once: it hashes every key
+        if not earlier.len() and not repeats.any():
             return set()  # the usual chunk: every key new, and once
         # Only a key whose hash repeats, in this chunk or from an earlier one, can be a
         # duplicate; every row holding such a key text holds its hash too.
-        candidates = keys.filter(
-            pl.col("hash").is_duplicated() | pl.col("key").is_in(earlier.implode())
-        )
+        candidates = keys.filter(repeats | pl.col("key").is_in(earlier.implode()))
         repeated = candidates.filter(
             (pl.col(ROW_NUMBER) > pl.col(ROW_NUMBER).min().over("key"))
             | pl.col("key").is_in(earlier.implode())
@@ -720,6 +813,16 @@ def _lines(text: str) -> pl.Series:
     """The lines of a `SegmentText.text` (split at LF: a CR of a CR LF stays), as `_line`."""
     pieces = pl.Series("_line", [text], dtype=pl.String).str.split("\n").explode()
     if text.endswith("\n"):
+        pieces = pieces.head(pieces.len() - 1)  # the empty piece after the last break
+    return pieces
+
+
+def _lines_of_bytes(data: bytes) -> pl.Series:
+    """`_lines` of the text whose UTF-8 encoding is `data`, without that text: Polars checks
+    the bytes are UTF-8 (raising if not) and splits them itself."""
+    text = pl.Series("_line", [data], dtype=pl.Binary).cast(pl.String)
+    pieces = text.str.split("\n").explode()
+    if data.endswith(b"\n"):
         pieces = pieces.head(pieces.len() - 1)  # the empty piece after the last break
     return pieces
 
@@ -759,7 +862,7 @@ def _plan(
     header_map: HeaderMap,
     today: date,
     reference: InMemoryReference,
-    dates: Callable[[pl.Series], pl.Series],
+    dates: tuple[DateReader, DateReader],
     *,
     clean: bool,
     wrapped: bool = False,
@@ -829,14 +932,18 @@ def _plan(
             stages.append([_unwrapped(pl.col(name)).alias(name) for name in _CELL_NAMES])
 
     # The course code and the identifiers normalised. Removing every white-space character
-    # ("spaces removed", `text.remove_white_space`) trims too: no trimmed cell needed.
+    # ("spaces removed", `text.remove_white_space`) trims too: no trimmed cell needed. The
+    # clean pass removes the space only (a literal search, about half the time): any other
+    # white space left fails the identifier's pattern, so that row is not proven here, and a
+    # row proven holds no other white space, so its values are the same.
+    white_space = " " if clean else WHITE_SPACE
     stages.append(
         [
             course.str.to_uppercase().alias("_course_code"),
-            _removed(uln, WHITE_SPACE).alias("_uln"),
-            _removed(nino, WHITE_SPACE).alias("_nino_raw"),
-            _removed(citb, WHITE_SPACE).alias("_citb_raw"),
-            _removed(levy, WHITE_SPACE + LEVY_SEPARATORS).alias("_levy_raw"),
+            _removed(uln, white_space).alias("_uln"),
+            _removed(nino, white_space).alias("_nino_raw"),
+            _removed(citb, white_space).alias("_citb_raw"),
+            _removed(levy, white_space + LEVY_SEPARATORS).alias("_levy_raw"),
             (notes if clean else notes.str.replace_all(_NOTES_BREAK_CLASS, " ")).alias("_notes"),
         ]
     )
@@ -893,10 +1000,12 @@ def _plan(
     stages.append(
         [
             (codes_ok & text_ok).alias("_shape"),
-            achieved.map_batches(dates, return_dtype=pl.Date, is_elementwise=True).alias(
-                "_achieved_date"
+            achieved.map_batches(dates[0], return_dtype=dates[0].dtype, is_elementwise=True).alias(
+                "_achieved"
             ),
-            born.map_batches(dates, return_dtype=pl.Date, is_elementwise=True).alias("_born_date"),
+            born.map_batches(dates[1], return_dtype=dates[1].dtype, is_elementwise=True).alias(
+                "_born"
+            ),
             # The course's place in the catalogue (null when it is not there).
             course_code.replace_strict(
                 course_codes, pl.int_range(course_codes.len(), dtype=pl.UInt32), default=None
@@ -910,29 +1019,33 @@ def _plan(
             (levy_value != "").alias("_levy_given"),
         ]
     )
+    achieved_fields, born_fields = pl.col("_achieved"), pl.col("_born")
+    stages.append(
+        [
+            achieved_fields.struct.field("day").alias("_achieved_date"),
+            achieved_fields.struct.field("number").alias("_achieved_number"),
+            achieved_fields.struct.field("iso").alias("_achieved_iso"),
+            born_fields.struct.field("day").alias("_born_date"),
+            born_fields.struct.field("number").alias("_born_number"),
+        ]
+    )
     achieved_date = pl.col("_achieved_date")
     levy_given = pl.col("_levy_given")
     born_date = pl.col("_born_date")
-
-    def month_day(day: pl.Expr) -> pl.Expr:
-        # (Polars gives the month and day as Int8: widened before any arithmetic.)
-        return day.dt.month().cast(pl.Int32) * 100 + day.dt.day().cast(pl.Int32)
 
     stages.append(
         [
             pl.lit(valid_from).gather(pl.col("_course")).alias("_from"),
             pl.lit(valid_to).gather(pl.col("_course")).alias("_to"),
-            # DOB_02: completed years, rising on the birthday (`rules.check_age`).
-            (
-                achieved_date.dt.year().cast(pl.Int32)
-                - born_date.dt.year().cast(pl.Int32)
-                - (month_day(achieved_date) < month_day(born_date)).cast(pl.Int32)
-            ).alias("_age"),
+            # DOB_02: completed years, rising on the birthday (`rules.check_age`): the year
+            # difference less one before the birthday is the floor of the difference of the
+            # YYYYMMDD numbers over 10000 (the month and day part differ by less than that).
+            ((pl.col("_achieved_number") - pl.col("_born_number")) // 10000).alias("_age"),
             _uln_check_digit(pl.col("_uln_int")).alias("_uln_check_digit"),
             (levy_given & levy_value.is_in(eligible)).fill_null(False).alias("_grant_eligible"),
-            pl.concat_str(
-                course_code, achieved_date.dt.to_string("%Y-%m-%d"), separator=_KEY_SEPARATOR
-            ).alias("_key_prefix"),
+            pl.concat_str(course_code, pl.col("_achieved_iso"), separator=_KEY_SEPARATOR).alias(
+                "_key_prefix"
+            ),
         ]
     )
     age, grant_eligible = pl.col("_age"), pl.col("_grant_eligible")

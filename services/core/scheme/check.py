@@ -34,9 +34,9 @@ from services.core.scheme.record_scanner import (
     Opener,
     Record,
     Segment,
-    SegmentText,
+    SegmentBytes,
     read_chunk,
-    read_chunk_text,
+    read_chunk_bytes,
     scan_records,
 )
 from services.core.scheme.records import detect_layout, path_opener
@@ -123,7 +123,7 @@ def check_file(
         return _rejected(file_name, encoding, layout.header)
 
     if isinstance(reference, InMemoryReference):
-        chunks = _chunk_texts(open_binary, encoding, layout.delimiter, scan.chunks)
+        chunks = _chunk_texts(open_binary, encoding, scan.chunks)
         rows_total, rows_invalid, rows_warned, issues = _validate_chunks(
             chunks, layout.delimiter, layout.header, today, reference, row_limit
         )
@@ -164,11 +164,12 @@ def _chunk_records(
 
 
 def _chunk_texts(
-    open_binary: Opener, encoding: Encoding, delimiter: str, chunks: Iterable[ChunkPlan]
-) -> Iterator[list[SegmentText]]:
+    open_binary: Opener, encoding: Encoding, chunks: Iterable[ChunkPlan]
+) -> Iterator[list[SegmentBytes]]:
     """The records of every chunk in file order, for the bulk pass: consecutive chunks of the
     plan taken together up to CHECK_CHUNK_RECORDS records or CHECK_CHUNK_BYTES bytes, segments
-    that meet joined into one."""
+    that meet joined into one. As UTF-8 bytes (`read_chunk_bytes`): Polars reads those
+    without a `str` to encode again."""
     segments: list[Segment] = []
     records = size_bytes = 0
     for chunk in chunks:
@@ -176,7 +177,7 @@ def _chunk_texts(
             records + chunk.records > CHECK_CHUNK_RECORDS
             or size_bytes + chunk.size_bytes > CHECK_CHUNK_BYTES
         ):
-            yield read_chunk_text(open_binary, encoding, delimiter, segments)
+            yield read_chunk_bytes(open_binary, encoding, segments)
             segments, records, size_bytes = [], 0, 0
         for segment in chunk.segments:
             if segments and segments[-1][1] == segment[0]:  # no skipped blank run between
@@ -186,7 +187,7 @@ def _chunk_texts(
         records += chunk.records
         size_bytes += chunk.size_bytes
     if segments:
-        yield read_chunk_text(open_binary, encoding, delimiter, segments)
+        yield read_chunk_bytes(open_binary, encoding, segments)
 
 
 def _validate_records(
@@ -222,7 +223,7 @@ def _validate_records(
 
 
 def _validate_chunks(
-    chunks: Iterable[list[SegmentText]],
+    chunks: Iterable[list[SegmentBytes]],
     delimiter: str,
     header: HeaderMap,
     today: date,
@@ -237,7 +238,7 @@ def _validate_chunks(
     validator = BulkValidator(header, today, reference, values=False)
     in_file = InFileDuplicateKeys()
     for chunk in chunks:
-        bulk = validator.bulk_text(chunk, delimiter)
+        bulk = validator.bulk_bytes(chunk, delimiter)
         exact = validator.exact(bulk.exact)
         rows_total += bulk.rows_valid + len(exact)
         if rows_total > row_limit:

@@ -22,7 +22,9 @@ Speed comes from never parsing an ordinary record field by field in Python:
   empty rows costs the workers nothing;
 - a stretch of quote-free lines too short to reach any bound is measured with `bytes` methods
   (find, count, split) and one regex search for the start of a long blank run, all in C;
-- short records holding quoted fields are matched a batch at a time by one regex in C;
+- short records holding quoted fields are matched a batch at a time by one regex in C, and
+  those among quote-free lines (a quoted field every few dozen lines, as most files have)
+  one regex match each inside the same step, the lines around them measured as above;
 - only a record near a bound, at the end of the buffer or at the end of the file is looked at
   on its own in Python.
 
@@ -92,6 +94,7 @@ _CR: Final = 13
 _LF: Final = 10
 _QUOTE: Final = 34
 _LINE_BREAK: Final = re.compile(rb"\r\n?|\n")
+_LONE_RETURN: Final = re.compile(rb"\r(?!\n)")
 
 
 class _Dialect(csv.Dialect):
@@ -230,11 +233,13 @@ def _line_breaks(data: bytes, start: int, end: int) -> int:
 
 
 def _line_separator(data: bytes, start: int, end: int) -> bytes | None:
-    """Where to split the lines of data[start:end] (which holds no quote) in C: at LF when
-    every CR is part of a CR LF (a line then keeps its CR: one byte longer, which only makes a
-    length test stricter), at CR when there is no LF, at either (None: a regex) for a mix."""
-    returns = data.count(b"\r", start, end)
-    if returns == 0 or returns == data.count(b"\r\n", start, end):
+    """Where to split the lines of data[start:end] (no quote, or whole quoted records) in C:
+    at LF when every CR is part of a CR LF (a line then keeps its CR: one byte longer, which
+    only makes a length test stricter), at CR when there is no LF, at either (None: a regex)
+    for a mix."""
+    # One search for a CR that is not part of a CR LF (a CR at `end` is one): as fast as
+    # counting the CRs, where comparing their count with that of CR LFs takes three times that.
+    if _LONE_RETURN.search(data, start, end) is None:
         return b"\n"
     if data.find(b"\n", start, end) < 0:
         return b"\r"
@@ -279,6 +284,9 @@ class _Scanner:
         self._step = _MIN_STEP_BYTES
         self._blank_continues = False  # the last step skipped a blank run up to the buffer end
         self._quoted_streak = 0  # quoted batches taken since the last quote-free lines
+        # File offset before which `_lines_with_quotes` is not tried again: the end of the
+        # step it last gave up on, so no byte is matched in vain more than once.
+        self._quotes_retry = 0
         self.blank_skipped = 0
         # The chunk being planned: its closed segments, the open one, its size so far.
         self.chunks: list[ChunkPlan] = []
@@ -433,6 +441,10 @@ class _Scanner:
         stop = self._safe_end(step_end)
         quote = buffer.find(b'"', start, stop)
         if quote >= 0:
+            if self._base + start >= self._quotes_retry and self._lines_with_quotes(
+                limit, stop, step_end, quote
+            ):
+                return True
             stop = quote
         last_break = max(buffer.rfind(b"\n", start, stop), buffer.rfind(b"\r", start, stop))
         if last_break < 0:
@@ -466,11 +478,71 @@ class _Scanner:
         self._include(end, records)
         return True
 
+    def _lines_with_quotes(self, limit: int, stop: int, step_end: int, quote: int) -> bool:
+        """Takes the records of _buffer[_pos:stop] in one step when every quote in them is in
+        a short record that the quoted records' regex matches on its own (`quote` is the
+        first quote): the quote-free lines around those records are counted from their line
+        breaks. False, taking nothing, when the step needs a closer look (a long line, a long
+        blank run, more records than the chunk has room for, no such record to take): the
+        record-by-record paths then take it, in short steps from then on.
+
+        Why: most files quote a field every few dozen lines (a `="…"` cell, a note with a line
+        break). Taking the quote-free lines, the quoted record and the blank-run look between
+        them one Python step each costs most of the scan; here a quote costs one regex match.
+        The bounds hold as in `_quoted_records` (one record within MAX_FIELD_CHARS bytes) and
+        `_quote_free_lines` (every line within _SHORT_LINE_BYTES, no long blank run)."""
+        buffer, start = self._buffer, self._pos
+        match_record = self._patterns.quoted_batch[0].match  # exactly one record
+        position = start
+        # Line breaks inside the quoted records taken, which end no record.
+        inner_breaks = 0
+        while quote >= 0:
+            # The start of the line holding the quote: the lines before it are quote-free.
+            line_start = (
+                max(buffer.rfind(b"\n", position, quote), buffer.rfind(b"\r", position, quote)) + 1
+                or position
+            )
+            match = match_record(buffer, line_start, min(stop, line_start + MAX_FIELD_CHARS))
+            if match is None:
+                break
+            position = match.end()
+            inner_breaks += _line_breaks(buffer, line_start, position) - 1
+            quote = buffer.find(b'"', position, stop)
+        if position == start:
+            return self._give_up_quotes(stop)
+        # Then the quote-free lines up to the next quote (its record was not matched) or the
+        # end of the step.
+        tail_stop = stop if quote < 0 else quote
+        last_break = max(
+            buffer.rfind(b"\n", position, tail_stop), buffer.rfind(b"\r", position, tail_stop)
+        )
+        end = position if last_break < 0 else last_break + 1  # `stop` splits no CR LF
+        separator = _line_separator(buffer, start, end)
+        # Every line break of the region, as the pieces between them (the last one empty).
+        lines = _split_lines(buffer[start:end], separator, -1 if separator else 0)
+        records = len(lines) - 1 - inner_breaks
+        if (
+            records > self._chunk_rows - self._chunk_records
+            or max(map(len, lines)) > _SHORT_LINE_BYTES
+            or self._long_blank_run(separator, start, end, limit) < end
+        ):
+            return self._give_up_quotes(stop)
+        if step_end == start + self._step:  # the step was the limit: grow it
+            self._step = min(2 * self._step, _MAX_STEP_BYTES)
+        self._include(end, records)
+        return True
+
+    def _give_up_quotes(self, stop: int) -> bool:
+        self._step = _MIN_STEP_BYTES
+        self._quotes_retry = self._base + stop
+        return False
+
     def _long_blank_run(self, separator: bytes | None, start: int, end: int, limit: int) -> int:
         """Where the first run of blank records that is long (or may be: it goes on past
         `limit`) starts in the quote-free records _buffer[start:end], after the first one;
         `end` if there is none. Short runs cost nothing here: only a stretch of at least
-        blank_run_bytes blank bytes is a candidate."""
+        blank_run_bytes blank bytes is a candidate. (Among records with quoted fields, blank
+        bytes in a field may look like a run: `_lines_with_quotes` then leaves the step.)"""
         buffer, patterns, run_bytes = self._buffer, self._patterns, self._blank_run_bytes
         search = _long_blank_start(self._delimiter, separator, run_bytes).search
         # A candidate line break before end - 1 sees its run_bytes bytes before this.
@@ -746,12 +818,51 @@ def read_chunk_text(
             text = data.decode(_codec(encoding, start=start))
             del data
             if lone_return:
-                # newline="" hands \r, \n and \r\n to the csv module untranslated.
-                reader = csv.reader(io.StringIO(text, newline=""), DIALECTS[delimiter])
-                texts.append(SegmentText("", first_row, list(enumerate(reader, first_row))))
+                texts.append(
+                    SegmentText("", first_row, segment_records(text, delimiter, first_row))
+                )
             else:
                 texts.append(SegmentText(text, first_row, []))
     return texts
+
+
+def segment_records(text: str, delimiter: str, first_row: int) -> list[Record]:
+    """The records of a segment's text as `read_chunk` yields them, parsed by the csv module."""
+    # newline="" hands \r, \n and \r\n to the csv module untranslated.
+    reader = csv.reader(io.StringIO(text, newline=""), DIALECTS[delimiter])
+    return list(enumerate(reader, first_row))
+
+
+class SegmentBytes(NamedTuple):
+    """The records of one segment as UTF-8 bytes, for a columnar engine that reads UTF-8.
+
+    `data` is the UTF-8 encoding of the `SegmentText.text` that `read_chunk_text` would give
+    for the segment, lone CRs and all (the reader of `data` tells those apart), and
+    `first_row` the number of its first record."""
+
+    data: bytes
+    first_row: int
+
+
+def read_chunk_bytes(
+    open_binary: Opener, encoding: Encoding, segments: Iterable[Segment]
+) -> list[SegmentBytes]:
+    """The records of the segments as `SegmentBytes`: `read_chunk_text` without decoding a
+    UTF-8 file's bytes. A segment is read whole: at most a chunk's bytes in memory.
+
+    Why: a columnar engine takes strings as UTF-8. The text `read_chunk_text` decodes has to
+    be encoded again to get there, which costs more than the decoding; a UTF-8 file's bytes
+    (checked whole by the file inspection) are that already."""
+    segments_bytes: list[SegmentBytes] = []
+    with open_binary() as stream:
+        for start, end, first_row in segments:
+            stream.seek(start)
+            data = _read_exactly(stream, end - start)
+            codec = _codec(encoding, start=start)
+            if codec != Encoding.UTF_8.value:  # Windows-1252, or a byte-order mark to drop
+                data = data.decode(codec).encode(Encoding.UTF_8.value)
+            segments_bytes.append(SegmentBytes(data, first_row))
+    return segments_bytes
 
 
 def quoted_records(

@@ -33,6 +33,7 @@ from scheme_builders import (
     write,
 )
 
+import services.core.scheme.bulk_rules as bulk_rules
 from services.core.scheme.bulk_rules import (
     ISSUED_NINO_PREFIXES,
     KEY_COLUMNS,
@@ -40,6 +41,7 @@ from services.core.scheme.bulk_rules import (
     VALID_COLUMNS,
     BulkResult,
     BulkValidator,
+    DateReader,
     InFileDuplicateKeys,
     validate_chunk,
     validate_records,
@@ -49,7 +51,7 @@ from services.core.scheme.codes import Code
 from services.core.scheme.columns import HeaderMap, match_header
 from services.core.scheme.records import Record
 from services.core.scheme.reference import bundled_reference
-from services.core.scheme.rules import CONTROL_CLASS, check_name, check_ni_number
+from services.core.scheme.rules import CONTROL_CLASS, check_name, check_ni_number, parse_date
 from services.core.scheme.text import WHITE_SPACE
 from services.core.scheme.validation import (
     Achievement,
@@ -372,9 +374,8 @@ class TestRecords:
 
     def test_cells_of_a_row_for_error_reports(self) -> None:
         result = bulk(cells(), cells(ULN="1234567890"))
-        assert result.cells(3) == cells(ULN="1234567890")
-        with pytest.raises(KeyError):
-            result.cells(9)
+        assert result.cells_of([3, 9]) == {3: cells(ULN="1234567890")}
+        assert result.cells_of([]) == {}
 
     def test_an_empty_chunk(self) -> None:
         result = bulk()
@@ -734,3 +735,55 @@ def test_the_full_pass_skipped_after_rows_it_could_not_prove() -> None:
     assert bulk_result.rows_valid == 0
     assert len(bulk_result.exact) == 10
     assert validator.validate_chunk(records) == exact_results(records, header, UPLOAD_DATE)
+
+
+_DATE_TEXTS = [
+    "1/2/2020",
+    "01/02/2020",
+    "31/02/2020",
+    "29/2/2000",
+    "29/2/1900",
+    "2020-02-29",
+    "2021-02-29",
+    "2020-2-29",
+    "0000-01-01",
+    "0001-01-01",
+    "9999-12-31",
+    "1970-01-01",
+    "1/1/0000",
+    "",
+    " 1/2/2020",
+    "x",
+]
+
+
+class TestDateReader:
+    """The dates of `parse_date`, whatever the reader remembers from earlier columns."""
+
+    @settings(max_examples=100, deadline=None)
+    @given(
+        columns=st.lists(
+            st.lists(st.sampled_from(_DATE_TEXTS) | st.none(), max_size=12), max_size=6
+        ),
+        entries=st.sampled_from([1, 3, 1 << 17]),
+        iso=st.booleans(),
+    )
+    def test_each_column_as_parse_date_reads_it(
+        self, columns: list[list[str | None]], entries: int, iso: bool
+    ) -> None:
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            # A small bound makes the reader start over (its texts forgotten) now and then.
+            monkeypatch.setattr(bulk_rules, "_DATE_CACHE_ENTRIES", entries)
+            reader = DateReader(iso=iso)
+            for texts in columns:
+                got = reader(pl.Series(texts, dtype=pl.String))
+                assert got.dtype == reader.dtype
+                days = [None if text is None else parse_date(text) for text in texts]
+                assert got.struct.field("day").to_list() == days
+                assert got.struct.field("number").to_list() == [
+                    None if day is None else int(day.strftime("%Y%m%d")) for day in days
+                ]
+                if iso:
+                    assert got.struct.field("iso").to_list() == [
+                        None if day is None else day.isoformat() for day in days
+                    ]

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from scheme_builders import HEADERS, UPLOAD_DATE, VALID_ULNS, cells, csv_text, write
 
 import services.core.scheme.check as check_module
+import services.core.scheme.record_scanner as record_scanner
 from services.core.scheme.check import check_file
 from services.core.scheme.codes import FILE_01_OPEN_QUOTE, Code, FileError, UploadStatus
 from services.core.scheme.columns import HeaderMap
@@ -777,3 +778,71 @@ def test_every_long_run_of_blank_records_is_left_out_whole(
         if index > first and starts[index] - starts[first] >= blank_run_bytes:
             assert planned.isdisjoint(range(first + 2, index + 2)), (first + 2, index + 2)
         index = max(index, first + 1)
+
+
+# -- quoted records among quote-free lines, taken a step at a time ----------------------------
+
+
+def _plan_record_by_record(
+    monkeypatch: pytest.MonkeyPatch, data: bytes, delimiter: str, options: dict[str, int]
+) -> ScanResult:
+    """The plan without `_lines_with_quotes`: its quoted records one Python step each."""
+    with monkeypatch.context() as patch:
+        patch.setattr(record_scanner._Scanner, "_lines_with_quotes", lambda *_: False)
+        return scan(data, delimiter, **options)
+
+
+_QUOTED_ROWS = [
+    "a,b,c\r\n",
+    '="1",b,c\r\n',
+    '"=""1""",b,c\r\n',
+    'a,"x\r\ny",c\r\n',
+    'a,"x\ny\n\nz",c\r\n',
+    'a,"' + " " * 40 + '\r\n\r\n",c\r\n',
+    ",,\r\n",
+    "\r\n",
+    'a,b"c,d\r\n',
+    "a," + "b" * 1200 + "\r\n",
+    'a,"' + "b" * 1200 + '"\r\n',
+    '"' + ",".join("x" * 1001) + '"\r\n',
+    "a,b\n",
+    'a,"b"\r',
+]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.lists(st.sampled_from(_QUOTED_ROWS), max_size=80),
+    delimiter=st.sampled_from([",", ";"]),
+    options=_options,
+)
+def test_quoted_records_among_lines_give_the_record_by_record_plan(
+    rows: list[str], delimiter: str, options: dict[str, int]
+) -> None:
+    """Taking a step of quote-free lines and short quoted records at once changes nothing:
+    the plan is the one the record-by-record paths make, and it reads as the csv module."""
+    data = ("h\r\n" + "".join(rows)).encode()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        expected = _plan_record_by_record(monkeypatch, data, delimiter, options)
+    assert scan(data, delimiter, **options) == expected
+    _agrees_with_the_csv_module(data.decode(), Encoding.UTF_8, delimiter, options)
+
+
+def test_a_file_quoting_a_field_every_few_lines_is_planned_in_big_steps() -> None:
+    rows = [f"r{i},b,c\r\n" if i % 7 else f'r{i},"x\r\ny",c\r\n' for i in range(30_000)]
+    data = ("h\r\n" + "".join(rows)).encode()
+    calls = 0
+    original = record_scanner._Scanner._lines_with_quotes
+
+    def counted(self: Any, *args: Any) -> bool:
+        nonlocal calls
+        calls += 1
+        return original(self, *args)
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        expected = _plan_record_by_record(monkeypatch, data, ",", {})
+        monkeypatch.setattr(record_scanner._Scanner, "_lines_with_quotes", counted)
+        result = scan(data, ",")
+    assert result == expected
+    assert [chunk.records for chunk in result.chunks] == [20_000, 10_000]
+    assert calls < 30_000 // 7 // 10  # steps of many quoted records, not one each
