@@ -35,7 +35,7 @@ from services.core.scheme.bulk_rules import (
 from services.core.scheme.codes import Code, FileError, Severity
 from services.core.scheme.columns import Column, HeaderMap
 from services.core.scheme.outcome import issue_position
-from services.core.scheme.record_scanner import SegmentText
+from services.core.scheme.record_scanner import SegmentBytes
 from services.core.scheme.validation import (
     CITB_ID_KIND,
     NI_NUMBER_KIND,
@@ -313,7 +313,7 @@ def _valid_frame(results: Sequence[RowResult]) -> pl.DataFrame:
 
 
 def validate_chunk(
-    texts: Sequence[SegmentText],
+    segments: Sequence[SegmentBytes],
     delimiter: str,
     validator: BulkValidator,
     header: HeaderMap,
@@ -322,7 +322,7 @@ def validate_chunk(
     ato_id: str,
     issue_room: int,
 ) -> ChunkResult:
-    """Every record of the chunk (its segments' text, `record_scanner.read_chunk_text`) through
+    """Every record of the chunk (its segments' bytes, `record_scanner.read_chunk_bytes`) through
     the scheme's two passes (blank rows skipped, not counted): the bulk pass proves most rows
     valid; the row validator explains the rest.
     Then DUP_01 within the chunk.
@@ -331,15 +331,23 @@ def validate_chunk(
     outcome is decided); the counts per code stay exact.
     """
     result = ChunkResult(upload_id=upload_id, ato_id=ato_id, _issue_room=issue_room)
-    bulk = validator.bulk_text(texts, delimiter)
+    bulk = validator.bulk_bytes(segments, delimiter)
     proven = bulk.valid.select(VALID_COLUMNS)
     result.rows_total = proven.height
-    for row_number, codes in bulk.warnings():
+    warned = bulk.warnings()
+    # The cells only of the warned rows whose issues fit in the room (a warning's masked value).
+    needing, room = [], issue_room
+    for row_number, codes in warned:
+        if room <= 0:
+            break
+        needing.append(row_number)
+        room -= len(codes)
+    cells = bulk.cells_of(needing)
+    for row_number, codes in warned:
         result.rows_warned += 1
-        cells = bulk.cells(row_number)
         for code in codes:
             result.counts_by_code[code] += 1
-            result._add_issue(warning_issue(row_number, code), cells, header)
+            result._add_issue(warning_issue(row_number, code), cells.get(row_number), header)
     cells_of = dict(bulk.exact)
     exact = validator.exact(bulk.exact)
     for row in exact:

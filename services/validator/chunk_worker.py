@@ -36,7 +36,7 @@ from services.core.scheme.bulk_rules import BulkValidator
 from services.core.scheme.codes import FileError
 from services.core.scheme.columns import HeaderMap
 from services.core.scheme.file_inspection import Encoding
-from services.core.scheme.record_scanner import read_chunk_text
+from services.core.scheme.record_scanner import read_chunk_bytes
 from services.core.scheme.records import detect_layout, path_opener
 from services.core.scheme.reference import InMemoryReference
 from services.core.states import UploadState
@@ -124,9 +124,9 @@ def validate_leased_chunk(
             raise RuntimeError("a planned upload's header no longer reads as it did")
         validator = BulkValidator(layout.header, chunk.upload_date, reference)
         readers = ChunkReaders(key, layout.header, validator)
-    texts = read_chunk_text(opener, encoding, chunk.delimiter, chunk.segments)
+    segments = read_chunk_bytes(opener, encoding, chunk.segments)
     result = validate_chunk(
-        texts,
+        segments,
         chunk.delimiter,
         readers.validator,
         readers.header,
