@@ -9,15 +9,17 @@ an advisory lock, so of two uploads with the same achievement finishing at once 
 gets DUP_02.
 
 Plans are fixed by the queries' shape, not left to statistics of tables that fill and empty
-within minutes: both DUP_02 checks probe the duplicate indexes once per key (hash and merge
-joins are switched off for those statements), except that a chunk of an ATO with fewer accepted
+within minutes: a chunk's check probes the duplicate indexes once per key (hash and merge
+joins are switched off for that statement), except that a chunk of an ATO with fewer accepted
 achievements than the chunk has keys reads those achievements instead (through the ATO's
-uploads, nested loops again) and matches the keys in memory.
+uploads, nested loops again) and matches the keys in memory; the outcome's re-check hashes the
+upload's keys against the recent uploads' achievements (nested loops off).
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -117,8 +119,6 @@ def _accepted_keys(among: str = "") -> str:
 
 
 _ATO_KEYS = _accepted_keys()
-# The same, of the uploads in $4 only.
-_AMONG_UPLOADS_KEYS = _accepted_keys(" AND u.upload_id = ANY($4::uuid[])")
 
 
 async def _accepted_keys_series(
@@ -254,6 +254,30 @@ async def uploads_accepted_since(
     return [row["upload_id"] for row in rows]
 
 
+# DUP_02's re-check at the outcome: the rows of `recheck_keys` (this upload's keys, from its
+# chunks) whose key an accepted, not-withdrawn achievement of the uploads in $3 has, with their
+# validity and warning, as CSV text (`row,is_valid,has_warning`, 0 or 1). The achievements are
+# found by upload through the (upload, row) index (a scan, not a join), and hashed against the
+# keys: nested loops are switched off for the statement.
+_RECHECK = f"""
+    SELECT coalesce(string_agg(format('%s,%s,%s', found.row_number, found.is_valid::int,
+                                      found.has_warning::int), E'\\n'), '')
+    FROM (
+        SELECT DISTINCT keys.row_number, keys.is_valid, keys.has_warning
+        FROM achievements a
+        JOIN uploads u ON u.upload_id = a.upload_id
+        CROSS JOIN LATERAL (VALUES
+            ('{ULN_KIND}', a.{ULN_KIND}),
+            ('{NI_NUMBER_KIND}', a.{NI_NUMBER_KIND}),
+            ('{CITB_ID_KIND}', a.{CITB_ID_KIND})) AS given(kind, identifier)
+        JOIN recheck_keys keys
+          ON keys.key = a.course_code || '|' || to_char(a.achievement_date, 'YYYY-MM-DD')
+                        || '|' || given.kind || '|' || given.identifier
+        WHERE a.upload_id = ANY($3::uuid[]) AND a.ato_id = $1 AND a.grant_state <> 'withdrawn'
+          AND u.ato_id = $1 AND u.upload_id <> $2 AND u.status = ANY($4::text[])
+          AND given.identifier IS NOT NULL) found"""
+
+
 async def mark_earlier_upload_duplicates(
     connection: asyncpg.Connection,
     ato_id: str,
@@ -264,22 +288,43 @@ async def mark_earlier_upload_duplicates(
     limit: int,
 ) -> duplicate_keys.Marked:
     """DUP_02 against the given uploads of the ATO (those accepted since the chunks looked),
-    with `invalid_rows` (DUP_01's) no longer valid: those uploads' keys read once, then each
-    chunk's stored keys matched against them in memory. Linear in both, whatever the
-    statistics say: a probe per key restricted to those uploads let the planner drive a nested
-    loop from their achievements (found by upload) into the chunk's keys, which ran for
-    minutes on two 300,000-row uploads of one ATO."""
-    known = (
-        await _accepted_keys_series(
-            connection, _AMONG_UPLOADS_KEYS, ato_id, upload_id, _ACCEPTING, list(among_uploads)
+    with `invalid_rows` (DUP_01's) no longer valid.
+
+    The keys DUP_02 has not marked yet go, chunk by chunk, into a temporary table, and one
+    statement hashes them against those uploads' achievements: linear in both, whatever the
+    statistics say, and the validator holds one chunk's keys at a time. (A probe per key
+    restricted to those uploads let the planner drive a nested loop from their achievements
+    into each chunk's keys, which ran for minutes on two 300,000-row uploads of one ATO;
+    those uploads' keys held in memory took 80 MB for 300,000 achievements.)"""
+    async with connection.transaction():
+        await connection.execute(
+            "CREATE TEMPORARY TABLE recheck_keys (row_number integer, key text,"
+            " is_valid boolean, has_warning boolean) ON COMMIT DROP"
         )
-    ).implode()
-    found = []
-    for value in stored:
-        keys = duplicate_keys.not_yet_marked_by_dup_02(
-            duplicate_keys.from_stored(value), invalid_rows
+        for value in stored:
+            keys = duplicate_keys.not_yet_marked_by_dup_02(
+                duplicate_keys.from_stored(value), invalid_rows
+            )
+            if keys.height:
+                csv = (
+                    keys.select(ROW_NUMBER, duplicate_keys.KEY, "is_valid", "has_warning")
+                    .write_csv(include_header=False)
+                    .encode()
+                )
+                await connection.copy_to_table("recheck_keys", source=io.BytesIO(csv), format="csv")
+        await connection.execute("SET LOCAL enable_nestloop = off")
+        found = await connection.fetchval(
+            _RECHECK, ato_id, upload_id, list(among_uploads), _ACCEPTING
         )
-        found.append(keys.filter(pl.col(duplicate_keys.KEY).is_in(known)))
-    return duplicate_keys.summarise(
-        pl.concat(found) if found else duplicate_keys.empty_keys(), limit
+        await connection.execute("DROP TABLE recheck_keys")
+    if not found:
+        return duplicate_keys.summarise(duplicate_keys.empty_keys(), limit)
+    rows = pl.read_csv(
+        io.BytesIO(found.encode()),
+        has_header=False,
+        new_columns=[ROW_NUMBER, "is_valid", "has_warning"],
+        schema_overrides=[pl.Int32, pl.Int8, pl.Int8],
+    ).select(
+        ROW_NUMBER, pl.col("is_valid").cast(pl.Boolean), pl.col("has_warning").cast(pl.Boolean)
     )
+    return duplicate_keys.summarise(rows, limit)
