@@ -99,38 +99,35 @@ _CHUNK_EARLIER_UPLOADS_OR_PURGED = _earlier_uploads(
 )
 
 
-def _accepted_keys(among: str = "") -> str:
-    """Every duplicate key of the ATO's accepted, not-withdrawn achievements of other uploads
-    (`among`: only of these uploads), as one text (a key a line, as
-    `validation.duplicate_key_text` writes it), found through the ATO's uploads and each
-    upload's (upload, row) index. $1 the ATO, $2 this upload, $3 the accepting statuses."""
-    return f"""
-    SELECT coalesce(string_agg(k.key, E'\\n'), '')
-    FROM uploads u
-    JOIN achievements a ON a.upload_id = u.upload_id
+# Each duplicate key of an achievement `a`, one row per identifier it has, as `k.key`: the
+# text `validation.duplicate_key_text` writes.
+_KEYS_OF_ACHIEVEMENT = f"""
     CROSS JOIN LATERAL (VALUES
         ('{ULN_KIND}', a.{ULN_KIND}),
         ('{NI_NUMBER_KIND}', a.{NI_NUMBER_KIND}),
         ('{CITB_ID_KIND}', a.{CITB_ID_KIND})) AS given(kind, identifier)
     CROSS JOIN LATERAL (SELECT a.course_code || '|' || to_char(a.achievement_date, 'YYYY-MM-DD')
-                               || '|' || given.kind || '|' || given.identifier AS key) AS k
-    WHERE u.ato_id = $1 AND u.upload_id <> $2 AND u.status = ANY($3::text[]){among}
+                               || '|' || given.kind || '|' || given.identifier AS key) AS k"""
+
+# Every duplicate key of the ATO's accepted, not-withdrawn achievements of other uploads, as
+# one text (a key a line), found through the ATO's uploads and each upload's (upload, row)
+# index. $1 the ATO, $2 this upload, $3 the accepting statuses.
+_ATO_KEYS = f"""
+    SELECT coalesce(string_agg(k.key, E'\\n'), '')
+    FROM uploads u
+    JOIN achievements a ON a.upload_id = u.upload_id{_KEYS_OF_ACHIEVEMENT}
+    WHERE u.ato_id = $1 AND u.upload_id <> $2 AND u.status = ANY($3::text[])
       AND a.ato_id = $1 AND a.grant_state <> 'withdrawn' AND given.identifier IS NOT NULL"""
 
 
-_ATO_KEYS = _accepted_keys()
-
-
-async def _accepted_keys_series(
-    connection: asyncpg.Connection, query: str, *args: object
-) -> pl.Series:
-    """The keys `query` (`_accepted_keys`) finds, as a series to match chunks' keys against.
-    Nested loops and index probes only: through the ATO's uploads to their achievements."""
+async def _ato_keys(connection: asyncpg.Connection, ato_id: str, upload_id: uuid.UUID) -> pl.Series:
+    """`_ATO_KEYS` as a series to match a chunk's keys against. Nested loops and index probes
+    only: through the ATO's uploads to their achievements."""
     async with connection.transaction():
         await connection.execute(
             "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
         )
-        text = await connection.fetchval(query, *args)
+        text = await connection.fetchval(_ATO_KEYS, ato_id, upload_id, _ACCEPTING)
     return pl.Series([text], dtype=pl.String).str.split("\n").explode()
 
 
@@ -171,9 +168,7 @@ async def chunk_earlier_upload_duplicates(
         if not purged and await _few_earlier_achievements(connection, ato_id, upload_id, keys):
             # Reading the ATO's few achievements costs less than a probe per key (about
             # 3 µs each, a third of PostgreSQL's work on a big upload).
-            known = await _accepted_keys_series(
-                connection, _ATO_KEYS, ato_id, upload_id, _ACCEPTING
-            )
+            known = await _ato_keys(connection, ato_id, upload_id)
             found = keys.filter(pl.col(duplicate_keys.KEY).is_in(known.implode()))
             return set(found.get_column(ROW_NUMBER).to_list())
         if purged:
@@ -265,14 +260,8 @@ _RECHECK = f"""
     FROM (
         SELECT DISTINCT keys.row_number, keys.is_valid, keys.has_warning
         FROM achievements a
-        JOIN uploads u ON u.upload_id = a.upload_id
-        CROSS JOIN LATERAL (VALUES
-            ('{ULN_KIND}', a.{ULN_KIND}),
-            ('{NI_NUMBER_KIND}', a.{NI_NUMBER_KIND}),
-            ('{CITB_ID_KIND}', a.{CITB_ID_KIND})) AS given(kind, identifier)
-        JOIN recheck_keys keys
-          ON keys.key = a.course_code || '|' || to_char(a.achievement_date, 'YYYY-MM-DD')
-                        || '|' || given.kind || '|' || given.identifier
+        JOIN uploads u ON u.upload_id = a.upload_id{_KEYS_OF_ACHIEVEMENT}
+        JOIN recheck_keys keys ON keys.key = k.key
         WHERE a.upload_id = ANY($3::uuid[]) AND a.ato_id = $1 AND a.grant_state <> 'withdrawn'
           AND u.ato_id = $1 AND u.upload_id <> $2 AND u.status = ANY($4::text[])
           AND given.identifier IS NOT NULL) found"""
