@@ -126,7 +126,7 @@ def in_file_duplicates(stored: Sequence[bytes], limit: int) -> Marked:
     passes = -(-repeated.len() // _REPEATS_PER_PASS)
     later = []
     for part in range(passes):
-        these = repeated.filter(repeated % passes == part) if passes > 1 else repeated
+        these = repeated.filter(repeated % passes == part)
         candidates = pl.concat(
             [
                 chunk.filter(pl.col(KEY).hash().is_in(these.implode())).with_columns(

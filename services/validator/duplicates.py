@@ -42,7 +42,6 @@ def _earlier_uploads(
     *,
     ato: str,
     upload: str,
-    extra: str = "",
     purged: bool = False,
 ) -> str:
     """Rows of `keys` (row_number, course_code, achievement_date, kind, identifier) that match
@@ -57,7 +56,7 @@ def _earlier_uploads(
     guard = f"""
         JOIN uploads u ON u.upload_id = a.upload_id
         WHERE a.grant_state <> 'withdrawn' AND a.ato_id = {ato} AND a.upload_id <> {upload}
-          AND u.ato_id = {ato} AND u.status = ANY('{{{accepting}}}'::text[]){extra}"""
+          AND u.ato_id = {ato} AND u.status = ANY('{{{accepting}}}'::text[])"""
     branches = [
         f"""
         SELECT keys.row_number FROM {keys} JOIN achievements a

@@ -16,9 +16,9 @@ are the ones in `rules`, `text`, `codes` and `reference`: nothing is copied here
 is derived (the characters a name may hold, the NI number prefixes that are issued) it is
 derived by asking the exact rule about every candidate, once, at import.
 
-A chunk reaches Polars in one of two ways. The offline check hands over its text
-(`record_scanner.read_chunk_text`, `BulkValidator.bulk_text`): a record without a `"` is a
-line, split into lines and cells by Polars itself, so such a record never becomes a Python
+A chunk reaches Polars in one of two ways. The offline check and the validators hand over its
+UTF-8 bytes (`record_scanner.read_chunk_bytes`, `BulkValidator.bulk_bytes`): a record without a
+`"` is a line, split into lines and cells by Polars itself, so such a record never becomes a Python
 object; only the records holding a quote are parsed by the csv module. Records already parsed
 (`BulkValidator.bulk`) are handed over one string each, their cells joined by a NUL (no
 decoded CSV file holds one; a record that does goes to the exact path), and split again in
@@ -45,7 +45,6 @@ from services.core.scheme.file_inspection import Encoding
 from services.core.scheme.record_scanner import (
     Record,
     SegmentBytes,
-    SegmentText,
     quoted_records,
     segment_records,
 )
@@ -433,32 +432,11 @@ class BulkValidator:
         frame, originals = self._cells_of(records)
         return self._judge(frame, originals)
 
-    def bulk_text(self, segments: Sequence[SegmentText], delimiter: str) -> BulkResult:
-        """The bulk pass over a chunk read by `record_scanner.read_chunk_text` with `delimiter`:
-        the result of `bulk` over the same records, without a Python object per record that
-        has no quote (Polars splits their lines into cells)."""
-        parts: list[pl.DataFrame] = []
-        by_row: dict[int, Record] = {}
-        for segment in segments:
-            if segment.records:
-                parts.append(self._record_cells(segment.records, by_row))
-            elif text := segment.text:
-                parts.extend(
-                    self._line_cells(
-                        _lines(text),
-                        segment.first_row,
-                        delimiter,
-                        by_row,
-                        text=text,
-                        has_quote='"' in text,
-                        has_return="\r" in text,
-                    )
-                )
-        return self._judge_parts(parts, by_row)
-
     def bulk_bytes(self, segments: Sequence[SegmentBytes], delimiter: str) -> BulkResult:
-        """`bulk_text` over a chunk read by `record_scanner.read_chunk_bytes`: the same result,
-        the UTF-8 bytes handed to Polars as they are (a `str` would be encoded again)."""
+        """The bulk pass over a chunk read by `record_scanner.read_chunk_bytes` with
+        `delimiter`: the result of `bulk` over the same records, without a Python object per
+        record that has no quote (Polars splits their lines into cells, from the UTF-8 bytes as
+        they are)."""
         parts: list[pl.DataFrame] = []
         by_row: dict[int, Record] = {}
         for data, first_row in segments:
@@ -467,8 +445,8 @@ class BulkValidator:
             pieces = _lines_of_bytes(data)
             returns = data.count(b"\r")
             # Every CR is part of a CR LF when as many lines (split at LF) end with one as
-            # there are CRs, and the data does not end with one. Otherwise, as
-            # `read_chunk_text`, the csv module reads the segment's records.
+            # there are CRs, and the data does not end with one. Otherwise the csv module reads
+            # the segment's records.
             if returns and (data.endswith(b"\r") or returns != pieces.str.ends_with("\r").sum()):
                 records = segment_records(data.decode(Encoding.UTF_8.value), delimiter, first_row)
                 parts.append(self._record_cells(records, by_row))
@@ -479,7 +457,7 @@ class BulkValidator:
                     first_row,
                     delimiter,
                     by_row,
-                    text=data,
+                    data=data,
                     has_quote=b'"' in data,
                     has_return=returns > 0,
                 )
@@ -512,14 +490,14 @@ class BulkValidator:
         delimiter: str,
         originals: dict[int, Record],
         *,
-        text: str | bytes,
+        data: bytes,
         has_quote: bool,
         has_return: bool,
     ) -> list[pl.DataFrame]:
-        """The cells of a segment's records (`_cells_of`) from its lines (`_lines`), the lines
-        without a quote split in Polars; adds the records that cells cannot stand for to
-        `originals`, by row number. `text` is the segment's text or its UTF-8 bytes (decoded
-        only when it `has_quote`); `has_return`: whether it holds a CR (of a CR LF: no other)."""
+        """The cells of a segment's records (`_cells_of`) from its lines (`_lines_of_bytes`),
+        the lines without a quote split in Polars; adds the records that cells cannot stand for
+        to `originals`, by row number. `data` is the segment's UTF-8 bytes (decoded only when
+        it `has_quote`); `has_return`: whether it holds a CR (of a CR LF: no other)."""
         width = self._width
         lines = pl.DataFrame(pieces).with_row_index("_line_index")
         parts: list[pl.DataFrame] = []
@@ -530,8 +508,7 @@ class BulkValidator:
                 "_line_index",
                 (pl.col("_line").str.len_chars() + 1).cum_sum().shift(1, fill_value=0),
             ).filter(pieces.str.contains('"', literal=True))
-            if isinstance(text, bytes):
-                text = text.decode(Encoding.UTF_8.value)
+            text = data.decode(Encoding.UTF_8.value)
             quoted = quoted_records(text, delimiter, starts.iter_rows())
             if quoted:
                 # A record spanning n lines takes n line indices and one row number.
@@ -809,17 +786,10 @@ class InFileDuplicateKeys:
         return set(repeated[ROW_NUMBER].to_list())
 
 
-def _lines(text: str) -> pl.Series:
-    """The lines of a `SegmentText.text` (split at LF: a CR of a CR LF stays), as `_line`."""
-    pieces = pl.Series("_line", [text], dtype=pl.String).str.split("\n").explode()
-    if text.endswith("\n"):
-        pieces = pieces.head(pieces.len() - 1)  # the empty piece after the last break
-    return pieces
-
-
 def _lines_of_bytes(data: bytes) -> pl.Series:
-    """`_lines` of the text whose UTF-8 encoding is `data`, without that text: Polars checks
-    the bytes are UTF-8 (raising if not) and splits them itself."""
+    """The lines of the text whose UTF-8 encoding is `data` (split at LF: a CR of a CR LF
+    stays), as `_line`, without that text: Polars checks the bytes are UTF-8 (raising if not)
+    and splits them itself."""
     text = pl.Series("_line", [data], dtype=pl.Binary).cast(pl.String)
     pieces = text.str.split("\n").explode()
     if data.endswith(b"\n"):

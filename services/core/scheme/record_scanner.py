@@ -3,9 +3,9 @@
 A planner calls `scan_records` once per upload: it finds where every record starts and ends,
 checks section 8's bounds of one record, and cuts the data records into chunk plans that any
 worker can parse on its own with `read_chunk`. Both read the file in blocks, so memory stays at
-a few MiB whatever the bytes. `read_chunk_text` reads a chunk for a columnar engine instead:
-its text, in which every quote-free line is a record, and the csv module's cells of only the
-records that hold a quote (`quoted_records`).
+a few MiB whatever the bytes. `read_chunk_bytes` reads a chunk for a columnar engine instead:
+its UTF-8 bytes, in which every quote-free line is a record, and the csv module's cells of only
+the records that hold a quote (`quoted_records`).
 
 The boundaries are exactly those Python's csv module finds with the scheme's dialect
 (`strict=False`, RFC 4180): a `"` opens a quoted field only at the start of a field; inside a
@@ -782,50 +782,6 @@ def _read_exactly(stream: IO[bytes], size: int) -> bytes:
     return data
 
 
-class SegmentText(NamedTuple):
-    """The records of one segment, read for a columnar engine.
-
-    `text` is the segment's text and `first_row` the number of its first record. Split at
-    every `\\n` (the empty piece after a final line break dropped), its pieces are its lines,
-    each ending with the `\\r` of its CR LF, if any: `text` holds no CR that is not part of a
-    CR LF. A line without a `"` that no quoted field before it spans is a record of its own:
-    its cells are its text, without that `\\r`, split at every delimiter, exactly as the csv
-    module splits them. The records from a line holding a `"` on are parsed by the csv module
-    (`quoted_records`).
-
-    A segment with a lone CR (a line break of its own: rare) has an empty `text`, and all its
-    records in `records` instead, as `read_chunk` yields them.
-    """
-
-    text: str
-    first_row: int
-    records: list[Record]
-
-
-def read_chunk_text(
-    open_binary: Opener, encoding: Encoding, delimiter: str, segments: Iterable[Segment]
-) -> list[SegmentText]:
-    """The records of the segments as `SegmentText`s: the records of `read_chunk`, with no
-    Python object per record. A segment is read and decoded whole: at most a chunk's bytes and
-    text in memory."""
-    texts: list[SegmentText] = []
-    with open_binary() as stream:
-        for start, end, first_row in segments:
-            stream.seek(start)
-            data = _read_exactly(stream, end - start)
-            # CR and LF are single bytes in either encoding: counted before decoding.
-            lone_return = (returns := data.count(b"\r")) and returns != data.count(b"\r\n")
-            text = data.decode(_codec(encoding, start=start))
-            del data
-            if lone_return:
-                texts.append(
-                    SegmentText("", first_row, segment_records(text, delimiter, first_row))
-                )
-            else:
-                texts.append(SegmentText(text, first_row, []))
-    return texts
-
-
 def segment_records(text: str, delimiter: str, first_row: int) -> list[Record]:
     """The records of a segment's text as `read_chunk` yields them, parsed by the csv module."""
     # newline="" hands \r, \n and \r\n to the csv module untranslated.
@@ -834,11 +790,17 @@ def segment_records(text: str, delimiter: str, first_row: int) -> list[Record]:
 
 
 class SegmentBytes(NamedTuple):
-    """The records of one segment as UTF-8 bytes, for a columnar engine that reads UTF-8.
+    """The records of one segment, read for a columnar engine, as UTF-8 bytes.
 
-    `data` is the UTF-8 encoding of the `SegmentText.text` that `read_chunk_text` would give
-    for the segment, lone CRs and all (the reader of `data` tells those apart), and
-    `first_row` the number of its first record."""
+    `data` is the UTF-8 encoding of the segment's text and `first_row` the number of its first
+    record. Split at every `\\n` (the empty piece after a final line break dropped), its pieces
+    are its lines, each ending with the `\\r` of its CR LF, if any. A line without a `"` that no
+    quoted field before it spans is a record of its own: its cells are its text, without that
+    `\\r`, split at every delimiter, exactly as the csv module splits them. The records from a
+    line holding a `"` on are parsed by the csv module (`quoted_records`). A segment with a lone
+    CR (a line break of its own: rare) is for the csv module as a whole (`segment_records`);
+    the reader of `data` tells those apart.
+    """
 
     data: bytes
     first_row: int
@@ -847,12 +809,12 @@ class SegmentBytes(NamedTuple):
 def read_chunk_bytes(
     open_binary: Opener, encoding: Encoding, segments: Iterable[Segment]
 ) -> list[SegmentBytes]:
-    """The records of the segments as `SegmentBytes`: `read_chunk_text` without decoding a
-    UTF-8 file's bytes. A segment is read whole: at most a chunk's bytes in memory.
+    """The records of the segments as `SegmentBytes`, with no Python object per record. A
+    segment is read whole: at most a chunk's bytes in memory.
 
-    Why: a columnar engine takes strings as UTF-8. The text `read_chunk_text` decodes has to
-    be encoded again to get there, which costs more than the decoding; a UTF-8 file's bytes
-    (checked whole by the file inspection) are that already."""
+    Why bytes: a columnar engine takes strings as UTF-8. A decoded text has to be encoded again
+    to get there, which costs more than the decoding; a UTF-8 file's bytes (checked whole by
+    the file inspection) are that already. Other encodings are re-encoded here."""
     segments_bytes: list[SegmentBytes] = []
     with open_binary() as stream:
         for start, end, first_row in segments:
@@ -868,8 +830,9 @@ def read_chunk_bytes(
 def quoted_records(
     text: str, delimiter: str, quote_lines: Iterable[tuple[int, int]]
 ) -> list[tuple[int, int, list[str]]]:
-    """The records of a `SegmentText.text` that start at a line holding a `"`: `(first line,
-    lines spanned, cells)` of each, in order, the cells as the csv module reads them.
+    """The records of a segment's text (`SegmentBytes`) that start at a line holding a `"`:
+    `(first line, lines spanned, cells)` of each, in order, the cells as the csv module reads
+    them.
 
     `quote_lines` gives `(line index, character offset of its start)` of every line holding a
     `"`, in order; one that a record before it spans is passed over. Every other line is a

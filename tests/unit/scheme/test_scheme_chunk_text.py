@@ -1,6 +1,5 @@
-"""A chunk read as text (`read_chunk_text`, `BulkValidator.bulk_text`) or as UTF-8 bytes
-(`read_chunk_bytes`, `BulkValidator.bulk_bytes`) gives the bulk pass exactly what the csv
-module's records give it (`read_chunk`, `BulkValidator.bulk`)."""
+"""A chunk read as UTF-8 bytes (`read_chunk_bytes`, `BulkValidator.bulk_bytes`) gives the bulk
+pass exactly what the csv module's records give it (`read_chunk`, `BulkValidator.bulk`)."""
 
 from __future__ import annotations
 
@@ -22,7 +21,6 @@ from services.core.scheme.record_scanner import (
     quoted_records,
     read_chunk,
     read_chunk_bytes,
-    read_chunk_text,
     scan_records,
 )
 from services.core.scheme.records import Opener
@@ -45,31 +43,19 @@ def _both(
     delimiter: str = ",",
     encoding: Encoding = Encoding.UTF_8,
     chunk_rows: int = 7,
-) -> list[tuple[BulkResult, BulkResult, BulkResult]]:
-    """Each planned chunk through `bulk` (records), through `bulk_text` (text) and through
-    `bulk_bytes` (UTF-8 bytes), one validator for each way, as a check runs them."""
+) -> list[tuple[BulkResult, BulkResult]]:
+    """Each planned chunk through `bulk` (records) and through `bulk_bytes` (UTF-8 bytes), one
+    validator for each way, as a check runs them."""
     open_binary = _opener(data)
     scan = scan_records(open_binary(), delimiter, encoding=encoding, chunk_rows=chunk_rows)
     assert scan.error is None
     by_records = BulkValidator(header, UPLOAD_DATE, bundled_reference())
-    by_text = BulkValidator(header, UPLOAD_DATE, bundled_reference())
     by_bytes = BulkValidator(header, UPLOAD_DATE, bundled_reference())
     results = []
     for chunk in scan.chunks:
         records = read_chunk(open_binary, encoding, delimiter, chunk.segments)
-        texts = read_chunk_text(open_binary, encoding, delimiter, chunk.segments)
         segments_bytes = read_chunk_bytes(open_binary, encoding, chunk.segments)
-        for text, segment in zip(texts, segments_bytes, strict=True):
-            assert segment.first_row == text.first_row
-            if not text.records:  # (with a lone CR, the records come instead of the text)
-                assert segment.data == text.text.encode()
-        results.append(
-            (
-                by_records.bulk(records),
-                by_text.bulk_text(texts, delimiter),
-                by_bytes.bulk_bytes(segments_bytes, delimiter),
-            )
-        )
+        results.append((by_records.bulk(records), by_bytes.bulk_bytes(segments_bytes, delimiter)))
     return results
 
 
@@ -82,14 +68,13 @@ def _assert_same(
     chunk_rows: int = 7,
 ) -> None:
     results = _both(data, header, delimiter=delimiter, encoding=encoding, chunk_rows=chunk_rows)
-    for expected, *gots in results:
-        for got in gots:
-            assert got.valid.equals(expected.valid)
-            assert got.exact == expected.exact
-            assert (got.records, got.rows_blank) == (expected.records, expected.rows_blank)
-            rows = expected.valid["row_number"].to_list() + [row for row, _ in expected.exact]
-            assert got.cells_of(rows) == expected.cells_of(rows)
-            assert len(got.cells_of(rows)) == len(rows)
+    for expected, got in results:
+        assert got.valid.equals(expected.valid)
+        assert got.exact == expected.exact
+        assert (got.records, got.rows_blank) == (expected.records, expected.rows_blank)
+        rows = expected.valid["row_number"].to_list() + [row for row, _ in expected.exact]
+        assert got.cells_of(rows) == expected.cells_of(rows)
+        assert len(got.cells_of(rows)) == len(rows)
 
 
 def _file(lines: list[str], line_break: str = "\r\n", header: str | None = None) -> bytes:
@@ -169,8 +154,8 @@ class TestLines:
 
     def test_an_empty_chunk_list(self) -> None:
         validator = BulkValidator(template_header_map(), UPLOAD_DATE, bundled_reference())
-        for result in (validator.bulk_text([], ","), validator.bulk_bytes([], ",")):
-            assert (result.records, result.rows_valid, result.exact) == (0, 0, [])
+        result = validator.bulk_bytes([], ",")
+        assert (result.records, result.rows_valid, result.exact) == (0, 0, [])
 
     def test_bytes_with_a_lone_cr_are_read_by_the_csv_module(self) -> None:
         """A CR that is not part of a CR LF, anywhere in the bytes, or at their end."""
