@@ -39,6 +39,11 @@ def runner_options(settings: GatewaySettings) -> dict[str, Any]:
         "shutdown_timeout": settings.shutdown_timeout_s,
         "keepalive_timeout": settings.keepalive_timeout_s,
         "access_log": None,  # the metrics middleware logs every request as JSON
+        # Bodies are taken as sent: a coded body is refused with 415 before it is read (see
+        # `bodies.refuse_content_coding`). Decoded by aiohttp, a body that does not decode
+        # broke the connection itself: the error came back while aiohttp drained the rest of a
+        # refused body after the answer, and the connection was reset under the client.
+        "auto_decompress": False,
     }
 
 

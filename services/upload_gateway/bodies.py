@@ -2,6 +2,7 @@
 
 No route but the upload reads a body today; this keeps it so that a body sent anyway (or read
 by a later endpoint) is bounded: too large, too deeply nested or malformed is 400, never 500.
+A body in a content coding (gzip, deflate) is refused on every route, the upload's included.
 """
 
 from __future__ import annotations
@@ -20,6 +21,23 @@ from services.upload_gateway.intake import timed
 STREAMING_ROUTES = frozenset({"create_upload"})
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 JSON_BODY: web.RequestKey[Any] = web.RequestKey("json_body")
+
+
+# A body is taken only as sent: no client of the API compresses its requests, and a gzip body
+# is a decompression bomb to bound. `identity` is the coding of an uncoded body.
+ACCEPTED_CONTENT_CODINGS = frozenset({"", "identity"})
+
+
+def refuse_content_coding(request: web.Request) -> None:
+    """415 for a body in any content coding (RFC 9110 section 15.5.16), before it is read."""
+    coding = request.headers.get("Content-Encoding", "").strip().lower()
+    if coding not in ACCEPTED_CONTENT_CODINGS:
+        raise ApiError(
+            415,
+            "UNSUPPORTED_CONTENT_ENCODING",
+            "Send the body uncoded: no Content-Encoding (gzip, deflate) is accepted.",
+            {"Accept-Encoding": "identity"},
+        )
 
 
 def bad_body(message: str) -> ApiError:
@@ -75,13 +93,14 @@ async def body_guard_middleware(request: web.Request, handler: Handler) -> web.S
     if (
         match.http_exception is None  # an unknown route or method answers 404/405 unread
         and request.method in BODY_METHODS
-        and match.route.name not in STREAMING_ROUTES
         and request.body_exists
     ):
-        settings = request.app[SETTINGS]
-        data = await read_small_body(
-            request, settings.max_json_body_bytes, settings.body_read_timeout_s
-        )
-        if data.strip() and request.content_type == "application/json":
-            request[JSON_BODY] = parse_json(data, settings.max_json_depth)
+        refuse_content_coding(request)
+        if match.route.name not in STREAMING_ROUTES:
+            settings = request.app[SETTINGS]
+            data = await read_small_body(
+                request, settings.max_json_body_bytes, settings.body_read_timeout_s
+            )
+            if data.strip() and request.content_type == "application/json":
+                request[JSON_BODY] = parse_json(data, settings.max_json_depth)
     return await handler(request)

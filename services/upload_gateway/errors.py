@@ -100,7 +100,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         except asyncio.CancelledError:
             raise
         except (RequestPayloadError, ContentEncodingError):
-            # A body its Content-Encoding cannot decode (or cut short): the client's fault.
+            # A body cut short or badly framed (chunked sizes): the client's fault. Coded bodies
+            # never get this far (415 before they are read).
             response = json_error(
                 400, "BAD_REQUEST", "The request body could not be read as it was encoded."
             )

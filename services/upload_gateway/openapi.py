@@ -255,7 +255,10 @@ _PROTECTED = {
 _NOT_FOUND = {"404": _error("No such resource for this ATO (another ATO's looks the same).")}
 _BAD_PARAMS = {"400": _error("A query parameter is out of range or malformed.")}
 _BAD_BODY = {
-    "400": _error("INVALID_BODY: a body (none is needed) too large, too deep or malformed JSON.")
+    "400": _error("INVALID_BODY: a body (none is needed) too large, too deep or malformed JSON."),
+    "415": _error(
+        "UNSUPPORTED_CONTENT_ENCODING: a body with a Content-Encoding (send it uncoded)."
+    ),
 }
 _UPLOAD_ANSWER = {"Location": {"schema": _STRING, "description": "/v1/uploads/{upload_id}"}}
 
@@ -366,7 +369,10 @@ OPERATIONS: dict[str, Schema] = {
                 "FILE_03: the file or the whole body is larger than the size limit, or a"
                 " multipart body has too many parts."
             ),
-            "415": _error("The body is neither CSV nor multipart/form-data."),
+            "415": _error(
+                "UNSUPPORTED_MEDIA_TYPE: the body is neither CSV nor multipart/form-data;"
+                " UNSUPPORTED_CONTENT_ENCODING: the body has a Content-Encoding (send it uncoded)."
+            ),
             "422": _error("FILE_01 (workbook or binary), FILE_02 (empty) or TERMS_NOT_ACCEPTED."),
             "429": {
                 **_error("TOO_MANY_UPLOADS: this ATO's concurrent-upload limit is reached."),

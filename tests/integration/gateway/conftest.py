@@ -12,7 +12,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from gateway_helpers import ClientFactory, gateway_settings_for
 
-from services.upload_gateway.app import create_app
+from services.upload_gateway.app import create_app, runner_options
+from services.upload_gateway.appkeys import SETTINGS
 from services.upload_gateway.keys import NewKey, create_ato
 
 
@@ -31,7 +32,10 @@ async def make_client(database_url: str, storage_root: Path) -> AsyncIterator[Cl
     ) -> TestClient[web.Request, web.Application]:
         if app is None:
             app = create_app(gateway_settings_for(database_url, storage_root, **overrides))
-        client = TestClient(TestServer(app))
+        # The server as production runs it: the runner's options (timeouts, body decoding).
+        server = TestServer(app)
+        await server.start_server(**runner_options(app[SETTINGS]))
+        client = TestClient(server)
         await client.start_server()
         clients.append(client)
         return client
