@@ -9,7 +9,6 @@ guarded by its state, so a chunk validated twice is written once.
 
 from __future__ import annotations
 
-import io
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -143,9 +142,9 @@ async def complete(
     if result.rows_valid:
         await connection.copy_to_table(
             "achievements",
-            source=io.BytesIO(result.achievements_csv()),
+            source=result.achievements_copy(),
             columns=ACHIEVEMENT_COLUMNS,
-            format="csv",
+            format="binary",
         )
     if result.issues:
         await connection.copy_records_to_table("row_issues", records=result.issues)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -47,7 +47,7 @@ from services.core.scheme.validation import (
     duplicate_key_text,
 )
 from services.core.states import initial_grant_state
-from services.validator import duplicate_keys
+from services.validator import binary_copy, duplicate_keys
 
 # The `achievements` columns a chunk COPYs, in this order.
 ACHIEVEMENT_COLUMNS: Final = (
@@ -202,15 +202,15 @@ class ChunkResult:
         if later.height:
             self._invalidate(set(later[ROW_NUMBER].to_list()), dup_02=False)
 
-    def achievements_csv(self) -> bytes:
-        """The valid rows as `ACHIEVEMENT_COLUMNS`, CSV for `COPY … (FORMAT csv)`: an empty
-        optional value is null (written bare), an empty text is `""`."""
-        rows = self.valid
-        return (
-            rows.select(
-                ACHIEVEMENT_ID,
-                pl.lit(str(self.upload_id)).alias("upload_id"),
-                ROW_NUMBER,
+    def achievements_copy(self) -> AsyncIterator[bytes]:
+        """The valid rows as `ACHIEVEMENT_COLUMNS`, for `COPY … (FORMAT binary)`: PostgreSQL
+        receives uuids, dates and integers as they are stored instead of parsing their text
+        (half its cost of a CSV COPY of these rows)."""
+        return binary_copy.encode(
+            self.valid.select(
+                pl.col(ACHIEVEMENT_ID).str.replace_all("-", "", literal=True).str.decode("hex"),
+                pl.lit(self.upload_id.bytes).alias("upload_id"),
+                pl.col(ROW_NUMBER).cast(pl.Int32),
                 pl.lit(self.ato_id).alias("ato_id"),
                 *Achievement._fields,
                 pl.when(pl.col("grant_eligible"))
@@ -218,8 +218,6 @@ class ChunkResult:
                 .otherwise(pl.lit(_NOT_ELIGIBLE))
                 .alias("grant_state"),
             )
-            .write_csv(include_header=False)
-            .encode()
         )
 
     def stored_keys(self) -> bytes:
