@@ -32,10 +32,12 @@ async def enqueue_many(
     rows = []
     for event in events:
         topic, key = topic_for(event, topics)
-        rows.append((topic, key, event.model_dump(mode="json")))
+        # Every concrete event declares its `event_type` (the base model does not).
+        event_type = event.model_dump(include={"event_type"})["event_type"]
+        rows.append((topic, key, event_type, event.model_dump_json()))
     if rows:
         await connection.executemany(
-            "INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)", rows
+            "INSERT INTO outbox (topic, key, event_type, payload) VALUES ($1, $2, $3, $4)", rows
         )
 
 
@@ -102,17 +104,16 @@ class Relay:
         return sent
 
     async def _publish(self, connection: asyncpg.Connection, slot: int) -> int:
-        # The payloads as PostgreSQL prints them, sent as they are: an `achievements.accepted`
-        # event holds up to a thousand achievements (130 KB), and a batch of them parsed into
-        # Python objects took hundreds of MB in whichever process relayed it. A batch stops
-        # before `batch_bytes` (its first row always goes).
+        # The payloads sent as they are stored: an `achievements.accepted` event holds up to a
+        # thousand achievements (130 KB), and a batch of them parsed into Python objects took
+        # hundreds of MB in whichever process relayed it. A batch stops before `batch_bytes`
+        # (its first row always goes).
         rows = await connection.fetch(
             """
             SELECT id, topic, key, body, event_type FROM (
                 SELECT id, topic, key, body, event_type,
                        sum(octet_length(body)) OVER (ORDER BY id) - octet_length(body) AS before
-                FROM (SELECT id, topic, key, payload::text AS body,
-                             payload->>'event_type' AS event_type
+                FROM (SELECT id, topic, key, payload AS body, event_type
                       FROM outbox WHERE sent_at IS NULL AND slot = $1
                       ORDER BY id LIMIT $2) unsent) sized
             WHERE before < $3
@@ -130,7 +131,7 @@ class Relay:
                 row["topic"],
                 value=row["body"].encode(),
                 key=row["key"].encode(),
-                headers=[("event_type", (row["event_type"] or "").encode())],
+                headers=[("event_type", row["event_type"].encode())],
             )
             for row in rows
         ]

@@ -430,9 +430,9 @@ async def test_every_eligible_achievement_is_claimed_exactly_once_through_faults
     events = Counter(
         (e["event_type"], e["achievement_id"])
         for e in await pool.fetch(
-            "SELECT payload->>'event_type' AS event_type,"
-            " payload->>'achievement_id' AS achievement_id"
-            " FROM outbox WHERE payload->>'event_type' LIKE 'claim.%'"
+            "SELECT payload::json->>'event_type' AS event_type,"
+            " payload::json->>'achievement_id' AS achievement_id"
+            " FROM outbox WHERE payload::json->>'event_type' LIKE 'claim.%'"
         )
     )
     assert [event for event, n in events.items() if n > 1] == [], "an event written twice"

@@ -101,14 +101,14 @@ async def test_killed_validators_leave_one_result_per_row_and_the_uninterrupted_
             upload_id,
         )
         outcome_events = await connection.fetchval(
-            "SELECT count(*) FROM outbox WHERE payload->>'event_type' = 'upload.validated'"
-            " AND payload->>'upload_id' = $1",
+            "SELECT count(*) FROM outbox WHERE payload::json->>'event_type' = 'upload.validated'"
+            " AND payload::json->>'upload_id' = $1",
             upload_id,
         )
         announced = await connection.fetchval(
-            "SELECT coalesce(sum(json_array_length(payload->'achievements')), 0) FROM outbox"
-            " WHERE payload->>'event_type' = 'achievements.accepted'"
-            " AND payload->>'upload_id' = $1",
+            "SELECT coalesce(sum(json_array_length(payload::json->'achievements')), 0) FROM outbox"
+            " WHERE payload::json->>'event_type' = 'achievements.accepted'"
+            " AND payload::json->>'upload_id' = $1",
             upload_id,
         )
     finally:

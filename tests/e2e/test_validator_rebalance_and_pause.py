@@ -31,8 +31,8 @@ async def check_outcome(pipeline: Pipeline, upload_id: str, expected: CheckRepor
             upload_id,
         )
         outcome_events = await connection.fetchval(
-            "SELECT count(*) FROM outbox WHERE payload->>'event_type' = 'upload.validated'"
-            " AND payload->>'upload_id' = $1",
+            "SELECT count(*) FROM outbox WHERE payload::json->>'event_type' = 'upload.validated'"
+            " AND payload::json->>'upload_id' = $1",
             upload_id,
         )
     finally:

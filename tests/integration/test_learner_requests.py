@@ -139,7 +139,7 @@ async def test_erase_withdraws_unclaimed_erases_settled_and_leaves_another_ato_u
             theirs["ato_id"],
         )
         withdrawn_events = await connection.fetchval(
-            "SELECT count(*) FROM outbox WHERE payload->>'event_type' = 'claim.withdrawn'"
+            "SELECT count(*) FROM outbox WHERE payload::json->>'event_type' = 'claim.withdrawn'"
         )
         hashes = await connection.fetchval(
             "SELECT count(*) FROM purged_duplicate_keys WHERE ato_id = $1", mine["ato_id"]

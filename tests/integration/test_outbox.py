@@ -129,10 +129,11 @@ async def test_a_relay_round_stops_before_its_bytes_of_payload(
     async with pool.acquire() as connection:
         for n in range(4):
             await connection.execute(
-                "INSERT INTO outbox (topic, key, payload) VALUES ($1, $2, $3)",
+                "INSERT INTO outbox (topic, key, event_type, payload) VALUES ($1, $2, $3, $4)",
                 topics.upload_status,
                 str(upload_id),
-                {"event_type": "upload.progress", "n": n, "padding": padding},
+                "upload.progress",
+                json.dumps({"event_type": "upload.progress", "n": n, "padding": padding}),
             )
 
     producer = make_producer(kafka_settings, "test")

@@ -115,7 +115,7 @@ async def insert_achievement(
 
 async def outbox_events(pool: asyncpg.Pool) -> list[dict[str, Any]]:
     async with pool.acquire() as connection:
-        rows = await connection.fetch("SELECT payload FROM outbox ORDER BY id")
+        rows = await connection.fetch("SELECT payload::json AS payload FROM outbox ORDER BY id")
     return [row["payload"] for row in rows]
 
 

@@ -80,7 +80,9 @@ async def readiness(client: Client) -> tuple[int, dict[str, Any]]:
 
 
 async def unsent_events(pool: asyncpg.Pool) -> list[str]:
-    rows = await pool.fetch("SELECT payload FROM outbox WHERE sent_at IS NULL ORDER BY id")
+    rows = await pool.fetch(
+        "SELECT payload::json AS payload FROM outbox WHERE sent_at IS NULL ORDER BY id"
+    )
     return [row["payload"]["event_type"] for row in rows]
 
 

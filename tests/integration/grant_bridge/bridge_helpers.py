@@ -313,7 +313,7 @@ async def all_closed(pool: asyncpg.Pool, expected: int) -> bool:
 
 
 async def outbox_events(pool: asyncpg.Pool) -> list[dict[str, Any]]:
-    rows = await pool.fetch("SELECT payload FROM outbox ORDER BY id")
+    rows = await pool.fetch("SELECT payload::json AS payload FROM outbox ORDER BY id")
     return [row["payload"] for row in rows]
 
 

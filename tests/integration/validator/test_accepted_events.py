@@ -36,8 +36,8 @@ def csv_file(*ulns: str) -> bytes:
 async def accepted_events(pool: asyncpg.Pool, upload_id: uuid.UUID) -> list[dict[str, object]]:
     async with pool.acquire() as connection:
         rows = await connection.fetch(
-            "SELECT payload FROM outbox WHERE payload->>'upload_id' = $1"
-            " AND payload->>'event_type' = 'achievements.accepted' ORDER BY id",
+            "SELECT payload::json AS payload FROM outbox WHERE payload::json->>'upload_id' = $1"
+            " AND payload::json->>'event_type' = 'achievements.accepted' ORDER BY id",
             str(upload_id),
         )
     return [

@@ -150,8 +150,8 @@ async def test_workers_racing_to_decide_an_upload_record_one_outcome(
     assert sorted(decided) == [False, False, False, True]
     async with pool.acquire() as connection:
         events = await connection.fetch(
-            "SELECT payload->>'event_type' AS type, count(*) AS n FROM outbox"
-            " WHERE payload->>'upload_id' = $1 GROUP BY 1 ORDER BY 1",
+            "SELECT payload::json->>'event_type' AS type, count(*) AS n FROM outbox"
+            " WHERE payload::json->>'upload_id' = $1 GROUP BY 1 ORDER BY 1",
             str(upload_id),
         )
     # Progress at most once a second: the first chunk's, then the outcome. The achievements
@@ -283,8 +283,8 @@ async def test_an_upload_whose_stored_file_is_gone_ends_errored(
     )
     async with pool.acquire() as connection:
         outcome = await connection.fetchval(
-            "SELECT payload->>'status' FROM outbox WHERE payload->>'upload_id' = $1"
-            " AND payload->>'event_type' = 'upload.validated'",
+            "SELECT payload::json->>'status' FROM outbox WHERE payload::json->>'upload_id' = $1"
+            " AND payload::json->>'event_type' = 'upload.validated'",
             str(upload_id),
         )
     assert outcome == "errored"
