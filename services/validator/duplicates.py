@@ -120,13 +120,10 @@ _ATO_KEYS = f"""
 
 
 async def _ato_keys(connection: asyncpg.Connection, ato_id: str, upload_id: uuid.UUID) -> pl.Series:
-    """`_ATO_KEYS` as a series to match a chunk's keys against. Nested loops and index probes
-    only: through the ATO's uploads to their achievements."""
-    async with connection.transaction():
-        await connection.execute(
-            "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off"
-        )
-        text = await connection.fetchval(_ATO_KEYS, ato_id, upload_id, _ACCEPTING)
+    """`_ATO_KEYS` as a series to match a chunk's keys against. Called where hash and merge
+    joins are off: nested loops and index probes through the ATO's uploads to their
+    achievements."""
+    text = await connection.fetchval(_ATO_KEYS, ato_id, upload_id, _ACCEPTING)
     return pl.Series([text], dtype=pl.String).str.split("\n").explode()
 
 
@@ -155,7 +152,6 @@ async def chunk_earlier_upload_duplicates(
     computed only when the ATO has purged keys at all: one index probe decides."""
     if not keys.height:
         return set()
-    row_numbers, texts = _as_texts(keys)
     async with connection.transaction():
         # Index probes and nested loops only, whatever the planner thinks of the tables' sizes.
         await connection.execute(
@@ -170,6 +166,7 @@ async def chunk_earlier_upload_duplicates(
             known = await _ato_keys(connection, ato_id, upload_id)
             found = keys.filter(pl.col(duplicate_keys.KEY).is_in(known.implode()))
             return set(found.get_column(ROW_NUMBER).to_list())
+        row_numbers, texts = _as_texts(keys)
         if purged:
             secret = (retention or _retention_from_environment()).key_secret
             rows = await connection.fetch(

@@ -123,7 +123,7 @@ def check_file(
         return _rejected(file_name, encoding, layout.header)
 
     if isinstance(reference, InMemoryReference):
-        chunks = _chunk_texts(open_binary, encoding, scan.chunks)
+        chunks = _chunk_segments(open_binary, encoding, scan.chunks)
         rows_total, rows_invalid, rows_warned, issues = _validate_chunks(
             chunks, layout.delimiter, layout.header, today, reference, row_limit
         )
@@ -163,7 +163,7 @@ def _chunk_records(
         yield from read_chunk(open_binary, encoding, delimiter, chunk.segments)
 
 
-def _chunk_texts(
+def _chunk_segments(
     open_binary: Opener, encoding: Encoding, chunks: Iterable[ChunkPlan]
 ) -> Iterator[list[SegmentBytes]]:
     """The records of every chunk in file order, for the bulk pass: consecutive chunks of the
