@@ -5,34 +5,10 @@
 #   kafka.sh run      run the broker in the foreground (the supervisor calls this)
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
+source "$(dirname "$0")/kafka-lib.sh"
 
 fetch() {
-    if [ -f "$KAFKA_CACHE_DIR/.complete" ]; then return 0; fi
-    if ! command -v java >/dev/null || ! command -v mvn >/dev/null; then
-        echo "installing Java 17 and Maven from Debian's packages"
-        export DEBIAN_FRONTEND=noninteractive
-        apt-get update -q >/dev/null
-        apt-get install -y -q openjdk-17-jre-headless maven >/dev/null
-    fi
-    local work
-    work=$(mktemp -d)
-    cat > "$work/pom.xml" <<POM
-<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>local.stack</groupId><artifactId>kafka-runtime</artifactId><version>1</version>
-  <packaging>pom</packaging>
-  <dependencies>
-    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$KAFKA_VERSION</version></dependency>
-    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-reload4j</artifactId><version>1.7.36</version></dependency>
-  </dependencies>
-</project>
-POM
-    echo "fetching Kafka $KAFKA_VERSION jars with Maven into $KAFKA_CACHE_DIR"
-    mkdir -p "$KAFKA_CACHE_DIR/libs"
-    (cd "$work" && mvn -q -B dependency:copy-dependencies -DincludeScope=runtime \
-        -DoutputDirectory="$KAFKA_CACHE_DIR/libs")
-    rm -rf "$work"
-    touch "$KAFKA_CACHE_DIR/.complete"
+    kafka_fetch
 }
 
 prepare() {
@@ -57,20 +33,12 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 log.retention.hours=168
 PROPS
-    cat > "$KAFKA_DIR/log4j.properties" <<'LOG4J'
-log4j.rootLogger=WARN, stdout
-log4j.appender.stdout=org.apache.log4j.ConsoleAppender
-log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
-log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
-log4j.logger.kafka.server.KafkaServer=INFO
-log4j.logger.kafka.server.KafkaRaftServer=INFO
-LOG4J
+    kafka_write_log4j "$KAFKA_DIR/log4j.properties"
     if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
         local cluster_id
-        cluster_id=$(java -cp "$KAFKA_CACHE_DIR/libs/*" -Dlog4j.configuration="file:$KAFKA_DIR/log4j.properties" \
-            kafka.tools.StorageTool random-uuid)
-        java -cp "$KAFKA_CACHE_DIR/libs/*" -Dlog4j.configuration="file:$KAFKA_DIR/log4j.properties" \
-            kafka.tools.StorageTool format -t "$cluster_id" -c "$KAFKA_DIR/server.properties" >/dev/null
+        cluster_id=$(kafka_java "$KAFKA_DIR/log4j.properties" kafka.tools.StorageTool random-uuid)
+        kafka_java "$KAFKA_DIR/log4j.properties" kafka.tools.StorageTool format -t "$cluster_id" \
+            -c "$KAFKA_DIR/server.properties" >/dev/null
     fi
 }
 
