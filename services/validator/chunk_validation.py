@@ -29,6 +29,7 @@ from services.core.scheme.bulk_rules import (
     VALID_COLUMNS,
     VALID_SCHEMA,
     WARNINGS,
+    BulkResult,
     BulkValidator,
     warning_issue,
 )
@@ -181,6 +182,7 @@ class ChunkResult:
         for row_number in marked:
             self.counts_by_code[Code.DUP_02.value] += 1
             self._add_issue(duplicate_issue(row_number, Code.DUP_02), None)
+        self._keep_first_issues()
 
     def mark_in_chunk_duplicates(self) -> None:
         """DUP_01 within the chunk, ahead of the outcome: every row after the first with one of
@@ -272,15 +274,33 @@ class ChunkResult:
         elif has_warning:
             self.rows_warned += 1
 
+    def _keep_first_issues(self) -> None:
+        """Keeps the chunk's first `_issue_room` issues in the report's order (by row, then
+        position: scheme sections 7 and 8), not the first ones found: the bulk pass's warnings
+        are found before the row validator's errors of earlier rows, and DUP_02 after both.
+        The outcome then keeps the upload's first issues of what the chunks kept, so a report
+        over its cap is the first issues of the file, the same on every run."""
+        self.issues.sort(key=_report_order)
+        del self.issues[self._issue_room :]
+
+    def _mask_warnings(self, bulk: BulkResult, warned_rows: set[int], header: HeaderMap) -> None:
+        """The masked values of the kept issues of rows the bulk pass proved valid with a
+        warning: their cells are taken out of the chunk's columns only for the rows kept."""
+        needing = sorted({issue[1] for issue in self.issues if issue[1] in warned_rows})
+        if not needing:
+            return
+        cells = bulk.cells_of(needing)
+        self.issues = [
+            _with_masked_value(issue, cells[issue[1]], header) if issue[1] in warned_rows else issue
+            for issue in self.issues
+        ]
+
     def _add_issue(
         self, issue: Issue, cells: list[str] | None, header: HeaderMap | None = None
     ) -> None:
-        if len(self.issues) >= self._issue_room:
-            return
         masked = None
-        if issue.column is not None and cells is not None and header is not None:
-            index = header.index(Column(issue.column))
-            masked = mask_value(issue.column, cells[index]) if index < len(cells) else None
+        if cells is not None and header is not None:
+            masked = _masked_value(issue.column, cells, header)
         self.issues.append(
             (
                 self.upload_id,
@@ -293,6 +313,25 @@ class ChunkResult:
                 masked,
             )
         )
+
+
+def _report_order(issue: IssueRecord) -> tuple[int, int]:
+    """(row, position): the order of the error report."""
+    return issue[1], issue[2]
+
+
+def _masked_value(column: str | None, cells: list[str], header: HeaderMap) -> str | None:
+    """The cell an issue is about, masked for the report; None for a row-level issue."""
+    if column is None:
+        return None
+    index = header.index(Column(column))
+    return mask_value(column, cells[index]) if index < len(cells) else None
+
+
+def _with_masked_value(issue: IssueRecord, cells: list[str], header: HeaderMap) -> IssueRecord:
+    upload_id, row, position, column, code, severity, message, _ = issue
+    masked = _masked_value(column, cells, header)
+    return upload_id, row, position, column, code, severity, message, masked
 
 
 def _valid_frame(results: Sequence[RowResult]) -> pl.DataFrame:
@@ -325,31 +364,26 @@ def validate_chunk(
     valid; the row validator explains the rest.
     Then DUP_01 within the chunk.
 
-    At most `issue_room` issues are kept (the upload keeps its first issues by row when the
-    outcome is decided); the counts per code stay exact.
+    The chunk keeps its first `issue_room` issues in the report's order (the upload keeps its
+    first issues of those when the outcome is decided); the counts per code stay exact.
     """
     result = ChunkResult(upload_id=upload_id, ato_id=ato_id, _issue_room=issue_room)
     bulk = validator.bulk_bytes(segments, delimiter)
     proven = bulk.valid.select(VALID_COLUMNS)
     result.rows_total = proven.height
     warned = bulk.warnings()
-    # The cells only of the warned rows whose issues fit in the room (a warning's masked value).
-    needing, room = [], issue_room
-    for row_number, codes in warned:
-        if room <= 0:
-            break
-        needing.append(row_number)
-        room -= len(codes)
-    cells = bulk.cells_of(needing)
     for row_number, codes in warned:
         result.rows_warned += 1
         for code in codes:
             result.counts_by_code[code] += 1
-            result._add_issue(warning_issue(row_number, code), cells.get(row_number), header)
+            # Masked once the chunk's first issues are known (`_mask_warnings`).
+            result._add_issue(warning_issue(row_number, code), None)
     cells_of = dict(bulk.exact)
     exact = validator.exact(bulk.exact)
     for row in exact:
         result._add_exact(row, cells_of[row.row_number], header)
+    result._keep_first_issues()
+    result._mask_warnings(bulk, {row_number for row_number, _ in warned}, header)
     found_valid = [row for row in exact if row.achievement is not None]
     if found_valid:
         proven = pl.concat([proven, _valid_frame(found_valid)]).sort(ROW_NUMBER)
