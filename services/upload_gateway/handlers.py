@@ -182,9 +182,7 @@ async def upload_errors(request: web.Request) -> web.StreamResponse:
     async with database(request.app) as connection:
         upload = await uploads.get_upload(connection, who.ato_id, upload_id)
         await _audit(connection, AuditKind.ERROR_REPORT_DOWNLOADED, who, upload_id)
-        stored = await issues.count_stored(connection, upload_id)
-        total = max(upload.issues_total, stored)
-        truncated = stored < upload.issues_total
+        size = await issues.report_size(connection, upload_id, upload.issues_total)
         if as_csv:
             response = web.StreamResponse(
                 headers={
@@ -192,21 +190,23 @@ async def upload_errors(request: web.Request) -> web.StreamResponse:
                     "Content-Disposition": (
                         f'attachment; filename="upload-{upload_id}-errors.csv"'
                     ),
-                    "X-Issues-Total": str(total),
-                    "X-Issues-Truncated": "true" if truncated else "false",
+                    "X-Issues-Total": str(size.total),
+                    "X-Issues-Truncated": "true" if size.truncated else "false",
+                    "X-Issues-Not-Stored": str(size.left_out),
                 }
             )
             await response.prepare(request)
-            await issues.write_csv_report(response, connection, upload_id)
+            await issues.write_csv_report(response, connection, upload_id, size)
             return response
         items = await issues.page(connection, upload_id, limit=limit, offset=offset)
-    next_offset = offset + len(items) if offset + len(items) < stored else None
+    next_offset = offset + len(items) if offset + len(items) < size.stored else None
     return web.json_response(
         {
             "upload_id": str(upload_id),
-            "issues_total": total,
-            "issues_stored": stored,
-            "truncated": truncated,
+            "issues_total": size.total,
+            "issues_stored": size.stored,
+            "issues_not_stored": size.left_out,
+            "truncated": size.truncated,
             "limit": limit,
             "offset": offset,
             "next_offset": next_offset,

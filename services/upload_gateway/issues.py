@@ -105,11 +105,56 @@ async def stream_all(
         yield [Issue.from_row(row) for row in batch]
 
 
+# Also the pages' wording (texts.RESULT["truncated"] says the same on the page).
+LEFT_OUT_MESSAGE = (
+    "{left_out} more problems are not listed in this report: it keeps the first ones, by row."
+    " Fix these, then upload the file again to see the rest."
+)
+
+
+def left_out_line(left_out: int) -> str:
+    """The CSV report's last record when the report was capped: a spreadsheet shows no HTTP
+    header, so the file itself says how many more problems there are (no row, no code)."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(
+        ["", "", "", "", LEFT_OUT_MESSAGE.format(left_out=left_out), ""]
+    )
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSize:
+    """How many issues an upload has in all (`counts_by_code` is exact) and how many were kept
+    for its report (the validator keeps the first ones, in the report's order, up to its cap)."""
+
+    total: int
+    stored: int
+
+    @property
+    def left_out(self) -> int:
+        return max(self.total - self.stored, 0)
+
+    @property
+    def truncated(self) -> bool:
+        return self.left_out > 0
+
+
+async def report_size(
+    connection: asyncpg.Connection, upload_id: uuid.UUID, issues_total: int
+) -> ReportSize:
+    stored = await count_stored(connection, upload_id)
+    return ReportSize(max(issues_total, stored), stored)
+
+
 async def write_csv_report(
-    response: web.StreamResponse, connection: asyncpg.Connection, upload_id: uuid.UUID
+    response: web.StreamResponse,
+    connection: asyncpg.Connection,
+    upload_id: uuid.UUID,
+    size: ReportSize,
 ) -> None:
     """The upload's stored issues as the CSV error report, into a prepared response, in one
-    read-only transaction (a consistent report however long the client takes), then EOF."""
+    read-only transaction (a consistent report however long the client takes), then a last
+    record saying how many were left out when the report was capped, then EOF."""
     header = True
     async with connection.transaction(readonly=True):
         async for batch in stream_all(connection, upload_id):
@@ -117,4 +162,6 @@ async def write_csv_report(
             header = False
     if header:
         await response.write(csv_lines([], header=True).encode())
+    if size.truncated:
+        await response.write(left_out_line(size.left_out).encode())
     await response.write_eof()

@@ -141,6 +141,7 @@ SCHEMAS: dict[str, Schema] = {
             "upload_id",
             "issues_total",
             "issues_stored",
+            "issues_not_stored",
             "truncated",
             "limit",
             "offset",
@@ -150,7 +151,14 @@ SCHEMAS: dict[str, Schema] = {
         "properties": {
             "upload_id": {"type": "string", "format": "uuid"},
             "issues_total": {**_INT, "description": "Every issue found (from counts_by_code)."},
-            "issues_stored": {**_INT, "description": "Issues kept for the report (capped)."},
+            "issues_stored": {
+                **_INT,
+                "description": (
+                    "Issues kept for the report: the first ones by row, then template column"
+                    " order, row-level codes last (scheme sections 7 and 8), up to the cap."
+                ),
+            },
+            "issues_not_stored": {**_INT, "description": "How many more the report leaves out."},
             "truncated": {"type": "boolean"},
             "limit": _INT,
             "offset": _INT,
@@ -420,6 +428,13 @@ OPERATIONS: dict[str, Schema] = {
                 "headers": {
                     "X-Issues-Total": {"schema": _STRING, "description": "CSV only."},
                     "X-Issues-Truncated": {"schema": _STRING, "description": "CSV only."},
+                    "X-Issues-Not-Stored": {
+                        "schema": _STRING,
+                        "description": (
+                            "CSV only. When it is not 0, the CSV's last record has no row and"
+                            " no code, and its message says how many more problems there are."
+                        ),
+                    },
                 },
                 "content": {JSON: {"schema": _ref("IssueReport")}, "text/csv": {"schema": _STRING}},
             },

@@ -212,7 +212,10 @@ RESULT: Final = {
     "value": "Value (partly hidden)",
     "download_errors": "Download the problems as CSV",
     "more_problems": "Only the first {shown} problems are listed here; the CSV has them all.",
-    "truncated": "There are {total} problems in all; {stored} were kept in the report.",
+    "truncated": (
+        "There are {total} problems in all. The report keeps the first {stored}, by row;"
+        " {left_out} more are not listed. Fix these, then upload the file again to see the rest."
+    ),
     "in_progress": "The file is still being checked. This page shows the result once it is done.",
     "refresh": "Check again",
     "another": "Upload another file",

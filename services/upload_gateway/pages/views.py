@@ -377,10 +377,10 @@ async def result(request: web.Request, session: Session) -> web.StreamResponse:
             session=session,
         )
     shown: list[issues.Issue] = []
-    stored = 0
+    size = issues.ReportSize(0, 0)
     if found.issues_total:
         async with database(request.app) as connection:
-            stored = await issues.count_stored(connection, found.upload_id)
+            size = await issues.report_size(connection, found.upload_id, found.issues_total)
             shown = await issues.page(connection, found.upload_id, limit=ISSUES_SHOWN, offset=0)
     summary = found.to_json()
     return render(
@@ -392,7 +392,7 @@ async def result(request: web.Request, session: Session) -> web.StreamResponse:
         final=found.status in FINAL_STATUSES,
         status_words=texts.STATUS_WORDS.get(found.status, found.status),
         issues=shown,
-        stored=stored,
+        report=size,
         advice=found.file_error_code in texts.ADVICE_CODES,
         column_letters={spec.header: spec.letter for spec in COLUMNS},
         accepting=found.status in ACCEPTING,
@@ -425,5 +425,6 @@ async def errors_csv(request: web.Request, session: Session) -> web.StreamRespon
             found.upload_id,
             request.app[PAGES_CLOCK](),
         )
-        await issues.write_csv_report(response, connection, found.upload_id)
+        size = await issues.report_size(connection, found.upload_id, found.issues_total)
+        await issues.write_csv_report(response, connection, found.upload_id, size)
     return response

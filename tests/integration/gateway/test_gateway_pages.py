@@ -464,6 +464,38 @@ async def test_a_failed_upload_shows_the_problems_table_and_its_csv(
     assert lines[1].endswith(",******0044")
 
 
+async def test_a_capped_report_says_how_many_problems_it_leaves_out_on_the_page_and_in_the_csv(
+    browser: Client, ato: NewKey, pool: asyncpg.Pool
+) -> None:
+    await sign_in(browser, ato)
+    upload_id = await insert_upload(
+        pool,
+        ato.ato_id,
+        status="failed",
+        rows_total=30,
+        rows_valid=0,
+        rows_invalid=30,
+        counts_by_code={"ULN_03": 30},
+    )
+    await pool.execute(
+        "INSERT INTO row_issues (upload_id, row_number, position, column_name, code, severity,"
+        " message, masked_value) VALUES ($1, 3, 6, 'ULN', 'ULN_03', 'error', $2, '******0044')",
+        upload_id,
+        MESSAGES[Code.ULN_03],
+    )
+
+    html = await (await browser.get(f"/ato/uploads/{upload_id}")).text()
+
+    assert (
+        "There are 30 problems in all. The report keeps the first 1, by row; 29 more are not"
+        " listed." in html
+    )
+    report = await browser.get(f"/ato/uploads/{upload_id}/errors.csv")
+    lines = (await report.text()).splitlines()
+    assert len(lines) == 3
+    assert lines[2].startswith(",,,,29 more problems are not listed in this report")
+
+
 async def test_a_file_refused_as_utf16_shows_how_to_export_it(
     browser: Client, ato: NewKey, pool: asyncpg.Pool
 ) -> None:

@@ -148,6 +148,7 @@ async def test_the_error_report_is_json_in_row_order_with_masked_values(
         "value": "10*****43",
     }
     assert (body["issues_total"], body["issues_stored"], body["truncated"]) == (3, 3, False)
+    assert body["issues_not_stored"] == 0
 
 
 async def test_the_error_report_says_when_the_stored_issues_were_capped(
@@ -156,10 +157,22 @@ async def test_the_error_report_says_when_the_stored_issues_were_capped(
     upload_id = await insert_upload(pool, ato.ato_id, status="failed", counts_by_code={"ULN_01": 5})
     await add_issues(pool, upload_id, [(2, 0, "ULN", "ULN_01", "error", "Not 10 digits.", "1*3")])
     body = await (await client.get(f"/v1/uploads/{upload_id}/errors", headers=bearer(ato))).json()
-    assert (body["issues_total"], body["issues_stored"], body["truncated"]) == (5, 1, True)
+    assert (
+        body["issues_total"],
+        body["issues_stored"],
+        body["issues_not_stored"],
+        body["truncated"],
+    ) == (5, 1, 4, True)
     response = await client.get(f"/v1/uploads/{upload_id}/errors?format=csv", headers=bearer(ato))
     assert response.headers["X-Issues-Truncated"] == "true"
     assert response.headers["X-Issues-Total"] == "5"
+    assert response.headers["X-Issues-Not-Stored"] == "4"
+    assert (await response.text()).splitlines() == [
+        "row,column,code,severity,message,value",
+        "2,ULN,ULN_01,error,Not 10 digits.,1*3",
+        ",,,,4 more problems are not listed in this report: it keeps the first ones, by row."
+        " Fix these, then upload the file again to see the rest.,",
+    ]
 
 
 async def test_the_error_report_as_csv_neutralises_formulas(
