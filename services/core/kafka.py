@@ -92,7 +92,11 @@ async def ensure_topics(settings: KafkaSettings, topics: Topics, attempts: int |
     """Creates the contract's topics if missing; waits for a broker that is still starting
     (1 s, doubling up to 10 s between tries): `attempts` tries, or for as long as it takes
     with `None` (a worker started before Kafka, or while it restarts, waits rather than
-    exiting into a restart loop)."""
+    exiting into a restart loop). Nothing when KAFKA_CREATE_TOPICS is off: the topics are
+    someone else's (Strimzi's in production), and no ACL lets this process create them."""
+    if not settings.create_topics:
+        log.info("topics_not_created", reason="KAFKA_CREATE_TOPICS=false")
+        return
     admin = AIOKafkaAdminClient(**connection_options(settings))
     attempt, delay_s = 1, 1.0
     while True:

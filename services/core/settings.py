@@ -137,6 +137,10 @@ class KafkaSettings(BaseSettings):
     # wants 3 and 2, so a write acknowledged by `acks=all` survives the loss of one broker.
     replication_factor: int = Field(default=1, ge=1)
     min_insync_replicas: int = Field(default=1, ge=1)
+    # KAFKA_CREATE_TOPICS: whether the processes create missing topics (`ensure_topics`). Off in
+    # production, where Strimzi's Topic Operator owns them (deploy/topology.yaml): a second
+    # owner would create them with other settings than the declared ones.
+    create_topics: bool = True
     # How to reach the brokers: PLAINTEXT locally; SASL_SSL on a managed cluster.
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"

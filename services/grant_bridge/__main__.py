@@ -66,8 +66,9 @@ async def run(settings: GrantBridgeSettings, stop: asyncio.Event) -> None:
     pool = await create_pool(common.postgres)
     http: WorkerHttp | None = None
     try:
-        async with connection(pool, common.postgres) as held:
-            await migrate(held)
+        if settings.migrate_on_start:
+            async with connection(pool, common.postgres) as held:
+                await migrate(held)
         client_id = f"grant-bridge-{socket.gethostname()}"
         producer = make_producer(common.kafka, client_id)
         await producer.start()

@@ -49,6 +49,11 @@ class GrantBridgeSettings(BaseSettings, DeploymentModeField):
     # Sleep of the due-claims loop when nothing is due.
     poll_interval_s: float = Field(default=1.0, gt=0)
 
+    # GRANT_BRIDGE_MIGRATE_ON_START: apply the migrations at start, as the local stack wants.
+    # Off in production: the migration is its own step (the migrate Job, as the migration role),
+    # and the bridge's runtime role may not change the schema.
+    migrate_on_start: bool = True
+
     consumer_group: str = "grant-bridge"
     consumer_max_poll_records: int = Field(default=50, ge=1)
     consumer_poll_timeout_ms: int = Field(default=1_000, ge=1)
