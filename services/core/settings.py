@@ -30,6 +30,17 @@ DEPLOYMENT_MODE_VARIABLE = "DEPLOYMENT_MODE"
 # The local stack's database password (deploy/local/env.sh); never accepted outside local mode.
 DEV_DATABASE_PASSWORD = "achievements"  # noqa: S105 (the local stack's well-known password)
 
+# libpq's variable for the TLS mode, which asyncpg reads when the URL names none.
+SSL_MODE_VARIABLE = "PGSSLMODE"
+# The TLS modes that check the server's certificate; `require` encrypts but trusts any server.
+VERIFYING_SSL_MODES = frozenset({"verify-full", "verify-ca"})
+# HMAC-SHA256 keys shorter than its 32-byte output are weaker than the hash they key.
+MIN_KEY_BYTES = 32
+# The placeholders the repository's example files carry for secrets
+# (deploy/kubernetes/secrets.example.yaml), upper-case: a copied example is refused even when
+# padded to length. tests/unit/core/test_core_production_settings.py reads the example files.
+EXAMPLE_PLACEHOLDERS = ("CHANGE-ME", "CHANGEME")
+
 
 class DeploymentMode(StrEnum):
     LOCAL = "local"
@@ -47,6 +58,16 @@ class DeploymentModeField(BaseModel):
     @property
     def is_local(self) -> bool:
         return self.deployment_mode is DeploymentMode.LOCAL
+
+
+class SslModeField(BaseModel):
+    """`PGSSLMODE`, unprefixed whatever the settings class's prefix. asyncpg reads the variable
+    itself; it is read here too only so that a production URL without verified TLS is refused at
+    start (`require_database_url`)."""
+
+    pgsslmode: str | None = Field(
+        default=None, validation_alias=AliasChoices("pgsslmode", SSL_MODE_VARIABLE)
+    )
 
 
 def require_secret(
@@ -68,19 +89,64 @@ def require_secret(
         )
 
 
-def require_database_url(settings: DeploymentModeField, field: str, variable: str) -> None:
-    """Outside local mode the database URL must be set and carry a password other than the local
-    stack's."""
+def require_database_url(
+    settings: DeploymentModeField, field: str, variable: str, environment_ssl_mode: str | None
+) -> None:
+    """Outside local mode the database URL must be set, carry a password other than the local
+    stack's, and ask for TLS that verifies the server (`sslmode` `verify-full` or `verify-ca`),
+    in the URL or, when the URL names none, in `environment_ssl_mode` (PGSSLMODE): asyncpg
+    takes the URL's first, as libpq does. A URL with `sslmode=disable` or `prefer` would send
+    learners' data in clear text, or to any server that answers."""
     require_secret(settings, field, variable, dev_value="")
     if settings.is_local:
         return
     url: SecretStr = getattr(settings, field)
     parts = urlsplit(url.get_secret_value())
-    password = parts.password or next(iter(parse_qs(parts.query).get("password", [])), "")
+    query = parse_qs(parts.query)
+    password = parts.password or next(iter(query.get("password", [])), "")
     if not password or password == DEV_DATABASE_PASSWORD:
         raise ValueError(
             f"{variable} has no password or the development one, refused"
             f" ({DEPLOYMENT_MODE_VARIABLE} is not 'local')"
+        )
+    ssl_mode = next(iter(query.get("sslmode", [])), None) or environment_ssl_mode
+    if ssl_mode not in VERIFYING_SSL_MODES:
+        raise ValueError(
+            f"{variable} must ask for verified TLS: sslmode=verify-full (or verify-ca) in the URL"
+            f" or {SSL_MODE_VARIABLE} ({DEPLOYMENT_MODE_VARIABLE} is not 'local')"
+        )
+
+
+def require_strong_key(
+    settings: DeploymentModeField, field: str, variable: str, dev_value: str
+) -> None:
+    """Outside local mode a key must be set, at least `MIN_KEY_BYTES` long, and none of the
+    values the repository shows (the development default, the examples' placeholders): a key
+    anyone can read in the repository, or guess, keys nothing."""
+    require_secret(settings, field, variable, dev_value)
+    if settings.is_local:
+        return
+    value: SecretStr = getattr(settings, field)
+    key = value.get_secret_value()
+    if any(placeholder in key.upper() for placeholder in EXAMPLE_PLACEHOLDERS):
+        raise ValueError(
+            f"{variable} is an example value, refused ({DEPLOYMENT_MODE_VARIABLE} is not 'local')"
+        )
+    if len(key.encode()) < MIN_KEY_BYTES:
+        raise ValueError(
+            f"{variable} must be at least {MIN_KEY_BYTES} bytes"
+            f" ({DEPLOYMENT_MODE_VARIABLE} is not 'local')"
+        )
+
+
+def require_https(settings: DeploymentModeField, field: str, variable: str) -> None:
+    """Outside local mode a URL that carries a bearer token and learners' data must be https."""
+    if settings.is_local:
+        return
+    parts = urlsplit(getattr(settings, field))
+    if parts.scheme.lower() != "https" or not parts.hostname:
+        raise ValueError(
+            f"{variable} must be an https URL ({DEPLOYMENT_MODE_VARIABLE} is not 'local')"
         )
 
 
@@ -104,7 +170,7 @@ def load_settings(factory: Callable[[], _Settings], process: str) -> _Settings:
         raise SystemExit(2) from None
 
 
-class PostgresSettings(BaseSettings, DeploymentModeField):
+class PostgresSettings(BaseSettings, SslModeField, DeploymentModeField):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", hide_input_in_errors=True)
 
     # The default is the local stack's database, used only with DEPLOYMENT_MODE=local.
@@ -120,11 +186,11 @@ class PostgresSettings(BaseSettings, DeploymentModeField):
 
     @model_validator(mode="after")
     def _secrets_outside_local(self) -> PostgresSettings:
-        require_database_url(self, "database_url", "DATABASE_URL")
+        require_database_url(self, "database_url", "DATABASE_URL", self.pgsslmode)
         return self
 
 
-class KafkaSettings(BaseSettings):
+class KafkaSettings(BaseSettings, DeploymentModeField):
     model_config = SettingsConfigDict(
         env_prefix="KAFKA_", extra="ignore", hide_input_in_errors=True
     )
@@ -141,7 +207,8 @@ class KafkaSettings(BaseSettings):
     # production, where Strimzi's Topic Operator owns them (deploy/topology.yaml): a second
     # owner would create them with other settings than the declared ones.
     create_topics: bool = True
-    # How to reach the brokers: PLAINTEXT locally; SASL_SSL on a managed cluster.
+    # How to reach the brokers: PLAINTEXT locally; SASL_SSL on a managed cluster. Outside local
+    # mode only SSL and SASL_SSL are accepted.
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
     sasl_username: str = ""
@@ -165,14 +232,17 @@ class KafkaSettings(BaseSettings):
             )
         if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
             raise ValueError("KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE go together")
+        # Events carry no learner data, but SASL passwords and the topics' integrity do need TLS.
+        if not self.is_local and self.security_protocol not in ("SSL", "SASL_SSL"):
+            raise ValueError(
+                "KAFKA_SECURITY_PROTOCOL must be SSL or SASL_SSL"
+                f" ({DEPLOYMENT_MODE_VARIABLE} is not 'local')"
+            )
         return self
 
 
-class StorageSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="STORAGE_", extra="ignore")
-
-    # A folder every worker can reach: local disk on one machine, a shared mount beyond it.
-    root: Path = Path(".local/storage")
+# Where uploaded files live: the storage package owns its settings (folder or S3).
+from services.core.storage.settings import StorageSettings as StorageSettings  # noqa: E402
 
 
 class AmendmentSettings(BaseSettings):
@@ -231,7 +301,8 @@ class RetentionSettings(BaseSettings, DeploymentModeField):
     # after its outcome (the later of validated and withdrawn).
     days: int = Field(default=30, gt=0)
     # RETENTION_KEY_SECRET: the HMAC key of the purged duplicate keys. Required unless
-    # DEPLOYMENT_MODE=local; changing it makes the purged keys unmatchable (DUP_02 misses them).
+    # DEPLOYMENT_MODE=local, at least 32 bytes and no example value; changing it makes the purged
+    # keys unmatchable (DUP_02 misses them).
     key_secret: SecretStr = SecretStr(DEV_RETENTION_KEY_SECRET)
     # Achievements changed per transaction.
     batch_size: int = Field(default=500, gt=0)
@@ -243,5 +314,5 @@ class RetentionSettings(BaseSettings, DeploymentModeField):
 
     @model_validator(mode="after")
     def _secrets_outside_local(self) -> RetentionSettings:
-        require_secret(self, "key_secret", "RETENTION_KEY_SECRET", DEV_RETENTION_KEY_SECRET)
+        require_strong_key(self, "key_secret", "RETENTION_KEY_SECRET", DEV_RETENTION_KEY_SECRET)
         return self

@@ -9,7 +9,12 @@ from __future__ import annotations
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.core.settings import CommonSettings, DeploymentModeField, require_secret
+from services.core.settings import (
+    CommonSettings,
+    DeploymentModeField,
+    require_https,
+    require_secret,
+)
 
 # The grant API's limit for POST /v1/claim-batches.
 MAX_BATCH_SIZE = 500
@@ -22,6 +27,8 @@ class GrantBridgeSettings(BaseSettings, DeploymentModeField):
         env_prefix="GRANT_BRIDGE_", extra="ignore", hide_input_in_errors=True
     )
 
+    # The local stand-in by default; outside local mode an https URL (the token and learners'
+    # data go there).
     grant_api_url: str = "http://127.0.0.1:8090"
     # Required (GRANT_BRIDGE_TOKEN) unless DEPLOYMENT_MODE=local.
     token: SecretStr = SecretStr(DEV_GRANT_TOKEN)
@@ -77,4 +84,5 @@ class GrantBridgeSettings(BaseSettings, DeploymentModeField):
     @model_validator(mode="after")
     def _secrets_outside_local(self) -> GrantBridgeSettings:
         require_secret(self, "token", "GRANT_BRIDGE_TOKEN", DEV_GRANT_TOKEN)
+        require_https(self, "grant_api_url", "GRANT_BRIDGE_GRANT_API_URL")
         return self

@@ -7,7 +7,12 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.core.settings import DeploymentModeField, require_database_url, require_secret
+from services.core.settings import (
+    DeploymentModeField,
+    SslModeField,
+    require_database_url,
+    require_secret,
+)
 from services.grant_standin.faults import FaultConfig, FaultFields
 
 # Development defaults, used only with DEPLOYMENT_MODE=local; required settings otherwise.
@@ -16,9 +21,14 @@ DEV_TOKEN = "dev-grant-token"  # noqa: S105
 DEV_ADMIN_TOKEN = "dev-standin-admin-token"  # noqa: S105
 
 
-class Settings(BaseSettings, FaultFields, DeploymentModeField):
+class Settings(BaseSettings, FaultFields, SslModeField, DeploymentModeField):
     """Where the stand-in listens, its database and tokens, and the faults it starts with
-    (PUT /admin/faults changes them while running)."""
+    (PUT /admin/faults changes them while running).
+
+    Outside local mode its database URL is held to the pipeline's rules, verified TLS included,
+    although it is a test double that production never runs: it stores what the bridge sends
+    (learners' names and notes), and a stand-in run outside local mode is on a shared network
+    (a staging cluster), where that data must not cross in clear text either."""
 
     model_config = SettingsConfigDict(
         env_prefix="GRANT_STANDIN_", extra="ignore", hide_input_in_errors=True
@@ -46,7 +56,7 @@ class Settings(BaseSettings, FaultFields, DeploymentModeField):
 
     @model_validator(mode="after")
     def _secrets(self) -> Settings:
-        require_database_url(self, "database_url", "GRANT_STANDIN_DATABASE_URL")
+        require_database_url(self, "database_url", "GRANT_STANDIN_DATABASE_URL", self.pgsslmode)
         require_secret(self, "token", "GRANT_STANDIN_TOKEN", DEV_TOKEN)
         require_secret(self, "admin_token", "GRANT_STANDIN_ADMIN_TOKEN", DEV_ADMIN_TOKEN)
         if self.admin_token.get_secret_value() == self.token.get_secret_value():

@@ -390,11 +390,11 @@ def test_the_hash_key_is_required_outside_local_mode(monkeypatch: pytest.MonkeyP
     with pytest.raises(ValidationError, match="development default") as refused:
         RetentionSettings()
     assert DEV_RETENTION_KEY_SECRET not in str(refused.value)
-    monkeypatch.setenv("RETENTION_KEY_SECRET", "a-real-secret-from-the-vault")
+    monkeypatch.setenv("RETENTION_KEY_SECRET", "a-real-secret-of-32-bytes-from-the-vault")
     monkeypatch.setenv("RETENTION_DAYS", "90")
     settings = RetentionSettings()
     assert settings.days == 90
-    assert settings.key_secret.get_secret_value() == "a-real-secret-from-the-vault"
+    assert settings.key_secret.get_secret_value() == "a-real-secret-of-32-bytes-from-the-vault"
 
 
 async def test_the_command_answers_with_json_counts(

@@ -321,6 +321,25 @@ def test_every_secret_named_is_in_the_example_and_the_runbook(
         assert f"`{secret}`" in runbook, secret
 
 
+def test_the_manifests_pass_the_production_refusals(
+    manifests: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In production mode, with the example's placeholders replaced by real values, every
+    service accepts the manifests' settings: TLS to Kafka and PostgreSQL, an https grant URL."""
+    config = config_literals(manifests)
+    assert config["DEPLOYMENT_MODE"] == "production"
+    examples = {d["metadata"]["name"]: d for d in load_all(KUBERNETES / "secrets.example.yaml")}
+    vault_value = "a-value-from-the-vault-of-48-bytes-0123456789abc"
+    secrets = {
+        key: value.replace("CHANGE-ME", vault_value)
+        for key, value in examples["achievements-secrets"]["stringData"].items()
+    }
+    for name, value in {**config, **secrets}.items():
+        monkeypatch.setenv(name, value)
+    for settings_class in (GatewaySettings, ValidatorSettings, GrantBridgeSettings):
+        settings_class()
+
+
 # --- Compose agrees with the code ---------------------------------------------------------------
 
 

@@ -3,7 +3,6 @@ one line naming the setting, never its value."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,17 +17,21 @@ from services.core.settings import (
 from services.grant_bridge.settings import GrantBridgeSettings
 from services.upload_gateway.settings import GatewaySettings
 from services.validator.settings import ValidatorSettings
+from tests.service_env import service_env
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
-REAL_URL = "postgresql://achievements:s3cret-pw@db.internal:5432/achievements"
+REAL_URL = "postgresql://achievements:s3cret-pw@db.internal:5432/achievements?sslmode=verify-full"
 
 
 @pytest.fixture
 def production(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
-    """No deployment mode set (production) and none of the secrets."""
+    """No deployment mode set (production) and none of the secrets; Kafka and the grant API
+    over TLS (tests/unit/core/test_core_production_settings.py refuses them without)."""
     monkeypatch.delenv("DEPLOYMENT_MODE")  # tests/conftest.py sets local for the whole suite
     for name in ("DATABASE_URL", "GRANT_BRIDGE_TOKEN"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KAFKA_SECURITY_PROTOCOL", "SSL")
+    monkeypatch.setenv("GRANT_BRIDGE_GRANT_API_URL", "https://grants.example.test")
     return monkeypatch
 
 
@@ -75,8 +78,10 @@ def test_a_database_url_without_a_real_password_is_refused(
 def test_a_database_url_with_a_password_is_accepted(production: pytest.MonkeyPatch) -> None:
     production.setenv("DATABASE_URL", REAL_URL)
     assert PostgresSettings().database_url.get_secret_value() == REAL_URL
-    production.setenv("DATABASE_URL", "postgresql://u@db/achievements?password=s3cret-pw")
-    assert PostgresSettings().database_url.get_secret_value().endswith("s3cret-pw")
+    production.setenv(
+        "DATABASE_URL", "postgresql://u@db/achievements?password=s3cret-pw&sslmode=verify-ca"
+    )
+    assert "password=s3cret-pw&" in PostgresSettings().database_url.get_secret_value()
 
 
 @pytest.mark.parametrize("settings_class", [GatewaySettings, ValidatorSettings])
@@ -122,12 +127,13 @@ def test_load_settings_ends_the_process_with_one_line(
 
 
 def test_a_service_started_outside_local_mode_without_its_token_exits() -> None:
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith(("GRANT_BRIDGE_", "DEPLOYMENT_MODE", "DATABASE_URL"))
-    }
-    env["DATABASE_URL"] = REAL_URL
+    env = service_env(
+        {
+            "DATABASE_URL": REAL_URL,
+            "KAFKA_SECURITY_PROTOCOL": "SSL",
+            "GRANT_BRIDGE_GRANT_API_URL": "https://grants.example.test",
+        }
+    )
     finished = subprocess.run(
         [sys.executable, "-m", "services.grant_bridge"],
         cwd=REPO_ROOT,

@@ -12,6 +12,7 @@ from services.grant_standin.faults import FaultConfig
 from services.grant_standin.settings import DEFAULT_DATABASE_URL, Settings
 
 PACKAGE = Path(__file__).resolve().parents[3] / "services" / "grant_standin"
+SAFE_URL = "postgresql://u:pw-1@db/grant_standin?sslmode=verify-full"
 ALLOWED_PIPELINE_MODULES = {
     "services.core.db",
     "services.core.logging",
@@ -72,7 +73,7 @@ def production(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     monkeypatch.setenv("DEPLOYMENT_MODE", "production")
     for name in Settings.model_fields:
         monkeypatch.delenv(f"GRANT_STANDIN_{name.upper()}", raising=False)
-    monkeypatch.setenv("GRANT_STANDIN_DATABASE_URL", "postgresql://u:pw-1@db/grant_standin")
+    monkeypatch.setenv("GRANT_STANDIN_DATABASE_URL", SAFE_URL)
     monkeypatch.setenv("GRANT_STANDIN_TOKEN", "claims-token")
     monkeypatch.setenv("GRANT_STANDIN_ADMIN_TOKEN", "admin-token")
     return monkeypatch
@@ -103,7 +104,7 @@ def test_outside_local_mode_the_development_values_are_refused(
     production.setenv("GRANT_STANDIN_DATABASE_URL", DEFAULT_DATABASE_URL)
     with pytest.raises(ValueError, match="GRANT_STANDIN_DATABASE_URL has no password or the dev"):
         Settings()
-    production.setenv("GRANT_STANDIN_DATABASE_URL", "postgresql://u:pw-1@db/grant_standin")
+    production.setenv("GRANT_STANDIN_DATABASE_URL", SAFE_URL)
     production.setenv("GRANT_STANDIN_ADMIN_TOKEN", "dev-standin-admin-token")
     with pytest.raises(ValueError, match="GRANT_STANDIN_ADMIN_TOKEN is the development default"):
         Settings()
