@@ -9,18 +9,32 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
-# The tests run against the local stack, with its development password and tokens: local mode,
-# whatever the calling environment says (the processes the e2e tests start inherit it).
-os.environ["DEPLOYMENT_MODE"] = "local"
-
 import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
+from pydantic import SecretStr
 
 from services.core.db import migrate_dsn
 from services.core.events import Topics
 from services.core.kafka import ensure_topics
-from services.core.settings import KafkaSettings, PostgresSettings
+from services.core.settings import (
+    DEFAULT_DATABASE_URL,
+    DeploymentMode,
+    KafkaSettings,
+    PostgresSettings,
+)
+from tests.service_env import strip_project_variables
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Nothing the shell that ran the tests exported for the project (a `DATABASE_URL`, a
+    `KAFKA_*`, ...) reaches what a test builds: the variables are dropped before any test is
+    collected. Then one is set, by the suite itself: local mode, since the tests run against the
+    local stack with its development password and tokens, so a settings object a test builds
+    without naming the mode is never a production one. The services the tests start get their
+    environment from `tests.service_env.service_env`, never this process's."""
+    strip_project_variables(os.environ)
+    os.environ["DEPLOYMENT_MODE"] = DeploymentMode.LOCAL.value
 
 
 def _with_database(dsn: str, database: str) -> str:
@@ -28,7 +42,9 @@ def _with_database(dsn: str, database: str) -> str:
     return urlunsplit(parts._replace(path=f"/{database}"))
 
 
-STACK_DSN = PostgresSettings().database_url.get_secret_value()
+# The local stack's PostgreSQL (`make infra`, deploy/local/env.sh), named here, not read from
+# the environment.
+STACK_DSN = DEFAULT_DATABASE_URL
 ADMIN_DSN = _with_database(STACK_DSN, "postgres")
 
 
@@ -118,7 +134,10 @@ async def make_database(
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     from services.core.db import create_pool
 
-    pool = await create_pool(PostgresSettings(), dsn=database_url)
+    settings = PostgresSettings(
+        database_url=SecretStr(database_url), deployment_mode=DeploymentMode.LOCAL
+    )
+    pool = await create_pool(settings)
     yield pool
     await pool.close()
 
@@ -126,7 +145,11 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture
 async def kafka_settings() -> AsyncIterator[KafkaSettings]:
     """Kafka settings whose topics belong to this test alone (a unique prefix)."""
-    settings = KafkaSettings(topic_prefix=f"t{uuid.uuid4().hex[:10]}.", topic_partitions=4)
+    settings = KafkaSettings(
+        topic_prefix=f"t{uuid.uuid4().hex[:10]}.",
+        topic_partitions=4,
+        deployment_mode=DeploymentMode.LOCAL,
+    )
     topics = Topics(settings.topic_prefix)
     await ensure_topics(settings, topics)
     yield settings

@@ -4,7 +4,6 @@ ports and storage folder, so it never meets another test or a running `make up`.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import subprocess
@@ -22,6 +21,7 @@ import pytest
 from services.core.settings import KafkaSettings
 from services.core.states import FINAL
 from services.upload_gateway.keys import create_ato
+from tests.service_env import service_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FINAL_STATUSES = {state.value for state in FINAL}
@@ -77,6 +77,8 @@ class ServiceProcess:
 
 @dataclass
 class Pipeline:
+    # The pipeline's settings, given to every service it starts (with `PASSED_ON`, nothing else
+    # of this process's environment: tests.service_env).
     env: dict[str, str]
     gateway_url: str
     standin_url: str
@@ -87,7 +89,8 @@ class Pipeline:
     services: dict[str, ServiceProcess] = field(default_factory=dict)
 
     def add(self, name: str, module: str, log_dir: Path, **extra_env: str) -> ServiceProcess:
-        service = ServiceProcess(name, module, {**self.env, **extra_env}, log_dir / f"{name}.log")
+        env = service_env({**self.env, **extra_env})
+        service = ServiceProcess(name, module, env, log_dir / f"{name}.log")
         self.services[name] = service
         return service
 
@@ -175,7 +178,6 @@ async def make_pipeline(
         token = "e2e-grant-token"
         admin_token = "e2e-standin-admin-token"
         env = {
-            **os.environ,
             "DEPLOYMENT_MODE": "local",
             "DATABASE_URL": database_url,
             "KAFKA_BOOTSTRAP_SERVERS": kafka_settings.bootstrap_servers,

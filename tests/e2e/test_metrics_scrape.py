@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from services.demo import write_sample
 from tests.e2e.conftest import REPO_ROOT, Pipeline, free_port, wait_for_port
+from tests.service_env import service_env
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -96,7 +97,7 @@ async def start_watch(pipeline: Pipeline, ato_id: str) -> asyncio.subprocess.Pro
         "--for",
         "120",
         cwd=REPO_ROOT,
-        env=pipeline.env,
+        env=service_env(pipeline.env),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -126,7 +127,7 @@ async def run_cli(pipeline: Pipeline, *argv: str, **env: str) -> tuple[int, dict
         "services.cli",
         *argv,
         cwd=REPO_ROOT,
-        env={**pipeline.env, **env},
+        env=service_env({**pipeline.env, **env}),
         stdout=asyncio.subprocess.PIPE,
         stdin=asyncio.subprocess.DEVNULL,
     )

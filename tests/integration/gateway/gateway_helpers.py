@@ -16,6 +16,8 @@ from pydantic import SecretStr
 
 from services.core.settings import (
     CommonSettings,
+    DeploymentMode,
+    KafkaSettings,
     PostgresSettings,
     SchemeLimits,
     StorageSettings,
@@ -38,9 +40,13 @@ def gateway_settings_for(
     database_url: str, storage_root: Path, **overrides: Any
 ) -> GatewaySettings:
     common = CommonSettings(
-        postgres=PostgresSettings(database_url=SecretStr(database_url), db_pool_max_size=20),
+        postgres=PostgresSettings(
+            database_url=SecretStr(database_url),
+            db_pool_max_size=20,
+            deployment_mode=DeploymentMode.LOCAL,
+        ),
         storage=StorageSettings(root=storage_root),
-        kafka=overrides.pop("kafka", CommonSettings().kafka),
+        kafka=overrides.pop("kafka", None) or KafkaSettings(deployment_mode=DeploymentMode.LOCAL),
     )
     if "max_upload_bytes" in overrides:
         overrides["limits"] = SchemeLimits(max_upload_bytes=overrides.pop("max_upload_bytes"))

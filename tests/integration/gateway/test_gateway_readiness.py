@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import signal
 import socket
@@ -37,10 +36,11 @@ from services.core.events import Topics, UploadProgress
 from services.core.kafka import make_consumer
 from services.core.outbox import enqueue
 from services.core.settings import KafkaSettings, PostgresSettings
+from services.core.storage import FolderStorage
 from services.upload_gateway.app import create_app
 from services.upload_gateway.appkeys import STORAGE
-from services.upload_gateway.health import CheckedStorage
 from services.upload_gateway.keys import NewKey
+from tests.service_env import service_env
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -231,7 +231,8 @@ async def test_a_missing_storage_folder_makes_the_gateway_not_ready_and_uploads_
     assert body["checks"] == {"database": "ok", "storage": "unavailable", "kafka": "disabled"}
     response = await upload(client, ato)
     assert response.status == 503
-    assert (await response.json())["code"] == "SERVICE_UNAVAILABLE"
+    assert (await response.json())["code"] == "STORAGE_UNAVAILABLE"
+    assert response.headers["Retry-After"] == "5"
     assert await count_uploads(pool) == 0
     assert stored_files(storage_root.parent) == [], "the upload recreated the storage folder"
 
@@ -261,7 +262,7 @@ async def test_a_storage_folder_on_another_volume_than_at_start_is_not_ready(
 ) -> None:
     """What an unmounted share looks like: the folder is there, on the parent filesystem."""
     storage = client.app[STORAGE]
-    assert isinstance(storage, CheckedStorage)
+    assert isinstance(storage, FolderStorage)
     assert storage.device is not None
     mounted = storage.device
     storage.device = mounted + 1  # as if the folder had been found on another device at start
@@ -299,14 +300,15 @@ async def test_the_gateway_process_serves_without_kafka_and_stops_on_sigterm(
 ) -> None:
     """`python -m services.upload_gateway` does not wait for Kafka before it listens."""
     port = closed_port()
-    env = {
-        **os.environ,
-        "DEPLOYMENT_MODE": "local",
-        "DATABASE_URL": database_url,
-        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{closed_port()}",
-        "STORAGE_ROOT": str(tmp_path / "storage"),
-        "GATEWAY_PORT": str(port),
-    }
+    env = service_env(
+        {
+            "DEPLOYMENT_MODE": "local",
+            "DATABASE_URL": database_url,
+            "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{closed_port()}",
+            "STORAGE_ROOT": str(tmp_path / "storage"),
+            "GATEWAY_PORT": str(port),
+        }
+    )
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

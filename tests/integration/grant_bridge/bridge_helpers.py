@@ -21,7 +21,12 @@ from aiohttp.test_utils import TestServer
 
 from services.core.events import AcceptedAchievement, AchievementsAccepted, Topics, encode_event
 from services.core.kafka import make_producer
-from services.core.settings import CommonSettings, KafkaSettings, PostgresSettings
+from services.core.settings import (
+    CommonSettings,
+    DeploymentMode,
+    KafkaSettings,
+    PostgresSettings,
+)
 from services.core.states import UploadState
 from services.grant_bridge.forwarder import Forwarder
 from services.grant_bridge.grant_client import GrantClient, new_session
@@ -97,6 +102,7 @@ async def serve_standin(database_url: str, **settings: Any) -> AsyncIterator[Sta
             token=TOKEN,
             admin_token=ADMIN_TOKEN,
             seed=11,
+            deployment_mode=DeploymentMode.LOCAL,
             **settings,
         )
     )
@@ -126,8 +132,12 @@ def bridge_settings(
         "breaker_cooldown_s": 0.3,
         "client_timeout_s": 5.0,
         "lease_s": 30.0,
+        "deployment_mode": DeploymentMode.LOCAL,
         "common": CommonSettings(
-            postgres=PostgresSettings(database_url=database_url), kafka=kafka_settings
+            postgres=PostgresSettings(
+                database_url=database_url, deployment_mode=DeploymentMode.LOCAL
+            ),
+            kafka=kafka_settings,
         ),
     }
     values.update(overrides)

@@ -10,6 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from standin_helpers import ADMIN_TOKEN, MIGRATIONS, TOKEN
 
+from services.core.settings import DeploymentMode
 from services.grant_standin.app import create_app
 from services.grant_standin.settings import Settings
 
@@ -29,6 +30,7 @@ def settings(standin_database_url: str) -> Settings:
         seed=1,
         slow_delay_s=0.5,
         db_pool_max_size=5,
+        deployment_mode=DeploymentMode.LOCAL,
     )
 
 

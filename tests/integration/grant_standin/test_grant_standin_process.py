@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
 import sys
@@ -17,6 +16,8 @@ import aiohttp
 import asyncpg
 import pytest
 from standin_helpers import ADMIN_AUTH, ADMIN_TOKEN, claim_body, key_headers
+
+from tests.service_env import service_env
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -48,14 +49,16 @@ async def start_standin(standin_database_url: str) -> AsyncIterator[Any]:
 
     async def start(**env: str) -> Standin:
         port = _free_port()
-        environment = {
-            **os.environ,
-            "GRANT_STANDIN_DATABASE_URL": standin_database_url,
-            "GRANT_STANDIN_PORT": str(port),
-            "GRANT_STANDIN_TOKEN": "test-grant-token",
-            "GRANT_STANDIN_ADMIN_TOKEN": ADMIN_TOKEN,
-            **{f"GRANT_STANDIN_{name.upper()}": value for name, value in env.items()},
-        }
+        environment = service_env(
+            {
+                "DEPLOYMENT_MODE": "local",
+                "GRANT_STANDIN_DATABASE_URL": standin_database_url,
+                "GRANT_STANDIN_PORT": str(port),
+                "GRANT_STANDIN_TOKEN": "test-grant-token",
+                "GRANT_STANDIN_ADMIN_TOKEN": ADMIN_TOKEN,
+                **{f"GRANT_STANDIN_{name.upper()}": value for name, value in env.items()},
+            }
+        )
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",

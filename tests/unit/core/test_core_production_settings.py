@@ -75,7 +75,8 @@ def example_retention_keys() -> list[str]:
         key = (document or {}).get("stringData", {}).get("RETENTION_KEY_SECRET")
         if key is not None:
             values.append(key)
-    for example in REPO_ROOT.rglob(".env*.example"):
+    env_files = [*REPO_ROOT.glob(".env*"), *(REPO_ROOT / "deploy").rglob(".env*")]
+    for example in (path for path in env_files if "example" in path.name):
         for line in example.read_text().splitlines():
             if line.startswith("RETENTION_KEY_SECRET="):
                 values.append(line.partition("=")[2].strip().strip("'\""))
