@@ -26,7 +26,6 @@ the ATO and the uploads concerned, never the identifier.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -44,7 +43,7 @@ from services.core.scheme.text import clean_cell, remove_white_space
 from services.core.scheme.validation import CITB_ID_KIND, NI_NUMBER_KIND, ULN_KIND
 from services.core.settings import CommonSettings, RetentionSettings
 from services.core.states import ACCEPTING, IN_PROGRESS, GrantState
-from services.core.storage import FolderStorage
+from services.core.storage import Storage, open_storage
 
 
 class IdentifierKind(StrEnum):
@@ -191,7 +190,7 @@ class Erasure:
 
 async def erase(
     connection: asyncpg.Connection,
-    storage: FolderStorage,
+    storage: Storage,
     topics: Topics,
     retention: RetentionSettings,
     learner: Learner,
@@ -257,7 +256,7 @@ async def erase(
             list({r["upload_id"] for r in decided}),
             learner.ato_id,
         )
-        erasure.files_deleted = await asyncio.to_thread(delete_files, storage, list(files.values()))
+        erasure.files_deleted = await delete_files(storage, list(files.values()))
         await audit.record_many(
             connection,
             audit.AuditKind.LEARNER_ERASED,
@@ -312,7 +311,7 @@ async def learner_command(
                 return await export(connection, learner, at)
             return await erase(
                 connection,
-                FolderStorage(common.storage.root),
+                open_storage(common.storage),
                 Topics(common.kafka.topic_prefix),
                 retention,
                 learner,

@@ -18,15 +18,12 @@ running at once share the work, and a purge interrupted anywhere is finished by 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
-import os
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Final
 
 import asyncpg
@@ -44,7 +41,7 @@ from services.core.scheme.validation import (
 )
 from services.core.settings import CommonSettings, RetentionSettings
 from services.core.states import FINAL, GrantState, sql_list, sql_literal
-from services.core.storage import FolderStorage
+from services.core.storage import Storage, open_storage
 
 # The identifier columns, in the order of the duplicate keys' kinds.
 IDENTIFIER_KINDS: Final = (ULN_KIND, NI_NUMBER_KIND, CITB_ID_KIND)
@@ -63,7 +60,6 @@ _SETTLED = f"""(a.grant_state IN ({sql_list(SETTLED_GRANT_STATES)})
     OR (a.grant_state = {sql_literal(GrantState.NOT_ELIGIBLE)} AND {RELEASE_AT} <= $1))"""
 
 _FINAL = sorted(state.value for state in FINAL)
-PART_SUFFIX: Final = ".part"
 
 
 def duplicate_key_hmac(secret: SecretStr, key_text: str) -> bytes:
@@ -177,41 +173,17 @@ ORDER BY a.achievement_id LIMIT $2
 FOR UPDATE SKIP LOCKED"""
 
 
-def delete_files(storage: FolderStorage, storage_keys: Iterable[str]) -> int:
+async def delete_files(storage: Storage, storage_keys: Iterable[str]) -> int:
     """Deletes stored files (a missing one is fine); returns how many were there."""
     deleted = 0
     for key in storage_keys:
-        path = storage.path(key)
-        if path.exists():
-            deleted += 1
-        path.unlink(missing_ok=True)
+        deleted += await storage.delete(key)
     return deleted
-
-
-def _part_files(root: Path, older_than: float, *, delete: bool) -> int:
-    """`.part` files under `root` last written before `older_than` (epoch seconds): uploads
-    whose request died before the file was complete. Symbolic links are never followed."""
-    found = 0
-    for folder, _, names in os.walk(root):
-        for name in names:
-            if not name.endswith(PART_SUFFIX):
-                continue
-            path = Path(folder, name)
-            try:
-                stat = path.lstat()
-            except FileNotFoundError:
-                continue
-            if path.is_symlink() or stat.st_mtime >= older_than:
-                continue
-            found += 1
-            if delete:
-                path.unlink(missing_ok=True)
-    return found
 
 
 async def _purge_uploads(
     pool: asyncpg.Pool,
-    storage: FolderStorage,
+    storage: Storage,
     settings: RetentionSettings,
     cutoff: datetime,
     now: datetime,
@@ -227,9 +199,7 @@ async def _purge_uploads(
             ids = [row["upload_id"] for row in due]
             # Inside the transaction: if it does not commit, the next run deletes nothing twice
             # (a missing file is fine) and marks the uploads then.
-            report.files_deleted += await asyncio.to_thread(
-                delete_files, storage, [row["storage_key"] for row in due]
-            )
+            report.files_deleted += await delete_files(storage, [row["storage_key"] for row in due])
             cleared: str = await connection.execute(
                 "UPDATE row_issues SET masked_value = NULL"
                 " WHERE upload_id = ANY($1::uuid[]) AND masked_value IS NOT NULL",
@@ -319,7 +289,7 @@ async def _purge_achievements(
 
 async def _preview(
     pool: asyncpg.Pool,
-    storage: FolderStorage,
+    storage: Storage,
     settings: RetentionSettings,
     cutoff: datetime,
     now: datetime,
@@ -329,11 +299,7 @@ async def _preview(
     async with pool.acquire() as connection:
         due = await connection.fetch(f"SELECT u.storage_key {_UPLOADS_DUE}", cutoff, _FINAL)
         report.uploads_purged = len(due)
-        report.files_deleted = sum(
-            await asyncio.to_thread(
-                lambda: [storage.path(row["storage_key"]).exists() for row in due]
-            )
-        )
+        report.files_deleted = sum([await storage.exists(row["storage_key"]) for row in due])
         report.masked_values_cleared = await connection.fetchval(
             f"SELECT count(*) FROM row_issues i WHERE i.masked_value IS NOT NULL"
             f" AND i.upload_id IN (SELECT u.upload_id {_UPLOADS_DUE})",
@@ -349,17 +315,14 @@ async def _preview(
             cutoff,
             _FINAL,
         )
-    report.part_files_deleted = await asyncio.to_thread(
-        _part_files,
-        storage.root,
-        now.timestamp() - settings.part_file_max_age_s,
-        delete=False,
+    report.part_files_deleted = await storage.remove_stale_parts(
+        now.timestamp() - settings.part_file_max_age_s, delete=False
     )
 
 
 async def purge(
     pool: asyncpg.Pool,
-    storage: FolderStorage,
+    storage: Storage,
     settings: RetentionSettings,
     now: datetime,
     *,
@@ -373,11 +336,8 @@ async def purge(
         return report
     await _purge_uploads(pool, storage, settings, cutoff, now, report)
     await _purge_achievements(pool, settings, now, report)
-    report.part_files_deleted = await asyncio.to_thread(
-        _part_files,
-        storage.root,
-        now.timestamp() - settings.part_file_max_age_s,
-        delete=True,
+    report.part_files_deleted = await storage.remove_stale_parts(
+        now.timestamp() - settings.part_file_max_age_s, delete=True
     )
     return report
 
@@ -391,10 +351,11 @@ async def purge_command(
 ) -> dict[str, Any]:
     """`achievements purge [--dry-run]`: one run against the configured database and storage."""
     pool = await create_pool(common.postgres)
+    storage = open_storage(common.storage)
     try:
         report = await purge(
             pool,
-            FolderStorage(common.storage.root),
+            storage,
             retention,
             now or datetime.now(UTC),
             dry_run=dry_run,

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from services.core.logging import configure_logging, get_logger
 from services.core.settings import load_settings
+from services.core.storage import start_storage
 from services.upload_gateway.app import create_app, runner_options
 from services.upload_gateway.settings import GatewaySettings
 
@@ -65,8 +66,10 @@ class InFlight:
 
 async def serve(settings: GatewaySettings) -> None:
     # Neither Kafka nor PostgreSQL is waited for here: the relay connects (and creates the
-    # topics) in the background, and the pool connects on first use.
-    app = create_app(settings)
+    # topics) in the background, and the pool connects on first use. Storage settings that
+    # cannot work (wrong credentials, a missing bucket) end the process here, with one line.
+    storage = await start_storage(settings.common.storage, "gateway")
+    app = create_app(settings, storage)
     in_flight = InFlight()
     app.middlewares.insert(0, in_flight.middleware)  # outermost: counts every request whole
     options = {**runner_options(settings), "shutdown_timeout": CANCEL_AFTER_S}

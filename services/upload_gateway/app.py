@@ -9,6 +9,7 @@ from aiohttp import web
 
 from services.core.db import create_pool
 from services.core.events import Topics
+from services.core.storage import Storage, open_storage
 from services.upload_gateway import pages
 from services.upload_gateway.appkeys import (
     KEY_USE,
@@ -24,7 +25,6 @@ from services.upload_gateway.appkeys import (
 from services.upload_gateway.auth import KeyUse, auth_middleware
 from services.upload_gateway.bodies import body_guard_middleware
 from services.upload_gateway.errors import error_middleware
-from services.upload_gateway.health import CheckedStorage
 from services.upload_gateway.limits import UploadSlots
 from services.upload_gateway.metrics import GatewayMetrics, metrics_middleware
 from services.upload_gateway.relay import OutboxRelay
@@ -57,10 +57,12 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _storage(app: web.Application) -> AsyncIterator[None]:
+    # The folder is created and its volume remembered; an outage is only logged (readiness
+    # reports it). `python -m services.upload_gateway` has checked the settings before this.
     storage = app[STORAGE]
-    if isinstance(storage, CheckedStorage):
-        storage.open_volume()
+    await storage.start()
     yield
+    await storage.close()
 
 
 async def _outbox_relay(app: web.Application) -> AsyncIterator[None]:
@@ -74,7 +76,7 @@ async def _outbox_relay(app: web.Application) -> AsyncIterator[None]:
     await relay.close()
 
 
-def create_app(settings: GatewaySettings) -> web.Application:
+def create_app(settings: GatewaySettings, storage: Storage | None = None) -> web.Application:
     app = web.Application(
         # Outermost first: metrics see the final status the error middleware produced.
         # The body guard runs after authentication: no body is read for an unknown caller.
@@ -84,7 +86,7 @@ def create_app(settings: GatewaySettings) -> web.Application:
         client_max_size=settings.max_json_body_bytes,
     )
     app[SETTINGS] = settings
-    app[STORAGE] = CheckedStorage(settings.common.storage.root)
+    app[STORAGE] = storage or open_storage(settings.common.storage)
     app[TOPICS] = Topics(settings.common.kafka.topic_prefix)
     app[METRICS] = GatewayMetrics()
     app[UPLOAD_SLOTS] = UploadSlots(

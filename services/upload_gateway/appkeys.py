@@ -11,7 +11,7 @@ from aiohttp import web
 
 from services.core.db import connection
 from services.core.events import Topics
-from services.core.storage import FolderStorage
+from services.core.storage import Storage
 
 if TYPE_CHECKING:
     from services.upload_gateway.auth import KeyUse, Principal
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 SETTINGS: web.AppKey[GatewaySettings] = web.AppKey("settings")
 POOL: web.AppKey[asyncpg.Pool] = web.AppKey("pool")
-STORAGE: web.AppKey[FolderStorage] = web.AppKey("storage")
+STORAGE: web.AppKey[Storage] = web.AppKey("storage")
 TOPICS: web.AppKey[Topics] = web.AppKey("topics")
 METRICS: web.AppKey[GatewayMetrics] = web.AppKey("metrics")
 # Uploads in flight per ATO in this process.

@@ -14,7 +14,7 @@ from services.core.events import events_json_schema
 from services.core.logging import get_logger
 from services.core.scheme.scheme_document import scheme_document
 from services.core.scheme.scheme_document import template_csv as template_text
-from services.core.storage import FolderStorage
+from services.core.storage import StorageUnavailable, upload_key
 from services.upload_gateway import achievements, issues, uploads
 from services.upload_gateway.appkeys import (
     METRICS,
@@ -28,11 +28,13 @@ from services.upload_gateway.auth import Principal, principal
 from services.upload_gateway.errors import ApiError, not_found
 from services.upload_gateway.intake import (
     BodyLimits,
+    discard,
     is_multipart,
     receive_multipart,
     receive_raw,
+    storage_unavailable,
 )
-from services.upload_gateway.limits import check_free_disk
+from services.upload_gateway.limits import check_free_space
 
 log = get_logger()
 
@@ -77,7 +79,7 @@ async def create_upload(request: web.Request) -> web.Response:
     idempotency_key = uploads.check_idempotency_key(request.headers.get("Idempotency-Key"))
     terms_accepted_at = datetime.now(UTC)  # the request that carries the acceptance
     upload_id = uuid.uuid4()
-    storage_key = FolderStorage.key_for(upload_id)
+    storage_key = upload_key(upload_id)
     receive = receive_multipart if is_multipart(request) else receive_raw
     limits = BodyLimits(
         file_bytes=settings.limits.max_upload_bytes,
@@ -87,8 +89,12 @@ async def create_upload(request: web.Request) -> web.Response:
     )
     try:
         with request.app[UPLOAD_SLOTS].hold(who.ato_id):
-            check_free_disk(storage.root, settings.min_free_disk_bytes)
-            form, stored = await receive(request, storage, storage_key, limits)
+            try:
+                await check_free_space(storage, settings.min_free_disk_bytes)
+                form, stored = await receive(request, storage, storage_key, limits)
+            except StorageUnavailable:
+                # Nothing is recorded; a retry with the same Idempotency-Key starts afresh.
+                raise storage_unavailable(settings.upload_retry_after_s) from None
         async with database(request.app) as connection, connection.transaction():
             upload, created = await uploads.record_upload(
                 connection,
@@ -104,12 +110,12 @@ async def create_upload(request: web.Request) -> web.Response:
             if created:  # in the upload's transaction: no upload without its audit row
                 await _audit(connection, AuditKind.UPLOAD_RECEIVED, who, upload.upload_id)
     except ApiError as error:
-        storage.delete(storage_key)
+        await discard(storage, storage_key)
         metrics.uploads.labels(error.code).inc()
         log.info("upload_refused", code=error.code)
         raise
     except BaseException:
-        storage.delete(storage_key)
+        await discard(storage, storage_key)
         raise
     if created:
         metrics.uploads.labels("created").inc()
@@ -117,7 +123,7 @@ async def create_upload(request: web.Request) -> web.Response:
         log.info("upload_received", upload_id=str(upload.upload_id), size_bytes=upload.size_bytes)
     else:
         # A retry: the first request's file is the one kept.
-        storage.delete(storage_key)
+        await discard(storage, storage_key)
         metrics.uploads.labels("replayed").inc()
         log.info("upload_replayed", upload_id=str(upload.upload_id))
     return web.json_response(

@@ -1,8 +1,9 @@
 """Reading an upload request: a raw CSV body or multipart/form-data, streamed to storage.
 
 The body is never held in memory: chunks go through the scheme's file inspection (see
-`content_check`) and the size limit into `FolderStorage.store`, which hashes as it writes and
-removes the partial file on any refusal.
+`content_check`) and the size limit into the storage's streaming `put`, which hashes as it
+writes and leaves nothing visible on any refusal (a partial file removed, a multipart upload
+aborted).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import TypeVar, cast
 from aiohttp import BodyPartReader, MultipartReader, StreamReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from services.core.logging import get_logger
 from services.core.scheme.codes import Policy
-from services.core.storage import FolderStorage, StoredFile, UploadTooLarge
+from services.core.storage import Storage, StorageUnavailable, StoredFile, UploadTooLarge
 from services.upload_gateway.content_check import ContentSniffer, FileRefused
 from services.upload_gateway.errors import ApiError
 
@@ -44,6 +46,8 @@ TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 T = TypeVar("T")
+
+log = get_logger()
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,25 @@ def disk_full() -> ApiError:
     )
 
 
+def storage_unavailable(retry_after_s: int) -> ApiError:
+    return ApiError(
+        503,
+        "STORAGE_UNAVAILABLE",
+        "The file storage cannot be reached just now; nothing was kept. Retry later with the"
+        " same Idempotency-Key.",
+        headers={"Retry-After": str(retry_after_s)},
+    )
+
+
+async def discard(storage: Storage, storage_key: str) -> None:
+    """Removes a file that will not be recorded. During an outage it stays: a stored file with
+    no upload row is never read (docs/storage.md)."""
+    try:
+        await storage.delete(storage_key)
+    except (StorageUnavailable, OSError) as error:
+        log.warning("stored_file_not_discarded", error=type(error).__name__)
+
+
 async def timed(read: Awaitable[T], timeout_s: float) -> T:
     """One read from the body: a client that stops sending is cut off with 408."""
     try:
@@ -176,20 +199,22 @@ async def _sniffed(chunks: AsyncIterator[bytes], sniffer: ContentSniffer) -> Asy
 
 
 async def _store(
-    storage: FolderStorage, storage_key: str, chunks: AsyncIterator[bytes], limit_bytes: int
+    storage: Storage, storage_key: str, chunks: AsyncIterator[bytes], limit_bytes: int
 ) -> StoredFile:
     sniffer = ContentSniffer(limit_bytes)
     try:
-        stored = await storage.store(storage_key, _sniffed(chunks, sniffer), limit_bytes)
+        stored = await storage.put(storage_key, _sniffed(chunks, sniffer), limit_bytes)
         sniffer.finish()
     except UploadTooLarge:
         raise too_large(limit_bytes) from None
+    except StorageUnavailable:
+        raise  # the handler answers 503 STORAGE_UNAVAILABLE
     except OSError as error:
         if error.errno in DISK_FULL_ERRNOS:
-            raise disk_full() from None  # store() has removed the partial file
+            raise disk_full() from None  # put() has removed the partial file
         raise
     except FileRefused as refusal:
-        storage.delete(storage_key)
+        await discard(storage, storage_key)
         raise ApiError(422, refusal.code, refusal.message) from None
     return stored
 
@@ -222,7 +247,7 @@ def is_multipart(request: web.Request) -> bool:
 
 async def receive_raw(
     request: web.Request,
-    storage: FolderStorage,
+    storage: Storage,
     storage_key: str,
     limits: BodyLimits,
 ) -> tuple[UploadForm, StoredFile]:
@@ -244,7 +269,7 @@ async def receive_raw(
 
 async def receive_multipart(
     request: web.Request,
-    storage: FolderStorage,
+    storage: Storage,
     storage_key: str,
     limits: BodyLimits,
 ) -> tuple[UploadForm, StoredFile]:
@@ -285,7 +310,7 @@ async def receive_multipart(
         form = form_from({**request.query, **fields}, part_file_name)
         check_form(form)
     except BaseException as error:
-        storage.delete(storage_key)
+        await discard(storage, storage_key)
         if isinstance(error, ValueError | AssertionError | HttpProcessingError):
             # aiohttp's multipart reader reports a malformed body (or part header) this way.
             raise ApiError(400, "BAD_REQUEST", "The multipart body could not be read.") from None

@@ -1,4 +1,4 @@
-"""Admission for uploads: how many of one ATO's uploads run at once, and room on the disk.
+"""Admission for uploads: how many of one ATO's uploads run at once, and room in the storage.
 
 The per-ATO count lives in this gateway process (like an asyncio semaphore per ATO that is
 never waited on): with N gateway processes an ATO can have N times the limit in flight.
@@ -6,11 +6,10 @@ never waited on): with N gateway processes an ATO can have N times the limit in 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
+from services.core.storage import Storage
 from services.upload_gateway.errors import ApiError
 from services.upload_gateway.intake import disk_full
 
@@ -47,15 +46,11 @@ class UploadSlots:
                 del self._in_flight[ato_id]
 
 
-def free_bytes(root: Path) -> int:
-    """Free space on the volume that holds `root` (or will: its nearest existing folder)."""
-    path = root
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return shutil.disk_usage(path).free
-
-
-def check_free_disk(root: Path, minimum_bytes: int) -> None:
-    """507 before a byte is written when the storage volume is nearly full."""
-    if minimum_bytes and free_bytes(root) < minimum_bytes:
+async def check_free_space(storage: Storage, minimum_bytes: int) -> None:
+    """507 before a byte is written when the storage volume is nearly full (a backend without
+    a volume, a bucket, has no such limit)."""
+    if not minimum_bytes:
+        return
+    capacity = await storage.capacity()
+    if capacity is not None and capacity.free_bytes < minimum_bytes:
         raise disk_full()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import time
 
 from aiohttp import web
@@ -113,9 +112,10 @@ async def metrics_handler(request: web.Request) -> web.Response:
     storage = request.app.get(STORAGE)
     if storage is not None:
         with contextlib.suppress(OSError):
-            usage = await asyncio.to_thread(shutil.disk_usage, storage.root)
-            STORAGE_FREE.set(usage.free)
-            STORAGE_SIZE.set(usage.total)
+            capacity = await storage.capacity()  # None for a bucket: no gauges then
+            if capacity is not None:
+                STORAGE_FREE.set(capacity.free_bytes)
+                STORAGE_SIZE.set(capacity.total_bytes)
     pool = request.app.get(POOL)
     if pool is not None:
         set_pool_gauges(pool.get_size(), pool.get_idle_size(), pool.get_max_size())

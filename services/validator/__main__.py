@@ -35,6 +35,7 @@ from services.core.metrics import CHUNK_TASKS, OLDEST_UNDECIDED_AGE, UPLOADS_UND
 from services.core.outbox import measure_backlog, run_relay
 from services.core.reference_store import ReferenceCache
 from services.core.settings import load_settings
+from services.core.storage import start_storage
 from services.core.worker_http import (
     WorkerHttp,
     kafka_consumers_check,
@@ -116,6 +117,8 @@ async def main(settings: ValidatorSettings) -> None:
     log = get_logger()
     common = settings.common
     topics = Topics(common.kafka.topic_prefix)
+    # Wrong storage credentials or a missing bucket end the process here, with one line.
+    await start_storage(common.storage, "validator")
     await ensure_topics(common.kafka, topics, attempts=None)
     pool = await create_pool(common.postgres)
     http = None

@@ -244,6 +244,23 @@ async def forget_one_decided(connection: asyncpg.Connection, undecided: Sequence
     return True
 
 
+async def hand_back_uncounted(
+    connection: asyncpg.Connection, chunk: LeasedChunk, retry_after_s: float
+) -> None:
+    """Hands a chunk back after a storage outage: taken again in `retry_after_s`, and this
+    lease's attempt does not count toward `chunk_max_attempts` (only this lease's: a later
+    lease by another worker has moved `attempts` on, and is left alone)."""
+    await connection.execute(
+        "UPDATE validation_chunks"
+        " SET lease_until = now() + make_interval(secs => $4), attempts = attempts - 1"
+        " WHERE upload_id = $1 AND chunk_no = $2 AND state = 'pending' AND attempts = $3",
+        chunk.upload_id,
+        chunk.chunk_no,
+        chunk.attempts,
+        retry_after_s,
+    )
+
+
 async def release_lease(connection: asyncpg.Connection, chunk: LeasedChunk) -> None:
     """Hands a chunk back at once (a draining worker), so another takes it without waiting
     for the lease to run out."""

@@ -37,14 +37,14 @@ from services.core.scheme.codes import FileError
 from services.core.scheme.columns import HeaderMap
 from services.core.scheme.file_inspection import Encoding
 from services.core.scheme.record_scanner import read_chunk_bytes
-from services.core.scheme.records import detect_layout, path_opener
+from services.core.scheme.records import detect_layout
 from services.core.scheme.reference import InMemoryReference
 from services.core.states import UploadState
-from services.core.storage import FolderStorage
+from services.core.storage import Storage, StorageUnavailable, open_storage
 from services.validator import chunk_queue, duplicates, upload_outcome
 from services.validator.chunk_queue import LeasedChunk
 from services.validator.chunk_validation import ChunkResult, validate_chunk
-from services.validator.planner import StoredFileMissing, stored_path
+from services.validator.planner import StoredFileMissing
 from services.validator.settings import ValidatorSettings
 
 log = get_logger()
@@ -106,16 +106,17 @@ class ChunkReaders:
 
 
 def validate_leased_chunk(
-    storage: FolderStorage,
+    storage: Storage,
     chunk: LeasedChunk,
     reference: InMemoryReference,
     issue_room: int,
     readers: ChunkReaders | None = None,
 ) -> tuple[ChunkResult, ChunkReaders]:
     """Blocking: reads the chunk's records from the stored file and validates them; `readers`
-    are reused when they were built for the same upload and reference version."""
-    path = stored_path(storage, chunk.storage_key)
-    opener = path_opener(path)
+    are reused when they were built for the same upload and reference version. Only the
+    chunk's segments are read (each a byte range that ends with a record), and the header
+    when the readers are built."""
+    opener = storage.range_opener(chunk.storage_key)
     encoding = Encoding(chunk.encoding)
     key = (chunk.upload_id, chunk.reference_version)
     if readers is None or readers.key != key:
@@ -148,7 +149,7 @@ class ChunkWorker:
         self.settings = settings
         self.pool = pool
         self.topics = topics
-        self.storage = FolderStorage(settings.common.storage.root)
+        self.storage = open_storage(settings.common.storage)
         self.reference = reference or ReferenceCache(pool)
         self._acquire_s = settings.common.postgres.db_acquire_timeout_s
         self._stop: asyncio.Event | None = None
@@ -209,6 +210,15 @@ class ChunkWorker:
                     connection, self.topics, chunk.upload_id, reason="stored_file_missing"
                 )
             return
+        except StorageUnavailable:
+            # The storage, not the chunk: handed back for later with this lease's attempt
+            # taken back, so an outage never brings the upload nearer to `errored`. Raised on
+            # for the run loop to wait before the next chunk.
+            async with self.pool.acquire(timeout=self._acquire_s) as connection:
+                await chunk_queue.hand_back_uncounted(
+                    connection, chunk, self.settings.retry_delay_s
+                )
+            raise
         except INFRASTRUCTURE_ERRORS:
             raise
         except Exception as error:
@@ -292,7 +302,7 @@ class ChunkWorker:
                     upload_id,  # type: ignore[arg-type]
                     max_rows=self.settings.limits.max_rows,
                     max_stored_issues=self.settings.max_stored_issues,
-                    amendment_window_s=self.settings.common.amendment.amendment_window_s,
+                    amendment_window_s=self.settings.amendment_window_s,
                     accepted_event_chunk=self.settings.accepted_event_chunk,
                 )
         finally:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from pathlib import Path
 
 import asyncpg
 
@@ -19,9 +18,9 @@ from services.core.logging import get_logger
 from services.core.scheme.codes import FILE_02_NO_DATA, Code, FileError
 from services.core.scheme.file_inspection import inspect_stream
 from services.core.scheme.record_scanner import scan_records
-from services.core.scheme.records import detect_layout, path_opener
+from services.core.scheme.records import detect_layout
 from services.core.states import ACCEPTING
-from services.core.storage import FolderStorage
+from services.core.storage import ObjectMissing, Storage
 from services.validator import upload_outcome
 from services.validator.chunk_queue import Segment
 from services.validator.settings import ValidatorSettings
@@ -35,9 +34,10 @@ _FILE_07_MESSAGE = (
 )
 
 
-class StoredFileMissing(Exception):
-    """The upload's stored file is gone while the storage itself is there: this upload can
-    never be validated (its outcome is `errored`), unlike a storage outage (wait and retry)."""
+# The upload's stored file is gone while the storage itself answers: this upload can never be
+# validated (its outcome is `errored`), unlike a storage outage (`StorageUnavailable`, an
+# OSError: waited out and retried, never counted).
+StoredFileMissing = ObjectMissing
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,26 +48,15 @@ class Plan:
     file_error: FileError | None
 
 
-def stored_path(storage: FolderStorage, storage_key: str) -> Path:
-    """The stored file's path; StoredFileMissing when the file is gone but the storage is
-    there, FileNotFoundError (an outage: wait and retry) when the storage itself is not."""
-    path = storage.path(storage_key)
-    if not path.exists():
-        if storage.root.is_dir():
-            raise StoredFileMissing
-        raise FileNotFoundError("the storage root is not reachable")
-    return path
-
-
-def plan_file(storage: FolderStorage, storage_key: str, settings: ValidatorSettings) -> Plan:
-    """The byte-level checks, the header and the record scan: blocking, run in a thread."""
-    path = stored_path(storage, storage_key)
-    with path.open("rb") as stream:
+def plan_file(storage: Storage, storage_key: str, settings: ValidatorSettings) -> Plan:
+    """The byte-level checks, the header and the record scan: blocking, run in a thread. Each
+    pass reads the file from its start in large blocks (range reads on an object store)."""
+    opener = storage.opener(storage_key)
+    with opener() as stream:
         inspection = inspect_stream(stream, size_limit_bytes=settings.limits.max_upload_bytes)
     encoding = inspection.encoding
     if inspection.error is not None or encoding is None:
         return Plan(encoding.value if encoding else None, ",", [], inspection.error)
-    opener = path_opener(path)
     layout = detect_layout(opener, encoding)
     if isinstance(layout, FileError):
         return Plan(encoding.value, ",", [], layout)
@@ -87,7 +76,7 @@ def plan_file(storage: FolderStorage, storage_key: str, settings: ValidatorSetti
 
 async def plan_upload(
     pool: asyncpg.Pool,
-    storage: FolderStorage,
+    storage: Storage,
     settings: ValidatorSettings,
     topics: Topics,
     upload_id: object,

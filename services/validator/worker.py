@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from services.core.consumer import DONE, Handled, RetryLater, Unusable
 from services.core.events import Topics, UploadReceived, parse_event
 from services.core.logging import get_logger
-from services.core.storage import FolderStorage
+from services.core.storage import open_storage
 from services.validator import upload_outcome
 from services.validator.chunk_worker import INFRASTRUCTURE_ERRORS
 from services.validator.planner import plan_upload
@@ -34,7 +34,7 @@ class UploadPlanner:
         self.settings = settings
         self.pool = pool
         self.topics = Topics(settings.common.kafka.topic_prefix)
-        self.storage = FolderStorage(settings.common.storage.root)
+        self.storage = open_storage(settings.common.storage)
         # Failed attempts per upload in this process (an outage does not count).
         self._failures: dict[str, int] = {}
 

@@ -1,5 +1,6 @@
 """FolderStorage on a temporary folder: streamed writes hashed on the way, the size limit
-enforced while streaming, and keys that can never reach outside the storage root."""
+enforced while streaming, keys that can never reach outside the storage root, reads by byte
+range, and a missing file told apart from a missing folder."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from services.core.storage import FolderStorage, UploadTooLarge
+from services.core.storage import (
+    FolderStorage,
+    ObjectMissing,
+    StorageSettings,
+    StorageUnavailable,
+    UploadTooLarge,
+    open_storage,
+)
 
 
 async def stream(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
@@ -27,7 +35,7 @@ async def test_a_stored_file_has_its_bytes_size_hash_and_head(tmp_path: Path) ->
     chunks = [b"ProviderReference,CourseCode\r\n", b"x" * 5000, b"tail\r\n"]
     body = b"".join(chunks)
 
-    stored = await storage.store("uploads/a.csv", stream(chunks), limit_bytes=len(body))
+    stored = await storage.put("uploads/a.csv", stream(chunks), limit_bytes=len(body))
 
     assert stored.storage_key == "uploads/a.csv"
     assert stored.size_bytes == len(body)
@@ -38,7 +46,7 @@ async def test_a_stored_file_has_its_bytes_size_hash_and_head(tmp_path: Path) ->
 
 
 async def test_an_empty_stream_stores_an_empty_file(tmp_path: Path) -> None:
-    stored = await FolderStorage(tmp_path).store("e.csv", stream([]), limit_bytes=10)
+    stored = await FolderStorage(tmp_path).put("e.csv", stream([]), limit_bytes=10)
     assert (stored.size_bytes, stored.head) == (0, b"")
     assert stored.sha256 == hashlib.sha256(b"").hexdigest()
     assert (tmp_path / "e.csv").read_bytes() == b""
@@ -54,14 +62,14 @@ async def test_a_body_over_the_limit_is_refused_and_leaves_no_file(tmp_path: Pat
             yield chunks_sent[-1]
 
     with pytest.raises(UploadTooLarge):
-        await storage.store("uploads/big.csv", endless(), limit_bytes=10 * 1024)
+        await storage.put("uploads/big.csv", endless(), limit_bytes=10 * 1024)
 
     assert len(chunks_sent) == 11  # stopped at the first chunk past the limit, not after
     assert files_under(tmp_path) == []
 
 
 async def test_a_body_exactly_at_the_limit_is_stored(tmp_path: Path) -> None:
-    stored = await FolderStorage(tmp_path).store("f.csv", stream([b"ab", b"cd"]), limit_bytes=4)
+    stored = await FolderStorage(tmp_path).put("f.csv", stream([b"ab", b"cd"]), limit_bytes=4)
     assert stored.size_bytes == 4
 
 
@@ -71,7 +79,7 @@ async def test_a_stream_that_fails_midway_leaves_no_file(tmp_path: Path) -> None
         raise ConnectionResetError
 
     with pytest.raises(ConnectionResetError):
-        await FolderStorage(tmp_path).store("uploads/c.csv", broken(), limit_bytes=1000)
+        await FolderStorage(tmp_path).put("uploads/c.csv", broken(), limit_bytes=1000)
     assert files_under(tmp_path) == []
 
 
@@ -80,9 +88,9 @@ async def test_a_refused_body_keeps_the_file_already_stored_under_that_key(
 ) -> None:
     # The bytes go to a temporary file first, so a failed retry cannot damage the original.
     storage = FolderStorage(tmp_path)
-    await storage.store("d.csv", stream([b"original"]), limit_bytes=100)
+    await storage.put("d.csv", stream([b"original"]), limit_bytes=100)
     with pytest.raises(UploadTooLarge):
-        await storage.store("d.csv", stream([b"z" * 101]), limit_bytes=100)
+        await storage.put("d.csv", stream([b"z" * 101]), limit_bytes=100)
     assert (tmp_path / "d.csv").read_bytes() == b"original"
 
 
@@ -99,7 +107,7 @@ def test_keys_cannot_reach_outside_the_storage_root(tmp_path: Path, key: str) ->
 async def test_storing_under_an_escaping_key_writes_nothing(tmp_path: Path) -> None:
     storage = FolderStorage(tmp_path / "root")
     with pytest.raises(ValueError, match="escapes the storage root"):
-        await storage.store("../outside.csv", stream([b"data"]), limit_bytes=100)
+        await storage.put("../outside.csv", stream([b"data"]), limit_bytes=100)
     assert files_under(tmp_path) == []
 
 
@@ -123,9 +131,74 @@ def test_keys_come_from_the_upload_id_and_stay_under_the_root(tmp_path: Path) ->
 
 async def test_delete_removes_the_file_and_tolerates_a_missing_one(tmp_path: Path) -> None:
     storage = FolderStorage(tmp_path)
-    await storage.store("g.csv", stream([b"bytes"]), limit_bytes=100)
-    storage.delete("g.csv")
-    storage.delete("g.csv")
+    await storage.put("g.csv", stream([b"bytes"]), limit_bytes=100)
+    assert await storage.delete("g.csv") is True
+    assert await storage.delete("g.csv") is False
     assert files_under(tmp_path) == []
     with pytest.raises(ValueError, match="escapes the storage root"):
-        storage.delete("../g.csv")
+        await storage.delete("../g.csv")
+
+
+async def test_a_range_read_returns_exactly_the_bytes_asked_for(tmp_path: Path) -> None:
+    storage = FolderStorage(tmp_path)
+    await storage.put("r.csv", stream([b"0123456789"]), limit_bytes=100)
+
+    with storage.range_opener("r.csv")() as reader:
+        reader.seek(3)
+        assert reader.read(4) == b"3456"
+    with storage.opener("r.csv")() as whole:
+        assert whole.read() == b"0123456789"
+
+
+async def test_a_missing_file_is_told_apart_from_a_missing_folder(tmp_path: Path) -> None:
+    storage = FolderStorage(tmp_path / "root")
+    await storage.start()  # creates the folder
+    with pytest.raises(ObjectMissing):
+        storage.range_opener("uploads/gone.csv")
+    (tmp_path / "root").rmdir()
+    with pytest.raises(StorageUnavailable):
+        storage.opener("uploads/gone.csv")
+    assert not isinstance(ObjectMissing(), OSError)  # never waited out as an outage
+
+
+async def test_a_write_into_a_folder_that_went_away_is_an_outage(tmp_path: Path) -> None:
+    storage = FolderStorage(tmp_path / "root")
+    await storage.start()
+    (tmp_path / "root").rmdir()
+    with pytest.raises(StorageUnavailable):
+        await storage.put("uploads/a.csv", stream([b"x"]), limit_bytes=10)
+    assert not (tmp_path / "root").exists(), "the write recreated the folder"
+    assert await storage.ready(timeout_s=5) is False
+
+
+async def test_the_folder_reports_its_volume_and_a_probe_that_passes(tmp_path: Path) -> None:
+    storage = FolderStorage(tmp_path)
+    await storage.start()
+    capacity = await storage.capacity()
+    assert capacity is not None
+    assert 0 < capacity.free_bytes <= capacity.total_bytes
+    assert await storage.ready(timeout_s=5) is True
+    assert files_under(tmp_path) == []  # the probe file is gone
+
+
+async def test_stale_part_files_are_counted_then_removed(tmp_path: Path) -> None:
+    (tmp_path / "uploads").mkdir()
+    stale = tmp_path / "uploads" / "x.csv.part"
+    stale.write_bytes(b"half")
+    storage = FolderStorage(tmp_path)
+    later = stale.stat().st_mtime + 1
+    assert await storage.remove_stale_parts(later, delete=False) == 1
+    assert stale.exists()
+    assert await storage.remove_stale_parts(later, delete=True) == 1
+    assert files_under(tmp_path) == []
+
+
+def test_the_folder_is_the_default_backend(tmp_path: Path) -> None:
+    storage = open_storage(StorageSettings(root=tmp_path))
+    assert isinstance(storage, FolderStorage)
+    assert storage.describe() == {"backend": "folder", "root": str(tmp_path.resolve())}
+
+
+def test_the_s3_backend_needs_a_bucket() -> None:
+    with pytest.raises(ValueError, match="STORAGE_S3_BUCKET"):
+        StorageSettings(backend="s3")

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from services.core.storage import FolderStorage
 from services.upload_gateway.bodies import json_depth, parse_json
 from services.upload_gateway.errors import ApiError
-from services.upload_gateway.limits import UploadSlots, check_free_disk, free_bytes
+from services.upload_gateway.limits import UploadSlots, check_free_space
 
 
 def test_slots_are_counted_per_ato_and_released_on_error() -> None:
@@ -25,12 +26,15 @@ def test_slots_are_counted_per_ato_and_released_on_error() -> None:
     assert slots.in_flight("A") == 0
 
 
-def test_free_disk_is_read_from_the_nearest_existing_folder(tmp_path: Path) -> None:
-    assert free_bytes(tmp_path / "not" / "yet") > 0
-    check_free_disk(tmp_path / "not" / "yet", 1)
-    check_free_disk(tmp_path, 0)  # 0 turns the check off
+async def test_free_disk_is_read_from_the_nearest_existing_folder(tmp_path: Path) -> None:
+    not_yet = FolderStorage(tmp_path / "not" / "yet")
+    capacity = await not_yet.capacity()
+    assert capacity is not None
+    assert capacity.free_bytes > 0
+    await check_free_space(not_yet, 1)
+    await check_free_space(FolderStorage(tmp_path), 0)  # 0 turns the check off
     with pytest.raises(ApiError) as refused:
-        check_free_disk(tmp_path, 10**18)
+        await check_free_space(FolderStorage(tmp_path), 10**18)
     assert refused.value.status == 507
 
 

@@ -1,0 +1,302 @@
+"""The S3 backend: any S3-compatible object store, through obstore.
+
+Why obstore (docs/storage.md): its client is Rust's `object_store` (the Apache Arrow project's),
+async and sync from one store object, with no Python HTTP stack of its own (aiobotocore pins
+botocore to narrow ranges and brings a second aiohttp user into the gateway's process). A put
+from an async iterator is a multipart upload that is aborted when the iterator fails, and
+range reads, a custom CA and retries are settings of the store.
+
+Uploads stream as multipart uploads: at most `s3_part_concurrency + 1` parts of
+`s3_part_bytes` are held in memory, whatever the file's size, and the object exists only once
+the upload completes. Reads are byte ranges: a chunk task fetches its segments and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import configparser
+import errno
+import io
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, TypeVar
+
+import obstore
+from obstore.exceptions import (
+    BaseError,
+    NotFoundError,
+    PermissionDeniedError,
+    UnauthenticatedError,
+)
+from obstore.store import S3Store
+
+from services.core.logging import get_logger
+from services.core.scheme.record_scanner import Opener
+from services.core.storage.base import (
+    Capacity,
+    ObjectMissing,
+    StorageMisconfigured,
+    StorageUnavailable,
+    StoredFile,
+    StreamDigest,
+)
+from services.core.storage.settings import StorageSettings
+
+if TYPE_CHECKING:
+    from obstore.store import ClientConfig, RetryConfig, S3Config
+
+log = get_logger()
+
+T = TypeVar("T")
+
+PROBE_PREFIX = ".ready-probe/"
+CREDENTIAL_VARIABLES = "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+
+
+def _unavailable(error: BaseError) -> StorageUnavailable:
+    # The driver's message can carry the endpoint and key (an upload id, never personal data);
+    # only the error's kind is kept, for logs and answers.
+    return StorageUnavailable(errno.EIO, f"object storage: {type(error).__name__}")
+
+
+def _call(step: Callable[[], T]) -> T:
+    """Runs a blocking store call, its errors translated once, here."""
+    try:
+        return step()
+    except NotFoundError:
+        raise ObjectMissing from None
+    except BaseError as error:
+        raise _unavailable(error) from None
+
+
+def shared_credentials(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The access key from the shared credentials file, unless the AWS variables give one."""
+    env = os.environ if environ is None else environ
+    if env.get("AWS_ACCESS_KEY_ID"):
+        return {}  # the store reads the variables itself
+    file = Path(env.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials")).expanduser()
+    if not file.is_file():
+        return {}
+    parser = configparser.ConfigParser()
+    parser.read(file)
+    profile = env.get("AWS_PROFILE", "default")
+    if not parser.has_section(profile):
+        return {}
+    section = parser[profile]
+    found = {
+        "access_key_id": section.get("aws_access_key_id", ""),
+        "secret_access_key": section.get("aws_secret_access_key", ""),
+        "session_token": section.get("aws_session_token", ""),
+    }
+    return {name: value for name, value in found.items() if value}
+
+
+def make_store(settings: StorageSettings) -> S3Store:
+    config: S3Config = {"region": settings.s3_region}
+    if settings.s3_endpoint:
+        config["endpoint"] = settings.s3_endpoint
+    config["virtual_hosted_style_request"] = not settings.s3_path_style
+    config.update(shared_credentials())  # type: ignore[typeddict-item]
+    client: ClientConfig = {
+        "connect_timeout": timedelta(seconds=settings.s3_connect_timeout_s),
+        "timeout": timedelta(seconds=settings.s3_timeout_s),
+        "allow_http": settings.s3_allow_http,
+    }
+    if settings.s3_ca_file is not None:
+        client["root_certificate"] = settings.s3_ca_file.read_bytes()
+    retry: RetryConfig = {
+        "max_retries": settings.s3_max_retries,
+        "retry_timeout": timedelta(seconds=settings.s3_retry_timeout_s),
+    }
+    return S3Store(
+        settings.s3_bucket,
+        prefix=settings.s3_prefix.strip("/") or None,
+        config=config,
+        client_options=client,
+        retry_config=retry,
+    )
+
+
+class _RangeReader(io.RawIOBase):
+    """A stored object as a seekable raw stream: each `readinto` is one range GET of exactly
+    the bytes asked for (clamped to the object's end)."""
+
+    def __init__(self, store: S3Store, path: str, size: int) -> None:
+        self._store = store
+        self._path = path
+        self._size = size
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise ValueError("negative seek position")
+        self._position = base + offset
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        length = min(len(view), self._size - self._position)
+        if length <= 0:
+            return 0
+        start = self._position
+        data = _call(lambda: obstore.get_range(self._store, self._path, start=start, length=length))
+        got = memoryview(data)
+        view[: len(got)] = got
+        self._position += len(got)
+        return len(got)
+
+
+class S3Storage:
+    def __init__(self, settings: StorageSettings, store: S3Store | None = None) -> None:
+        self.settings = settings
+        self.store = store or make_store(settings)
+        self._part_bytes = settings.s3_part_bytes
+        self._concurrency = settings.s3_part_concurrency
+        self._read_ahead = settings.s3_read_ahead_bytes
+
+    async def start(self) -> None:
+        """Lists one key of the prefix: a missing bucket or refused credentials stop the
+        service (`StorageMisconfigured`); an unreachable server is only logged."""
+        try:
+            await obstore.list_with_delimiter_async(self.store, PROBE_PREFIX)
+        except NotFoundError:
+            raise StorageMisconfigured(
+                "STORAGE_S3_BUCKET", "the bucket does not exist on the storage server"
+            ) from None
+        except (PermissionDeniedError, UnauthenticatedError):
+            raise StorageMisconfigured(
+                CREDENTIAL_VARIABLES, "the storage server refused these credentials"
+            ) from None
+        except BaseError as error:
+            if _refused_credentials(error):
+                raise StorageMisconfigured(
+                    CREDENTIAL_VARIABLES, "the storage server refused these credentials"
+                ) from None
+            log.warning("storage_unavailable", backend="s3", error=type(error).__name__)
+
+    async def put(
+        self, storage_key: str, chunks: AsyncIterator[bytes], limit_bytes: int
+    ) -> StoredFile:
+        digest = StreamDigest(limit_bytes)
+
+        async def counted() -> AsyncIterator[bytes]:
+            async for chunk in chunks:
+                yield digest.take(chunk)
+
+        try:
+            # Always multipart (an iterator's length is unknown): parts go out as they fill,
+            # and a failure of the iterator (or of a part) aborts the upload, so nothing of it
+            # is ever visible.
+            await obstore.put_async(
+                self.store,
+                storage_key,
+                counted(),
+                chunk_size=self._part_bytes,
+                max_concurrency=self._concurrency,
+            )
+        except NotFoundError as error:  # the bucket went away
+            raise _unavailable(error) from None
+        except BaseError as error:
+            raise _unavailable(error) from None
+        return digest.stored(storage_key)
+
+    def _size(self, storage_key: str) -> int:
+        meta = _call(lambda: obstore.head(self.store, storage_key))
+        return int(meta["size"])
+
+    def opener(self, storage_key: str) -> Opener:
+        size = self._size(storage_key)
+
+        def open_binary() -> IO[bytes]:
+            raw = _RangeReader(self.store, storage_key, size)
+            return io.BufferedReader(raw, buffer_size=self._read_ahead)
+
+        return open_binary
+
+    def range_opener(self, storage_key: str) -> Opener:
+        size = self._size(storage_key)
+
+        def open_binary() -> IO[bytes]:
+            return _RangeReader(self.store, storage_key, size)  # type: ignore[return-value]
+
+        return open_binary
+
+    async def exists(self, storage_key: str) -> bool:
+        try:
+            await obstore.head_async(self.store, storage_key)
+        except NotFoundError:
+            return False
+        except BaseError as error:
+            raise _unavailable(error) from None
+        return True
+
+    async def delete(self, storage_key: str) -> bool:
+        # S3's DELETE answers the same whether the object was there: asked first, for counts.
+        found = await self.exists(storage_key)
+        if found:
+            try:
+                await obstore.delete_async(self.store, storage_key)
+            except NotFoundError:
+                return False
+            except BaseError as error:
+                raise _unavailable(error) from None
+        return found
+
+    async def remove_stale_parts(self, older_than: float, *, delete: bool) -> int:
+        # Parts of aborted or abandoned multipart uploads are expired by the bucket's
+        # lifecycle rule (AbortIncompleteMultipartUpload, docs/storage.md).
+        return 0
+
+    async def ready(self, timeout_s: float) -> bool:
+        """A small object written, read back and removed: the storage takes files now."""
+        key = f"{PROBE_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            async with asyncio.timeout(timeout_s):
+                await obstore.put_async(self.store, key, b"ok")
+                await obstore.delete_async(self.store, key)
+        except (BaseError, TimeoutError) as error:
+            log.warning("storage_not_ready", backend="s3", error=type(error).__name__)
+            return False
+        return True
+
+    async def capacity(self) -> Capacity | None:
+        return None  # a bucket has no free space to watch
+
+    async def close(self) -> None:
+        return None
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "backend": "s3",
+            "endpoint": self.settings.s3_endpoint or f"AWS S3 ({self.settings.s3_region})",
+            "bucket": self.settings.s3_bucket or "",
+            "prefix": self.settings.s3_prefix,
+        }
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """Every key under `prefix` (for operators and tests; the pipeline never lists)."""
+        for batch in _call(lambda: obstore.list(self.store, prefix or None)):
+            for meta in batch:
+                yield str(meta["path"])
+
+
+def _refused_credentials(error: BaseError) -> bool:
+    # Some servers answer a wrong key with 403 bodies that the client reports as generic.
+    text = str(error)
+    return any(
+        code in text
+        for code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403")
+    )
