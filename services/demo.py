@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import sys
 import time
@@ -17,15 +16,38 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.core.settings import CommonSettings
+from services.core.settings import PostgresSettings, load_settings
 from services.core.states import UploadState
+from services.grant_bridge.settings import DEV_GRANT_TOKEN
 from services.upload_client import upload_file
 from services.upload_gateway.keys import create_ato
+from services.validator.settings import AMENDMENT_WINDOW_VARIABLE
 
-GATEWAY_URL = os.environ.get("DEMO_GATEWAY_URL", "http://127.0.0.1:8080")
-STANDIN_URL = os.environ.get("GRANT_BRIDGE_GRANT_API_URL", "http://127.0.0.1:8090")
-TOKEN = os.environ.get("GRANT_BRIDGE_TOKEN", "dev-grant-token")
+
+class DemoSettings(BaseSettings):
+    """What the demo needs of the stack `make run` started: the gateway, the stand-in as the
+    bridge reaches it (its URL and token), the amendment window the validators stamp, and the
+    database (to create the demo's ATO). Read from the same variables as those services."""
+
+    model_config = SettingsConfigDict(env_prefix="DEMO_", extra="ignore")
+
+    gateway_url: str = "http://127.0.0.1:8080"
+    grant_api_url: str = Field(
+        default="http://127.0.0.1:8090",
+        validation_alias=AliasChoices("grant_api_url", "GRANT_BRIDGE_GRANT_API_URL"),
+    )
+    grant_token: SecretStr = Field(
+        default=SecretStr(DEV_GRANT_TOKEN),
+        validation_alias=AliasChoices("grant_token", "GRANT_BRIDGE_TOKEN"),
+    )
+    amendment_window_s: float = Field(
+        default=2 * 24 * 3600,
+        validation_alias=AliasChoices("amendment_window_s", AMENDMENT_WINDOW_VARIABLE),
+    )
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
 
 
 _NINO_LETTERS = "ABCEGHJKLMNPRSTWXYZ"  # never D, F, I, Q, U, V; O only ever first
@@ -65,13 +87,16 @@ def write_sample(folder: Path, today: date) -> Path:
     return path
 
 
-async def wait_for_claims(upload_id: str, expected: int, timeout_s: float) -> list[dict[str, Any]]:
+async def wait_for_claims(
+    settings: DemoSettings, upload_id: str, expected: int, timeout_s: float
+) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout_s
     claims: list[dict[str, Any]] = []
-    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {TOKEN}"}) as session:
+    headers = {"Authorization": f"Bearer {settings.grant_token.get_secret_value()}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
         while time.monotonic() < deadline:
             async with session.get(
-                f"{STANDIN_URL}/v1/claims", params={"upload_id": upload_id}
+                f"{settings.grant_api_url}/v1/claims", params={"upload_id": upload_id}
             ) as response:
                 claims = (await response.json())["claims"]
             if len(claims) >= expected:
@@ -80,8 +105,7 @@ async def wait_for_claims(upload_id: str, expected: int, timeout_s: float) -> li
     return claims
 
 
-async def main() -> int:
-    settings = CommonSettings()
+async def main(settings: DemoSettings) -> int:
     connection = await asyncpg.connect(settings.postgres.database_url.get_secret_value())
     try:
         key = await create_ato(connection, "Demo Training Ltd")
@@ -90,7 +114,12 @@ async def main() -> int:
     print(f"demo ATO {key.ato_id} created")
     sample = write_sample(Path(".local/demo"), date.today())
     upload = await upload_file(
-        sample, api_key=key.api_key, gateway_url=GATEWAY_URL, policy=None, wait=True, timeout_s=300
+        sample,
+        api_key=key.api_key,
+        gateway_url=settings.gateway_url,
+        policy=None,
+        wait=True,
+        timeout_s=300,
     )
     print(
         f"upload {upload['upload_id']}: {upload['status']} — file {upload['file_name']},"
@@ -100,9 +129,11 @@ async def main() -> int:
     if upload["status"] == UploadState.PASSED:
         print("The data is valid.")
     eligible = upload["rows_valid"]
-    window_s = settings.amendment.amendment_window_s
+    window_s = settings.amendment_window_s
     print(f"waiting for the amendment window ({window_s:g} s) and the grant claims…")
-    claims = await wait_for_claims(upload["upload_id"], eligible, timeout_s=window_s + 120)
+    claims = await wait_for_claims(
+        settings, upload["upload_id"], eligible, timeout_s=window_s + 120
+    )
     print(f"the grant stand-in holds {len(claims)} claim(s) for this upload:")
     for claim in claims:
         print(
@@ -121,4 +152,4 @@ async def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(asyncio.run(main(load_settings(DemoSettings, "demo"))))

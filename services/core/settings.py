@@ -245,18 +245,6 @@ class KafkaSettings(BaseSettings, DeploymentModeField):
 from services.core.storage.settings import StorageSettings as StorageSettings  # noqa: E402
 
 
-class AmendmentSettings(BaseSettings):
-    """How long an accepted achievement is held for the ATO to withdraw it before it is claimed.
-
-    The grant bridge owns the setting's name; the validator stamps `release_at` with it and the
-    gateway and bridge read that column, so the window is decided once per achievement.
-    """
-
-    model_config = SettingsConfigDict(env_prefix="GRANT_BRIDGE_", extra="ignore")
-
-    amendment_window_s: float = 2 * 24 * 3600
-
-
 class CommonSettings(BaseSettings):
     """The groups every pipeline service needs."""
 
@@ -265,7 +253,6 @@ class CommonSettings(BaseSettings):
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
-    amendment: AmendmentSettings = Field(default_factory=AmendmentSettings)
     log_level: str = "INFO"
 
 

@@ -1,7 +1,8 @@
 """The grant bridge's settings (env prefix `GRANT_BRIDGE_`).
 
-The amendment window itself (`GRANT_BRIDGE_AMENDMENT_WINDOW_S`) lives in the core
-`AmendmentSettings`: the validator stamps `release_at` with it; the bridge reads that column.
+The amendment window (`GRANT_BRIDGE_AMENDMENT_WINDOW_S`) keeps this prefix but is read by the
+validator's settings (`ValidatorSettings.amendment_window_s`): the validator stamps `release_at`
+with it; the bridge reads that column.
 """
 
 from __future__ import annotations

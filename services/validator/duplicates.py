@@ -18,7 +18,6 @@ upload's keys against the recent uploads' achievements (nested loops off).
 
 from __future__ import annotations
 
-import functools
 import io
 import uuid
 from collections.abc import Sequence
@@ -140,7 +139,7 @@ async def chunk_earlier_upload_duplicates(
     ato_id: str,
     upload_id: uuid.UUID,
     keys: pl.DataFrame,
-    retention: RetentionSettings | None = None,
+    retention: RetentionSettings,
 ) -> set[int]:
     """DUP_02 for one chunk's keys (`ROW_NUMBER`, `KEY`): the row numbers whose achievement
     the ATO already has. A probe per key, or, when the ATO has no more accepted achievements
@@ -148,7 +147,7 @@ async def chunk_earlier_upload_duplicates(
     either way (tested), at a fraction of the cost.
 
     Achievements the retention purge emptied are matched by the HMAC of their keys
-    (`retention` holds the key; read from the environment when not given). The hashes are
+    (`retention` holds the key: the validator's settings). The hashes are
     computed only when the ATO has purged keys at all: one index probe decides."""
     if not keys.height:
         return set()
@@ -168,7 +167,7 @@ async def chunk_earlier_upload_duplicates(
             return set(found.get_column(ROW_NUMBER).to_list())
         row_numbers, texts = _as_texts(keys)
         if purged:
-            secret = (retention or _retention_from_environment()).key_secret
+            secret = retention.key_secret
             rows = await connection.fetch(
                 _CHUNK_EARLIER_UPLOADS_OR_PURGED,
                 ato_id,
@@ -200,11 +199,6 @@ async def _few_earlier_achievements(
         _ACCEPTING,
     )
     return bool(accepted <= keys.height)
-
-
-@functools.cache
-def _retention_from_environment() -> RetentionSettings:
-    return RetentionSettings()
 
 
 async def stored_keys(connection: asyncpg.Connection, upload_id: uuid.UUID) -> list[bytes]:

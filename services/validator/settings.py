@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.core.settings import CommonSettings, RetentionSettings, SchemeLimits
+
+# The amendment window's variable keeps the grant bridge's prefix: operators set it as the
+# bridge's (the hold before a claim is sent), though only the validator reads it.
+AMENDMENT_WINDOW_VARIABLE = "GRANT_BRIDGE_AMENDMENT_WINDOW_S"
 
 
 class ValidatorSettings(BaseSettings):
@@ -48,3 +52,12 @@ class ValidatorSettings(BaseSettings):
     # DUP_02 against purged achievements needs the retention key: a missing one stops the
     # validator at start (outside local mode), not the first upload that needs it.
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    # How long an accepted achievement is held for the ATO to withdraw it before it is claimed.
+    # The validator owns it because it is the one that reads it: it stamps `release_at` when it
+    # decides an upload, and the gateway and the bridge read that column, so the window is
+    # decided once per achievement. The variable is the bridge's (`AMENDMENT_WINDOW_VARIABLE`).
+    amendment_window_s: float = Field(
+        default=2 * 24 * 3600,
+        ge=0,
+        validation_alias=AliasChoices("amendment_window_s", AMENDMENT_WINDOW_VARIABLE),
+    )

@@ -12,7 +12,10 @@ import polars as pl
 import pytest
 from pipeline_helpers import validate_stored
 
+from services.core.settings import DeploymentMode, RetentionSettings
 from services.validator import duplicates
+
+RETENTION = RetentionSettings(deployment_mode=DeploymentMode.LOCAL)
 
 HEADER = (
     "ProviderReference,CourseCode,AchievementDate,LearnerForename,LearnerSurname,DateOfBirth,"
@@ -68,11 +71,11 @@ async def test_both_ways_find_exactly_the_atos_live_accepted_achievements(
     )
     async with pool.acquire() as connection:
         found = await duplicates.chunk_earlier_upload_duplicates(
-            connection, ato_id, uuid.uuid4(), keys
+            connection, ato_id, uuid.uuid4(), keys, RETENTION
         )
         # Against itself: its own upload never counts.
         own = await duplicates.chunk_earlier_upload_duplicates(
-            connection, ato_id, mine["upload_id"], keys
+            connection, ato_id, mine["upload_id"], keys, RETENTION
         )
 
     assert found == {2, 3}
