@@ -17,6 +17,7 @@ import csv
 import itertools
 import random
 from collections import deque
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -34,6 +35,24 @@ _DUP_02_EVERY = 1_000  # one row in this many repeats an earlier upload's achiev
 
 # (course code, achievement date, ULN) of a row that an earlier upload already had accepted.
 EarlierKey = tuple[str, date, str]
+
+
+@dataclass
+class _Row:
+    """The cells of one generated row, before the habits of real files are applied."""
+
+    course: str
+    achieved: date
+    born: date
+    forename: str
+    surname: str
+    levy: str
+    notes: str
+    uln_cell: str
+    nino_cell: str
+    citb_cell: str
+    dob_override: str | None = None
+    extra: list[str] = field(default_factory=list)
 
 
 def write_mixed_file(
@@ -56,90 +75,115 @@ def write_mixed_file(
         out.write(template_header_line() + "\r\n")
         writer = csv.writer(out, lineterminator="\r\n")
         for i in range(first, first + rows):
-            course = _COURSES[i % len(_COURSES)]
-            achieved = today - timedelta(days=i % 10)
-            born = date(1960, 1, 1) + timedelta(days=(i * 37) % 14_000)
-            forename, surname = _FORENAMES[i % 8], _SURNAMES[i % 7]
-            levy = levy_numbers[i % len(levy_numbers)]
-            notes = ("Completed in full", "", "On site", "")[i % 4]
-            if i % 97 == 0:
-                notes = "Passed\r\nresit booked"  # a line break inside a quoted field
             uln = next(ulns)
-            kind = i % 20  # 65% ULN, 15% ULN and NI, 10% NI, 5% CITB, 5% ULN and CITB
-            uln_cell = uln if kind <= 15 or kind == 19 else ""
             nino = (
                 f"{_NINO_PREFIXES[i % 8]}{(i // 8) % 1_000_000:06d}{'ABCD'[(i // 8_000_000) % 4]}"
             )
-            nino_cell = nino if 13 <= kind <= 17 else ""
-            citb_cell = f"C{i:08d}" if kind >= 18 else ""
-            extra: list[str] = []
-            dob_override: str | None = None
-
+            row = _valid_row(i, today, levy_numbers[i % len(levy_numbers)], uln, nino)
             warning = rng.random()
-            if warning < 0.01:
-                achieved -= timedelta(days=11)  # ACHDATE_03
-            elif warning < 0.02:
-                levy = _UNREGISTERED_LEVY  # LEVY_02
-            elif warning < 0.025:
-                notes = "-see the assessor's report"  # NOTES_02
-            elif warning < 0.03:
-                levy = ""  # LEVY_03
-
+            _add_warning(row, warning)
             if rng.random() < error_share:
                 error = rng.randrange(11)
-                if error == 0:  # ULN_03: the check digit is wrong
-                    uln_cell = f"{uln[:9]}{(int(uln[9]) + 1) % 10}"
-                elif error == 1:  # ULN_01 (damaged by a spreadsheet)
-                    uln_cell = "1.00000E+09"
-                elif error == 2:  # NINO_01
-                    nino_cell = nino[:7]
-                elif error == 3:  # COURSE_03
-                    course = "SD-XXX-999"
-                elif error == 4:  # ACHDATE_02
-                    achieved = today + timedelta(days=3)
-                elif error == 5:  # DOB_01: no such day
-                    dob_override = "31/02/1990"
-                elif error == 6:  # DOB_02: ten years old
-                    born = achieved - timedelta(days=3653)
-                elif error == 7:  # NAME_01
-                    forename = "J0hn"
-                elif error == 8:  # ID_01
-                    uln_cell = nino_cell = citb_cell = ""
-                elif error == 9:  # DUP_01: the learner of 50 rows earlier, same course and date
-                    if len(recent_ulns) == _DUP_01_DISTANCE and recent_ulns[0]:
-                        uln_cell, nino_cell, citb_cell = recent_ulns[0], "", ""
-                    else:
-                        uln_cell = "9999999999"  # ULN_02
-                else:  # ROW_01: a cell beyond the template
-                    extra = ["stray"]
+                _add_error(row, error, uln, nino, today, recent_ulns)
             else:
                 error = -1
-            seeded = error == -1 and uln_cell and i % _DUP_02_EVERY == _DUP_02_EVERY // 2
+            seeded = error == -1 and row.uln_cell and i % _DUP_02_EVERY == _DUP_02_EVERY // 2
             if seeded:
-                earlier.append((course.upper(), achieved, uln_cell))
+                earlier.append((row.course.upper(), row.achieved, row.uln_cell))
             # DUP_01 copies only a clean, unseeded row with the cycle's own date, so each
             # duplicate code comes from exactly one cause and the counts can be checked.
-            recent_ulns.append(uln_cell if error == -1 and warning >= 0.01 and not seeded else "")
-            writer.writerow(
-                [
-                    f"REF-{i:07d}" if i % 11 else "",
-                    course.lower() if i % 9 == 4 else course,
-                    _date_cell(achieved, i + 1),
-                    forename,
-                    surname,
-                    dob_override or _date_cell(born, i),
-                    _uln_cell(uln_cell, i),
-                    f"{nino_cell[:2].lower()} {nino_cell[2:4]} {nino_cell[4:6]} {nino_cell[6:8]}"
-                    f" {nino_cell[8:].lower()}"
-                    if nino_cell and i % 5 == 1
-                    else nino_cell,
-                    citb_cell,
-                    levy,
-                    notes,
-                    *extra,
-                ]
-            )
+            clean = error == -1 and warning >= 0.01 and not seeded
+            recent_ulns.append(row.uln_cell if clean else "")
+            writer.writerow(_cells(row, i))
     return earlier
+
+
+def _valid_row(i: int, today: date, levy: str, uln: str, nino: str) -> _Row:
+    """Row `i` without a problem: its learner, course and dates cycle with `i`."""
+    notes = ("Completed in full", "", "On site", "")[i % 4]
+    if i % 97 == 0:
+        notes = "Passed\r\nresit booked"  # a line break inside a quoted field
+    kind = i % 20  # 65% ULN, 15% ULN and NI, 10% NI, 5% CITB, 5% ULN and CITB
+    return _Row(
+        course=_COURSES[i % len(_COURSES)],
+        achieved=today - timedelta(days=i % 10),
+        born=date(1960, 1, 1) + timedelta(days=(i * 37) % 14_000),
+        forename=_FORENAMES[i % 8],
+        surname=_SURNAMES[i % 7],
+        levy=levy,
+        notes=notes,
+        uln_cell=uln if kind <= 15 or kind == 19 else "",
+        nino_cell=nino if 13 <= kind <= 17 else "",
+        citb_cell=f"C{i:08d}" if kind >= 18 else "",
+    )
+
+
+def _add_warning(row: _Row, draw: float) -> None:
+    """About 3% of rows (`draw` below 0.03) get one warning."""
+    if draw < 0.01:
+        row.achieved -= timedelta(days=11)  # ACHDATE_03
+    elif draw < 0.02:
+        row.levy = _UNREGISTERED_LEVY  # LEVY_02
+    elif draw < 0.025:
+        row.notes = "-see the assessor's report"  # NOTES_02
+    elif draw < 0.03:
+        row.levy = ""  # LEVY_03
+
+
+def _add_error(
+    row: _Row, error: int, uln: str, nino: str, today: date, recent_ulns: deque[str]
+) -> None:
+    """One error of a spread of codes (`error` from 0 to 10)."""
+    if error == 0:  # ULN_03: the check digit is wrong
+        row.uln_cell = f"{uln[:9]}{(int(uln[9]) + 1) % 10}"
+    elif error == 1:  # ULN_01 (damaged by a spreadsheet)
+        row.uln_cell = "1.00000E+09"
+    elif error == 2:  # NINO_01
+        row.nino_cell = nino[:7]
+    elif error == 3:  # COURSE_03
+        row.course = "SD-XXX-999"
+    elif error == 4:  # ACHDATE_02
+        row.achieved = today + timedelta(days=3)
+    elif error == 5:  # DOB_01: no such day
+        row.dob_override = "31/02/1990"
+    elif error == 6:  # DOB_02: ten years old
+        row.born = row.achieved - timedelta(days=3653)
+    elif error == 7:  # NAME_01
+        row.forename = "J0hn"
+    elif error == 8:  # ID_01
+        row.uln_cell = row.nino_cell = row.citb_cell = ""
+    elif error == 9:  # DUP_01: the learner of 50 rows earlier, same course and date
+        if len(recent_ulns) == _DUP_01_DISTANCE and recent_ulns[0]:
+            row.uln_cell, row.nino_cell, row.citb_cell = recent_ulns[0], "", ""
+        else:
+            row.uln_cell = "9999999999"  # ULN_02
+    else:  # ROW_01: a cell beyond the template
+        row.extra = ["stray"]
+
+
+def _cells(row: _Row, i: int) -> list[str]:
+    """The row as a file would carry it: spaced and lower-case identifiers, both date
+    formats, missing references."""
+    nino_cell = row.nino_cell
+    if nino_cell and i % 5 == 1:
+        nino_cell = (
+            f"{nino_cell[:2].lower()} {nino_cell[2:4]} {nino_cell[4:6]} {nino_cell[6:8]}"
+            f" {nino_cell[8:].lower()}"
+        )
+    return [
+        f"REF-{i:07d}" if i % 11 else "",
+        row.course.lower() if i % 9 == 4 else row.course,
+        _date_cell(row.achieved, i + 1),
+        row.forename,
+        row.surname,
+        row.dob_override or _date_cell(row.born, i),
+        _uln_cell(row.uln_cell, i),
+        nino_cell,
+        row.citb_cell,
+        row.levy,
+        row.notes,
+        *row.extra,
+    ]
 
 
 def _date_cell(day: date, i: int) -> str:
