@@ -11,12 +11,12 @@ import contextlib
 import importlib.util
 import io
 import re
-import shutil
 import subprocess
 import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import click
@@ -45,9 +45,20 @@ OVERLAYS = sorted(p for p in (KUBERNETES / "overlays").iterdir() if p.is_dir())
 ALERTS = REPO / "deploy" / "prometheus" / "alerts.yaml"
 RUNBOOK = REPO / "docs" / "operations.md"
 KUBERNETES_VERSION = "1.30.0"
-# Resources of operators the cluster runs (their schemas are not Kubernetes'): checked here by
-# hand instead.
-CUSTOM_KINDS = {("kafka.strimzi.io/v1beta2", "KafkaTopic"), ("keda.sh/v1alpha1", "ScaledObject")}
+# Resources of operators the cluster runs (their schemas are not Kubernetes'): kubeconform checks
+# them against their CRDs' schemas in deploy/schemas/crds.
+CUSTOM_KINDS = {
+    ("kafka.strimzi.io/v1", "KafkaTopic"),
+    ("kafka.strimzi.io/v1", "KafkaUser"),
+    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
+TOPOLOGY = REPO / "deploy" / "topology.yaml"
+TOOLS = REPO / "deploy" / "tools"
+SCHEMAS = REPO / "deploy" / "schemas"
+DEPLOY_DOC = REPO / "docs" / "deploy.md"
+ALERT_TESTS = REPO / "deploy" / "prometheus" / "alerts.test.yaml"
 # Variables read by something other than a settings class: the log format (logging.py) and
 # libpq's TLS variables, which asyncpg reads for every connection.
 OTHER_VARIABLES = {"LOG_FORMAT", "PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY"}
@@ -148,14 +159,35 @@ def load_all(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
 
 
-def rendered(overlay: Path) -> list[dict[str, Any]]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl (for `kubectl kustomize`) is not installed")
-    out = subprocess.run(
-        [kubectl, "kustomize", str(overlay)], capture_output=True, text=True, check=True
+def rendered_text(overlay: Path) -> str:
+    """`kubectl kustomize OVERLAY` (or kustomize itself where kubectl is missing)."""
+    return subprocess.run(
+        [str(TOOLS / "kustomize.sh"), str(overlay)], capture_output=True, text=True, check=True
     ).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def rendered(overlay: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(rendered_text(overlay)) if doc]
+
+
+def tool(name: str) -> ModuleType:
+    """One of the scripts in deploy/tools, imported."""
+    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def topology() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(TOPOLOGY.read_text())
+    return loaded
+
+
+def overlay_namespace(docs: list[dict[str, Any]]) -> str:
+    namespace: str = next(d for d in docs if d["kind"] == "ConfigMap")["metadata"]["namespace"]
+    return namespace
 
 
 def pod_specs(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -205,6 +237,35 @@ def test_every_overlay_renders_to_valid_kubernetes_resources(
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=[p.name for p in OVERLAYS])
+def test_every_overlay_passes_kubeconform_with_the_crd_schemas(overlay: Path) -> None:
+    """Every resource, core and custom, against the schemas kept in deploy/schemas; a kind
+    without a schema there fails."""
+    result = subprocess.run(
+        [
+            str(TOOLS / "kubeconform.sh"),
+            "-strict",
+            "-summary",
+            "-kubernetes-version",
+            KUBERNETES_VERSION,
+            "-schema-location",
+            f"{SCHEMAS}/kubernetes/{{{{ .NormalizedKubernetesVersion }}}}-standalone"
+            "{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json",
+            "-schema-location",
+            f"{SCHEMAS}/crds/"
+            "{{ .ResourceKind }}-{{ .Group }}-{{ .ResourceAPIVersion }}.json",
+            "-",
+        ],
+        input=rendered_text(overlay),
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Invalid: 0, Errors: 0, Skipped: 0" in result.stdout, result.stdout
+    kinds = {(d["apiVersion"], d["kind"]) for d in rendered(overlay)}
+    assert kinds >= CUSTOM_KINDS
+
+
 def test_the_secrets_example_is_valid_kubernetes() -> None:
     for doc in load_all(KUBERNETES / "secrets.example.yaml"):
         kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
@@ -242,7 +303,17 @@ def test_probes_and_scrapes_reach_what_each_service_serves(
         port = int(config[SERVICE_PORTS[module]])
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         assert ports["http"] == port, deployment["metadata"]["name"]
-        assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+        # Scraped by the PodMonitor that selects its pods, on that port, labelled for the alerts.
+        name = pod["metadata"]["labels"]["app.kubernetes.io/name"]
+        monitor = next(
+            m
+            for m in manifests
+            if m["kind"] == "PodMonitor"
+            and m["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": name}
+        )
+        [endpoint] = monitor["spec"]["podMetricsEndpoints"]
+        assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+        assert {"targetLabel": "pipeline", "replacement": "achievements"} in endpoint["relabelings"]
         assert "/metrics" in SERVED_PATHS[module]
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             get = container[probe]["httpGet"]
@@ -262,8 +333,12 @@ def test_the_gateway_has_a_service_an_ingress_and_every_deployment_a_budget(
         by_kind.setdefault(doc["kind"], []).append(doc)
     service = by_kind["Service"][0]
     assert service["spec"]["selector"] == {"app.kubernetes.io/name": "upload-gateway"}
-    backend = by_kind["Ingress"][0]["spec"]["rules"][0]["http"]["paths"][0]["backend"]
-    assert backend["service"]["name"] == service["metadata"]["name"]
+    paths = by_kind["Ingress"][0]["spec"]["rules"][0]["http"]["paths"]
+    assert {p["path"] for p in paths} == {"/v1", "/ato", "/healthz"}
+    for path in paths:
+        assert path["backend"]["service"]["name"] == service["metadata"]["name"]
+    annotations = by_kind["Ingress"][0]["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/force-ssl-redirect"] == "true"
     budgets = {
         d["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"]
         for d in by_kind["PodDisruptionBudget"]
@@ -280,42 +355,226 @@ def test_services_wait_for_the_migrations_the_job_applies(
 ) -> None:
     job = next(d for d in manifests if d["kind"] == "Job")
     steps = list(commands_of(job["spec"]["template"]["spec"]["containers"][0]["command"]))
+    # No `admin topics`: the topics are Strimzi's.
     assert steps == [
         ["achievements", "admin", "migrate"],
-        ["achievements", "admin", "topics"],
         ["achievements", "reference", "load", "--if-missing"],
     ]
+    # The migration role's URL, from a secret no service reads.
+    [url] = [
+        v for v in job["spec"]["template"]["spec"]["containers"][0]["env"]
+        if v["name"] == "DATABASE_URL"
+    ]  # fmt: skip
+    assert url["valueFrom"]["secretKeyRef"] == {
+        "name": "achievements-migration",
+        "key": "DATABASE_URL",
+    }
+    assert job["spec"]["activeDeadlineSeconds"] > 0
+    cronjob = next(d for d in manifests if d["kind"] == "CronJob")
+    assert cronjob["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] > 0
     for name, pod in pod_specs(manifests):
         if name == job["metadata"]["name"]:
             continue
         first = pod["initContainers"][0]["command"]
         assert first[:3] == ["achievements", "admin", "migrated"], name
+        for container in our_containers(pod):
+            for variable in container.get("env", []):
+                if variable["name"] == "DATABASE_URL":
+                    ref = variable["valueFrom"]["secretKeyRef"]
+                    assert ref["name"] == "achievements-secrets", name
 
 
-def test_topics_are_replicated_three_times_with_two_in_sync() -> None:
-    config = config_literals(rendered(KUBERNETES / "overlays" / "production"))
-    assert (config["KAFKA_REPLICATION_FACTOR"], config["KAFKA_MIN_INSYNC_REPLICAS"]) == ("3", "2")
-    declared = load_all(KUBERNETES / "overlays" / "production" / "kafka-topics.yaml")
-    assert sorted(d["spec"]["topicName"] for d in declared) == sorted(Topics().all())
-    for topic in declared:
-        assert topic["spec"]["replicas"] == 3
-        assert topic["spec"]["config"]["min.insync.replicas"] == "2"
+# --- The deploy files agree with deploy/topology.yaml ---------------------------------------------
+
+
+def test_the_generated_files_are_up_to_date() -> None:
+    stale = tool("generate_deploy_files").stale_files()
+    assert stale == [], "run .venv/bin/python deploy/tools/generate_deploy_files.py"
+
+
+def test_the_topology_names_what_the_code_uses() -> None:
+    kafka = topology()["kafka"]
+    assert list(kafka["topics"]) == Topics().all()
+    assert (kafka["replication_factor"], kafka["min_insync_replicas"]) == (3, 2)
+    for config in (t["config"] for t in kafka["topics"].values()):
+        assert config["min.insync.replicas"] == str(kafka["min_insync_replicas"])
+    groups = kafka["consumer_groups"]
+    assert groups["validator"]["setting"] == "VALIDATOR_GROUP_ID"
+    assert ValidatorSettings.model_fields["group_id"].default == "validator"
+    assert groups["grant-bridge"]["setting"] == "GRANT_BRIDGE_CONSUMER_GROUP"
+    assert GrantBridgeSettings.model_fields["consumer_group"].default == "grant-bridge"
+    strimzi = kafka["strimzi"]
+    assert strimzi["bootstrap"] == (
+        f"{strimzi['cluster']}-kafka-bootstrap.{strimzi['namespace']}.svc"
+        f":{strimzi['listener']['port']}"
+    )
+    assert strimzi["cluster_ca_secret"] == {
+        "name": f"{strimzi['cluster']}-cluster-ca-cert",
+        "key": "ca.crt",
+    }
+    settings = topology()["settings"]
+    known = SETTINGS_VARIABLES | OTHER_VARIABLES
+    for names in settings["common"].values():
+        assert set(names) <= known
+    assert set(settings["production"]) <= known
+    for process in settings["processes"].values():
+        for key in ("metrics_port_setting", "group_setting", "migrate_setting"):
+            if key in process:
+                assert process[key] in known
+
+
+def acl_grants(acls: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    """(resource type, resource name, operation) for every ACL (a cluster has no name)."""
+    return {
+        (acl["resource"]["type"], acl["resource"].get("name", ""), operation)
+        for acl in acls
+        for operation in acl["operations"]
+    }
+
+
+def test_each_principal_may_do_what_its_processes_do_and_no_more() -> None:
+    """Read from the code: every service relays the outbox, so writes every topic an outbox row
+    can name; a consumer reads its topic and its group; dead letters are written by consumers;
+    nothing creates, alters or deletes (Strimzi owns the topics)."""
+    topics = Topics()
+    outbox_topics = {topics.uploads, topics.upload_status, topics.accepted, topics.grant_claims}
+    writes = {("topic", t, "Write") for t in outbox_topics} | {("cluster", "", "IdempotentWrite")}
+    dead_letters = {("topic", topics.dead_letter, "Write")}
+    wanted = {
+        "achievements-gateway": writes,
+        "achievements-validator": writes
+        | dead_letters
+        | {("topic", topics.uploads, "Read"), ("group", "validator", "Read")},
+        "achievements-grant-bridge": writes
+        | dead_letters
+        | {("topic", topics.accepted, "Read"), ("group", "grant-bridge", "Read")},
+        # watch and dlq read every topic in no group; dlq replay writes back to a source topic.
+        "achievements-operator": writes | {("topic", t, "Read") for t in topics.all()},
+        "achievements-lag-exporter": {("topic", topics.uploads, "Describe"),
+                                      ("topic", topics.accepted, "Describe"),
+                                      ("group", "validator", "Describe"),
+                                      ("group", "grant-bridge", "Describe")},
+    }  # fmt: skip
+    principals = topology()["kafka"]["principals"]
+    assert set(principals) == set(wanted)
+    for name, principal in principals.items():
+        granted = acl_grants(principal["acls"])
+        # Describe comes with Read and Write (Kafka implies it); it is granted explicitly.
+        assert granted - {g for g in granted if g[2] == "Describe"} == {
+            g for g in wanted[name] if g[2] != "Describe"
+        }, name
+        for kind, resource, operation in granted:
+            if operation in ("Read", "Write") and kind == "topic":
+                assert (kind, resource, "Describe") in granted, (name, resource)
+            assert operation not in ("Create", "Alter", "Delete", "AlterConfigs", "All"), name
+        assert all(
+            a["resource"].get("patternType", "literal") == "literal" for a in principal["acls"]
+        )
+
+
+def test_strimzi_resources_match_the_topology(manifests: list[dict[str, Any]]) -> None:
+    kafka = topology()["kafka"]
+    strimzi = kafka["strimzi"]
+    namespace = overlay_namespace(manifests)
+    assert namespace in strimzi["watched_namespaces"].values()
+    declared = [d for d in manifests if d["kind"] == "KafkaTopic"]
+    assert {d["spec"]["topicName"]: d["spec"] for d in declared} == {
+        name: {
+            "topicName": name,
+            "partitions": topic["partitions"],
+            "replicas": kafka["replication_factor"],
+            "config": topic["config"],
+        }
+        for name, topic in kafka["topics"].items()
+    }
+    users = {d["metadata"]["name"]: d for d in manifests if d["kind"] == "KafkaUser"}
+    assert set(users) == set(kafka["principals"])
+    for name, user in users.items():
+        assert user["spec"]["authentication"] == {"type": "scram-sha-512"}
+        assert user["spec"]["authorization"]["type"] == "simple"
+        assert acl_grants(user["spec"]["authorization"]["acls"]) == acl_grants(
+            kafka["principals"][name]["acls"]
+        )
+    for resource in [*declared, *users.values()]:
+        assert resource["metadata"]["namespace"] == namespace
+        assert resource["metadata"]["labels"]["strimzi.io/cluster"] == strimzi["cluster"]
+
+
+def test_pods_use_their_principal_the_strimzi_ca_and_the_production_settings(
+    manifests: list[dict[str, Any]],
+) -> None:
+    shape = topology()
+    strimzi = shape["kafka"]["strimzi"]
+    processes = shape["settings"]["processes"]
+    config = config_literals(manifests)
+    for name, value in shape["settings"]["production"].items():
+        assert config[name] == value, name
+    assert config["KAFKA_BOOTSTRAP_SERVERS"] == strimzi["bootstrap"]
+    assert config["KAFKA_SSL_CA_FILE"] == "/etc/achievements/kafka-ca/ca.crt"
+    by_name = dict(pod_specs(manifests))
+    for doc in manifests:
+        if doc["kind"] not in ("Deployment", "Job", "CronJob"):
+            continue
+        process = processes[doc["metadata"]["name"]]
+        pod = by_name[doc["metadata"]["name"]]
+        principal = process["principal"]
+        for container in our_containers(pod):
+            env = {v["name"]: v for v in container.get("env", [])}
+            assert env["KAFKA_SASL_USERNAME"]["value"] == principal, doc["metadata"]["name"]
+            assert env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+                "name": principal,
+                "key": strimzi["user_secret_password_key"],
+            }
+        [ca] = [v for v in pod["volumes"] if v["name"] == "kafka-ca"]
+        assert ca["secret"]["secretName"] == strimzi["cluster_ca_secret"]["name"]
+        assert ca["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+        role = process["role"]
+        expected = "achievements-migration" if role == "migration" else "achievements-secrets"
+        for container in our_containers(pod):
+            for variable in container.get("env", []):
+                if variable["name"] == "DATABASE_URL":
+                    assert variable["valueFrom"]["secretKeyRef"]["name"] == expected
+
+
+def test_network_policies_allow_the_topology_flows(manifests: list[dict[str, Any]]) -> None:
+    policies = {d["metadata"]["name"]: d["spec"] for d in manifests if d["kind"] == "NetworkPolicy"}
+    assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    kafka_port = topology()["kafka"]["strimzi"]["listener"]["port"]
+    [kafka_rule] = policies["kafka"]["egress"]
+    assert kafka_rule["ports"] == [{"protocol": "TCP", "port": kafka_port}]
+    assert (
+        kafka_rule["to"][0]["podSelector"]["matchLabels"]["strimzi.io/cluster"]
+        == (topology()["kafka"]["strimzi"]["cluster"])
+    )
+    postgres_ports = [r["ports"] for r in policies["dns-and-postgres"]["egress"]]
+    assert [{"protocol": "TCP", "port": topology()["postgres"]["port"]}] in postgres_ports
+    gateway = policies["gateway-from-ingress"]
+    assert gateway["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "upload-gateway"}
+    scraped = policies["metrics-from-prometheus"]["podSelector"]["matchExpressions"][0]["values"]
+    assert set(scraped) == {d["metadata"]["name"] for d in manifests if d["kind"] == "Deployment"}
 
 
 def test_every_secret_named_is_in_the_example_and_the_runbook(
     manifests: list[dict[str, Any]],
 ) -> None:
+    """Secrets the platform team creates are in the example and the runbook; those Strimzi makes
+    (a KafkaUser's, the cluster CA) are named in docs/deploy.md."""
     examples = {d["metadata"]["name"]: d for d in load_all(KUBERNETES / "secrets.example.yaml")}
     runbook = RUNBOOK.read_text()
+    strimzi = topology()["kafka"]["strimzi"]
+    made_by_strimzi = {*topology()["kafka"]["principals"], strimzi["cluster_ca_secret"]["name"]}
+    deploy_doc = DEPLOY_DOC.read_text()
+    for secret in made_by_strimzi:
+        assert f"`{secret}`" in deploy_doc, secret
     for name, pod in pod_specs(manifests):
         for container in our_containers(pod):
             for variable in container.get("env", []):
                 ref = variable.get("valueFrom", {}).get("secretKeyRef")
-                if ref:
+                if ref and ref["name"] not in made_by_strimzi:
                     assert ref["key"] in examples[ref["name"]]["stringData"], name
                     assert f"`{ref['key']}`" in runbook, ref["key"]
         for volume in pod.get("volumes", []):
-            if "secret" in volume:
+            if "secret" in volume and volume["secret"]["secretName"] not in made_by_strimzi:
                 assert volume["secret"]["secretName"] in examples, name
     for secret in examples:
         assert f"`{secret}`" in runbook, secret
@@ -336,6 +595,9 @@ def test_the_manifests_pass_the_production_refusals(
     }
     for name, value in {**config, **secrets}.items():
         monkeypatch.setenv(name, value)
+    # The SCRAM user's name and the password Strimzi's User Operator generates.
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "achievements-gateway")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", vault_value)
     for settings_class in (GatewaySettings, ValidatorSettings, GrantBridgeSettings):
         settings_class()
 
@@ -386,6 +648,12 @@ def test_compose_starts_services_after_the_migrations_and_scales_workers() -> No
     migrate = services["migrate"]["depends_on"]
     assert migrate["standin-database"] == {"condition": "service_completed_successfully"}
     assert migrate["postgres"] == {"condition": "service_healthy"}
+
+
+def test_compose_keeps_kafkas_data_on_its_volume() -> None:
+    kafka = yaml.safe_load(COMPOSE.read_text())["services"]["kafka"]
+    mounts = dict(volume.split(":", 1)[::-1] for volume in kafka["volumes"])
+    assert mounts[kafka["environment"]["KAFKA_LOG_DIRS"]] == "kafkadata"
 
 
 # --- The image ----------------------------------------------------------------------------------
@@ -459,6 +727,50 @@ def test_every_alert_uses_exported_metrics_and_has_a_runbook_section() -> None:
         "GrantBreakerOpen", "UploadsStuck", "StorageFillingUp",
     }  # fmt: skip
     assert wanted <= {rule["alert"] for rule in rules}
+
+
+def test_every_alert_rule_is_timed_by_promtool() -> None:
+    """deploy/prometheus/alerts.test.yaml: each rule pending one evaluation before its `for:`
+    has passed and firing when it has (promtool from Debian's prometheus package)."""
+    rules = yaml.safe_load(ALERTS.read_text())["groups"][0]["rules"]
+    tests = yaml.safe_load(ALERT_TESTS.read_text())["tests"]
+    tested = {case["alertname"] for test in tests for case in test["alert_rule_test"]}
+    assert tested == {rule["alert"] for rule in rules}
+    result = subprocess.run(
+        [str(TOOLS / "promtool.sh"), "test", "rules", str(ALERT_TESTS)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_cluster_loads_the_rules_with_their_times_scaled(tmp_path: Path) -> None:
+    scale_alerts = tool("scale_alerts")
+    rules = scale_alerts.scaled_rules(
+        yaml.safe_load(ALERTS.read_text()), 0.1, scale_alerts.parse_duration("30s")
+    )
+    by_name = {rule["alert"]: rule for rule in rules["groups"][0]["rules"]}
+    assert by_name["AchievementsServiceDown"]["for"] == "30s"
+    assert by_name["KafkaConsumerLagGrowing"]["for"] == "1m30s"
+    assert "[1m30s:6s]" in by_name["KafkaConsumerLagGrowing"]["expr"]
+    assert "increase(kafka_dead_letters_total[1m30s])" in by_name["DeadLettersArriving"]["expr"]
+    assert "for" not in by_name["DeadLettersArriving"]
+    # A window below the floor is raised to it; a prediction horizon is no window.
+    assert "outbox_oldest_unsent_age_seconds[30s]" in by_name["OutboxEventsNotRelayed"]["expr"]
+    assert (
+        "predict_linear(storage_free_bytes[36m], 24 * 3600)"
+        in (by_name["StorageFillingUp"]["expr"])
+    )
+    assert by_name["GrantApiSlow"]["for"] == "1m30s"
+    assert scale_alerts.format_duration(scale_alerts.parse_duration("1h30m") // 4) == "22m30s"
+    scaled = tmp_path / "alerts.yaml"
+    scaled.write_text(yaml.safe_dump(rules))
+    result = subprocess.run(
+        [str(TOOLS / "promtool.sh"), "check", "rules", str(scaled)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_every_exported_metric_is_explained_in_the_runbook() -> None:
