@@ -12,6 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services import cli
+from services.cli.dlq import REPLAY_HEADER
 from services.core.consumer import ConsumerLoop, Handled, Unusable
 from services.core.events import Topics
 from services.core.kafka import make_consumer, make_producer
@@ -117,7 +118,7 @@ async def test_a_dead_letter_is_listed_shown_and_replayed_to_its_source_topic(
     headers = dict(record.headers)
     assert record.value == value
     assert record.key == b"upload-1"
-    assert headers[cli.REPLAY_HEADER] == letter["id"].encode()
+    assert headers[REPLAY_HEADER] == letter["id"].encode()
     assert headers["event_type"] == b"x"  # the original headers travel with it
     assert not any(name.startswith("dlq.source") for name in headers)
 

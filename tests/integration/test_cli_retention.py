@@ -3,6 +3,7 @@ database: wired to the retention and learner-request code, JSON out, usage error
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -52,10 +53,22 @@ def test_a_learner_request_without_exactly_one_identifier_is_a_usage_error(
 
 
 def test_a_learner_with_no_records_is_found_nowhere(
-    operator_environment: Path, capsys: pytest.CaptureFixture[str]
+    operator_environment: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status = main(["learner", "find", "--ato", "ATO-1", "--uln", "1000000043", "--json"])
+    monkeypatch.setenv("ACHIEVEMENTS_LEARNER_ULN", "1000000043")
+    status = main(["learner", "find", "--ato", "ATO-1", "--json"])
 
     found = json.loads(capsys.readouterr().out)
     assert status == 0
     assert found["achievements"] == []
+
+
+def test_a_learner_named_on_standard_input_is_found_nowhere(
+    operator_environment: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("AB 12 34 56 C\n"))
+    status = main(["learner", "export", "--ato", "ATO-1", "--stdin", "ni", "--json"])
+
+    exported = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert (exported["identifier_kind"], exported["records"]) == ("ni_number", [])

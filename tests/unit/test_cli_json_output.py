@@ -14,6 +14,11 @@ import pytest
 from aiokafka import ConsumerRecord
 
 from services import cli, upload_client
+from services.cli.api_key import API_KEY_VARIABLE
+from services.cli.failures import ExitCode
+from services.cli.progress import UploadProgress
+from services.cli.reconcile import compare_claims
+from services.cli.watch import EventFilter, event_line
 from services.core.events import Topics
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -21,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def api_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(cli.API_KEY_VARIABLE, "ato_key")
+    monkeypatch.setenv(API_KEY_VARIABLE, "ato_key")
 
 
 def fake_upload(result: dict[str, Any] | None = None, error: Exception | None = None) -> Any:
@@ -48,7 +53,7 @@ def test_a_file_the_gateway_refuses_at_once_is_one_json_failure(
     monkeypatch.setattr(upload_client, "upload_file", fake_upload(error=refusal))
     code = cli.main(["upload", "june.xlsx", "--json"])
     failure = one_json_object(capsys.readouterr().out)
-    assert code == cli.ExitCode.REFUSED == 3
+    assert code == ExitCode.REFUSED == 3
     assert failure == {
         "code": "FILE_01",
         "message": "The file is not a CSV (a workbook).",
@@ -62,7 +67,7 @@ def test_a_successful_upload_is_one_json_object(
 ) -> None:
     upload = {"upload_id": "u-1", "status": "received"}
     monkeypatch.setattr(upload_client, "upload_file", fake_upload(upload))
-    assert cli.main(["upload", "june.csv", "--json"]) == cli.ExitCode.OK
+    assert cli.main(["upload", "june.csv", "--json"]) == ExitCode.OK
     assert one_json_object(capsys.readouterr().out) == upload
 
 
@@ -71,17 +76,17 @@ def test_waiting_for_an_upload_that_accepts_nothing_exits_1(
 ) -> None:
     upload = {"upload_id": "u-1", "status": "rejected"}
     monkeypatch.setattr(upload_client, "upload_file", fake_upload(upload))
-    assert cli.main(["upload", "june.csv", "--wait", "--json"]) == cli.ExitCode.NOTHING_ACCEPTED
+    assert cli.main(["upload", "june.csv", "--wait", "--json"]) == ExitCode.NOTHING_ACCEPTED
     assert one_json_object(capsys.readouterr().out)["status"] == "rejected"
 
 
 @pytest.mark.parametrize(
     ("error", "exit_code", "code"),
     [
-        (aiohttp.ClientConnectionError("refused"), cli.ExitCode.UNAVAILABLE, "GATEWAY_UNREACHABLE"),
-        (upload_client.UploadError(503, "UNAVAILABLE", "busy"), cli.ExitCode.UNAVAILABLE, None),
-        (TimeoutError("still validating"), cli.ExitCode.TIMED_OUT, "TIMED_OUT"),
-        (FileNotFoundError(2, "No such file", "june.csv"), cli.ExitCode.FILE_UNREADABLE, None),
+        (aiohttp.ClientConnectionError("refused"), ExitCode.UNAVAILABLE, "GATEWAY_UNREACHABLE"),
+        (upload_client.UploadError(503, "UNAVAILABLE", "busy"), ExitCode.UNAVAILABLE, None),
+        (TimeoutError("still validating"), ExitCode.TIMED_OUT, "TIMED_OUT"),
+        (FileNotFoundError(2, "No such file", "june.csv"), ExitCode.FILE_UNREADABLE, None),
     ],
 )
 def test_each_failure_has_its_exit_status_and_a_code(
@@ -104,9 +109,9 @@ def test_each_failure_has_its_exit_status_and_a_code(
 def test_without_a_key_json_asked_for_gets_a_json_failure(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.delenv(cli.API_KEY_VARIABLE, raising=False)
+    monkeypatch.delenv(API_KEY_VARIABLE, raising=False)
     monkeypatch.setattr("sys.stdin", open("/dev/null"))  # noqa: SIM115 (closed by pytest)
-    assert cli.main(["status", "u-1", "--json"]) == cli.ExitCode.USAGE
+    assert cli.main(["status", "u-1", "--json"]) == ExitCode.USAGE
     assert one_json_object(capsys.readouterr().out)["code"] == "NO_API_KEY"
 
 
@@ -117,14 +122,14 @@ def test_status_of_an_unknown_upload_is_a_json_refusal(
         raise upload_client.UploadError(404, "NOT_FOUND", "No such upload.")
 
     monkeypatch.setattr(upload_client.GatewayClient, "upload", upload)
-    assert cli.main(["status", "u-1", "--json"]) == cli.ExitCode.REFUSED
+    assert cli.main(["status", "u-1", "--json"]) == ExitCode.REFUSED
     assert one_json_object(capsys.readouterr().out)["code"] == "NOT_FOUND"
 
 
 def test_a_malformed_dead_letter_id_is_a_usage_failure(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert cli.main(["dlq", "show", "seven", "--json"]) == cli.ExitCode.USAGE
+    assert cli.main(["dlq", "show", "seven", "--json"]) == ExitCode.USAGE
     assert one_json_object(capsys.readouterr().out)["code"] == "USAGE"
 
 
@@ -156,7 +161,7 @@ def test_a_watched_event_is_one_readable_line() -> None:
         "ato_id": "ATO1",
         "achievements": [{"row_number": 2}, {"row_number": 3}],
     }
-    line = cli.event_line(record(topics.accepted, event), topics)
+    line = event_line(record(topics.accepted, event), topics)
     assert "\n" not in line
     assert line.startswith("2026-11-29 10:00:00 accepted")
     assert "achievements.accepted" in line
@@ -167,25 +172,25 @@ def test_a_watched_event_is_one_readable_line() -> None:
 def test_a_dead_letter_that_is_no_event_still_gets_a_line() -> None:
     topics = Topics()
     headers = [("dlq.source_topic", topics.uploads.encode()), ("dlq.error", b"not json")]
-    line = cli.event_line(record(topics.dead_letter, None, headers), topics)
+    line = event_line(record(topics.dead_letter, None, headers), topics)
     assert "dead-letter <not an event: 2 bytes> from uploads" in line
     assert "error='not json'" in line
 
 
 def test_the_filter_matches_type_globs_ato_and_upload() -> None:
     event = {"event_type": "claim.accepted", "upload_id": "u-1", "ato_id": "ATO1"}
-    assert cli.EventFilter(["claim.*"]).matches(event)
-    assert not cli.EventFilter(["upload.*"]).matches(event)
-    assert cli.EventFilter(ato="ATO1", upload="u-1").matches(event)
-    assert not cli.EventFilter(ato="ATO2").matches(event)
-    assert not cli.EventFilter(upload="u-2").matches(event)
-    assert cli.EventFilter().matches(None)
-    assert not cli.EventFilter(ato="ATO1").matches(None)
+    assert EventFilter(["claim.*"]).matches(event)
+    assert not EventFilter(["upload.*"]).matches(event)
+    assert EventFilter(ato="ATO1", upload="u-1").matches(event)
+    assert not EventFilter(ato="ATO2").matches(event)
+    assert not EventFilter(upload="u-2").matches(event)
+    assert EventFilter().matches(None)
+    assert not EventFilter(ato="ATO1").matches(None)
 
 
 def test_the_runbook_documents_every_exit_status() -> None:
     runbook = (REPO_ROOT / "docs" / "operations.md").read_text()
-    for status in cli.ExitCode:
+    for status in ExitCode:
         assert f"| {status.value} | `{status.name}`" in runbook, status.name
 
 
@@ -195,7 +200,7 @@ def test_on_a_terminal_the_upload_shows_bytes_sent_then_rows_validated(tmp_path:
     screen = io.StringIO()
     file = tmp_path / "june.csv"
     file.write_bytes(b"x" * 1000)
-    progress = cli.UploadProgress(Console(file=screen, force_terminal=True, width=100), wait=True)
+    progress = UploadProgress(Console(file=screen, force_terminal=True, width=100), wait=True)
     with progress:
         progress.start_bytes(file)
         progress.bytes_sent(1000)
@@ -210,7 +215,7 @@ def test_on_a_terminal_the_upload_shows_bytes_sent_then_rows_validated(tmp_path:
 
 def test_in_a_pipe_the_upload_shows_no_progress(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stderr", io.StringIO())
-    progress = cli.UploadProgress.for_output(enabled=True, wait=True)
+    progress = UploadProgress.for_output(enabled=True, wait=True)
     with progress:
         progress.upload_seen({"status": "validating", "rows_processed": 5})
     assert sys.stderr.getvalue() == ""
@@ -245,7 +250,7 @@ def test_reconcile_reports_every_kind_of_difference() -> None:
         {"claim_id": "z", "row_number": 9, "status": "accepted", "grant_amount_pence": 500,
          "levy_registration_number": "M1"},
     ]  # fmt: skip
-    found = {(d["claim_id"], d["kind"]) for d in cli.compare_claims(ours, theirs)}
+    found = {(d["claim_id"], d["kind"]) for d in compare_claims(ours, theirs)}
     assert found == {
         ("a", "held_there_unsent_here"),
         ("b", "accepted_here_missing_there"),
@@ -257,5 +262,5 @@ def test_reconcile_reports_every_kind_of_difference() -> None:
 
 
 def test_reconcile_needs_an_upload_or_a_date(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["reconcile", "--json"]) == cli.ExitCode.USAGE
+    assert cli.main(["reconcile", "--json"]) == ExitCode.USAGE
     assert one_json_object(capsys.readouterr().out)["code"] == "USAGE"

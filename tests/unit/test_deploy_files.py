@@ -6,10 +6,7 @@ names metrics the services export and has its runbook section."""
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import importlib.util
-import io
 import re
 import subprocess
 import sys
@@ -121,26 +118,18 @@ def command_exists(argv: list[str]) -> bool:
         return importlib.util.find_spec(f"{argv[2]}.__main__") is not None
     if argv[0] != "achievements":
         return False
-    rest = argv[1:]
-    if rest[:1] and rest[0] in cli.OPERATIONS_COMMANDS:
-        # The click command (or a group's subcommand) parses its options as it would run.
-        command: click.Command = cli.operations.commands[rest[0]]
-        args = rest[1:]
-        while isinstance(command, click.Group):
-            if not args or args[0] not in command.commands:
-                return False
-            command, args = command.commands[args[0]], args[1:]
-        try:
-            command.make_context(rest[0], list(args))
-        except click.ClickException:
+    # The click command (or a group's subcommand) parses its options as it would run.
+    command: click.Command = cli.achievements
+    args = argv[1:]
+    while isinstance(command, click.Group):
+        if not args or args[0] not in command.commands:
             return False
-        return True
-    with contextlib.redirect_stderr(io.StringIO()):
-        try:
-            parsed: argparse.Namespace = cli.build_parser().parse_args(rest)
-        except SystemExit:
-            return False
-    return hasattr(parsed, "action")
+        command, args = command.commands[args[0]], args[1:]
+    try:
+        command.make_context(argv[0], list(args))
+    except click.ClickException:
+        return False
+    return True
 
 
 def commands_of(command: list[str]) -> Iterator[list[str]]:

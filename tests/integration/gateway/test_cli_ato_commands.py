@@ -13,6 +13,7 @@ import pytest
 from gateway_helpers import Client, insert_upload
 
 from services import cli
+from services.cli.api_key import API_KEY_VARIABLE
 from services.upload_gateway.keys import NewKey
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
@@ -24,7 +25,7 @@ async def run_cli(
     key: NewKey,
     *argv: str,
 ) -> tuple[int, str]:
-    monkeypatch.setenv(cli.API_KEY_VARIABLE, key.api_key)
+    monkeypatch.setenv(API_KEY_VARIABLE, key.api_key)
     capfd.readouterr()
     # The command runs its own event loop, as it does from a shell.
     code = await asyncio.to_thread(cli.main, list(argv))
@@ -73,6 +74,15 @@ async def test_status_errors_and_a_refused_withdrawal(
     assert code == 0
     assert len(lines) == 2
     assert "COURSE_03" in lines[1]
+
+    # Streaming and asked for as JSON: one object per row of the CSV report.
+    code, out = await run_cli(
+        monkeypatch, capfd, ato, "errors", upload_id, "--csv", "--json", "--gateway", gateway
+    )
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0
+    assert len(rows) == 1
+    assert "COURSE_03" in rows[0].values()
 
     code, out = await run_cli(
         monkeypatch, capfd, ato, "withdraw", upload_id, "--json", "--gateway", gateway

@@ -26,7 +26,6 @@ PURE_MODULES = [
     "services.core.states",
     "services.grant_bridge.circuit_breaker",
     "services.grant_bridge.backoff",
-    "services.validator.offline_check",
 ]
 # Imports each module in a fresh interpreter and names the I/O libraries it pulled in.
 PROGRAM = f"""

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from services.cli import main as achievements
 from services.core.settings import SchemeLimits
 from services.upload_gateway.settings import GatewaySettings
-from services.validator import offline_check
 from services.validator.settings import ValidatorSettings
 
 HEADER = (
@@ -53,23 +53,21 @@ def test_achievements_check_reads_the_scheme_variables(
 ) -> None:
     path = csv_file(tmp_path, 3)
     monkeypatch.setenv("SCHEME_MAX_ROWS", "2")
-    assert offline_check.main([path, "--today", "2026-03-05", "--json"]) == 1
+    assert achievements(["check", path, "--today", "2026-03-05", "--json"]) == 1
     assert '"code":"FILE_05"' in capsys.readouterr().out
     monkeypatch.setenv("SCHEME_MAX_ROWS", "3")
     monkeypatch.setenv("SCHEME_MAX_UPLOAD_BYTES", "100")
-    assert offline_check.main([path, "--today", "2026-03-05", "--json"]) == 1
+    assert achievements(["check", path, "--today", "2026-03-05", "--json"]) == 1
     assert '"code":"FILE_03"' in capsys.readouterr().out
     monkeypatch.setenv("SCHEME_MAX_UPLOAD_BYTES", "4096")
-    offline_check.main([path, "--today", "2026-03-05", "--json"])
+    achievements(["check", path, "--today", "2026-03-05", "--json"])
     assert '"file_errors":[]' in capsys.readouterr().out
 
 
 def test_the_command_line_passes_the_scheme_limits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from services.cli import main
-
     path = csv_file(tmp_path, 3)
     monkeypatch.setenv("SCHEME_MAX_ROWS", "2")
-    assert main(["check", path, "--today", "2026-03-05", "--json"]) == 1
+    assert achievements(["check", path, "--today", "2026-03-05", "--json"]) == 1
     assert '"code":"FILE_05"' in capsys.readouterr().out

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from scheme_builders import VALID_ULNS, cells, csv_text, write
 
-from services.validator import offline_check
-from services.validator.offline_check import main
+from services.cli import check as offline_check
+from services.cli import main as achievements
 
 CORPUS = Path(__file__).parent / "corpus"
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    status = main(list(argv))
+    status = achievements(["check", *argv])
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 
@@ -65,15 +65,27 @@ class TestExitStatus:
         status, out, err = run(capsys, *[arg.format(file=file) for arg in argv])
         assert status == 2
         assert out == ""
-        assert "usage: achievements check" in err
+        assert "Usage: achievements check" in err
 
     def test_a_missing_file_is_a_usage_error(
         self, capsys: pytest.CaptureFixture[str], tmp_path: Path
     ) -> None:
-        status, out, err = run(capsys, str(tmp_path / "nope.csv"), "--json")
+        status, out, err = run(capsys, str(tmp_path / "nope.csv"))
         assert status == 2
         assert out == ""
         assert "no such file" in err
+
+    def test_a_usage_error_asked_for_as_json_is_one_json_object(
+        self, capsys: pytest.CaptureFixture[str], tmp_path: Path
+    ) -> None:
+        missing = run(capsys, str(tmp_path / "nope.csv"), "--json")
+        bad_date = run(capsys, str(CORPUS / "01_valid.csv"), "--today", "20261120", "--json")
+        for status, out, _ in (missing, bad_date):
+            assert status == 2
+            failure = json.loads(out)
+            assert (failure["code"], failure["exit_code"]) == ("USAGE", 2)
+        assert json.loads(missing[1])["message"].startswith("no such file: ")
+        assert "YYYY-MM-DD" in json.loads(bad_date[1])["message"]
 
     def test_a_folder_is_a_usage_error(
         self, capsys: pytest.CaptureFixture[str], tmp_path: Path
