@@ -3,8 +3,10 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STACK := deploy/local/stack.sh
+CLUSTER := deploy/cluster/cluster.sh
 
-.PHONY: run test test-tier2 up down infra status venv lint typecheck bench clean
+.PHONY: run test test-tier2 up down infra status venv lint typecheck bench clean \
+	cluster cluster-failover cluster-rebuild-standby
 
 PYTHON311 := $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
 
@@ -51,11 +53,29 @@ up: venv
 infra: venv
 	@$(STACK) infra
 
+## the production shape on one machine (docs/deploy.md, "make cluster"): 3 Kafka brokers
+## (SASL_SSL, ACLs), PostgreSQL with a synchronous standby, nginx (TLS) in front of 2 gateways,
+## 4 validators, 2 bridges, Prometheus, all in production mode; never beside `make up`
+cluster: venv
+	@$(CLUSTER) up
+
+## after the primary is lost: promote the standby (the cluster runs without one until rebuilt)
+cluster-failover:
+	@$(CLUSTER) failover
+
+## the node that is not the primary, rebuilt from it as its synchronous standby
+cluster-rebuild-standby:
+	@$(CLUSTER) rebuild-standby
+
+## stops whichever runs, the cluster or the local stack (the cluster first: its PID files
+## share .local/run/)
 down:
+	@test -x $(VENV)/bin/supervisorctl && $(CLUSTER) down || true
 	@test -x $(VENV)/bin/supervisorctl && $(STACK) down || true
 
 status:
 	@$(STACK) status
+	@$(CLUSTER) status
 
 lint: venv
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

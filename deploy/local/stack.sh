@@ -33,7 +33,16 @@ start_program() {  # name host port seconds
     fi
 }
 
+# `make cluster` and the local stack never run at once (2 cores; one `make down` for both).
+refuse_beside_cluster() {
+    if "$REPO_ROOT/deploy/cluster/cluster.sh" running; then
+        echo "make cluster is running: stop it with \`make down\` before starting the local stack" >&2
+        exit 1
+    fi
+}
+
 infra() {
+    refuse_beside_cluster
     "$HERE/postgres.sh" prepare
     "$HERE/kafka.sh" prepare
     start_supervisor
