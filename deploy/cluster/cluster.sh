@@ -112,6 +112,10 @@ ENV
     mkdir -p "$CLUSTER_DIR/storage"
 }
 
+settings_digest() {
+    cat "$CLUSTER_DIR/services.env" "$SECRETS_DIR"/*.env 2>/dev/null | sha256sum
+}
+
 # nginx in front of the two gateways, as the Ingress: TLS, bodies up to 202 MB streamed to the
 # gateway as they come (no request buffering), 300 s to read an answer.
 write_nginx() {
@@ -248,6 +252,8 @@ up() {
         exit 1
     fi
     install_packages
+    local settings_before
+    settings_before=$(settings_digest)
     "$HERE/certs.sh"
     "$HERE/postgres.sh" prepare
     "$HERE/kafka.sh" prepare
@@ -262,6 +268,10 @@ up() {
     for node in "${KAFKA_NODES[@]}"; do start_program "kafka-$node" "$(kafka_client_port "$node")" 120; done
     "$HERE/kafka.sh" access
     "$HERE/kafka.sh" topics
+    if [ "$settings_before" != "$(settings_digest)" ]; then
+        # Services read their settings at start: those started with others start again.
+        cluster_ctl stop services:* >/dev/null 2>&1 || true
+    fi
     cluster_ctl start services:* >/dev/null || true
     wait_for_port "$CLUSTER_HOST" "$STANDIN_PORT" 60 || { tail -n 30 "$CLUSTER_LOG_DIR/grant-standin.log" >&2; exit 1; }
     local port

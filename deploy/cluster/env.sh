@@ -66,7 +66,9 @@ cluster_dsn() {  # user password database
 
 # The cluster's supervisor (its own config and socket beside the local stack's).
 cluster_ctl() {
-    "$VENV/bin/supervisorctl" -c "$CLUSTER_HERE/supervisord.conf" "$@"
+    env REPO_ROOT="$REPO_ROOT" RUN_DIR="$RUN_DIR" VENV="$VENV" CLUSTER_DIR="$CLUSTER_DIR" \
+        CLUSTER_LOG_DIR="$CLUSTER_LOG_DIR" \
+        "$VENV/bin/supervisorctl" -c "$CLUSTER_HERE/supervisord.conf" "$@"
 }
 
 # Three brokers and the services share 2 cores here: a smaller heap than the local stack's one.
