@@ -59,6 +59,16 @@ ALERT_TESTS = REPO / "deploy" / "prometheus" / "alerts.test.yaml"
 # Variables read by something other than a settings class: the log format (logging.py) and
 # libpq's TLS variables, which asyncpg reads for every connection.
 OTHER_VARIABLES = {"LOG_FORMAT", "PGSSLMODE", "PGSSLROOTCERT", "PGSSLCERT", "PGSSLKEY"}
+# The S3 client's credentials (STORAGE_BACKEND=s3; docs/storage.md): the usual AWS variables.
+OTHER_VARIABLES |= {
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+}
 # Each service's module, and the variable that sets the port its probes and scrapes reach.
 SERVICE_PORTS = {
     "services.upload_gateway": "GATEWAY_PORT",
