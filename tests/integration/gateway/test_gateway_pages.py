@@ -493,7 +493,7 @@ async def test_a_capped_report_says_how_many_problems_it_leaves_out_on_the_page_
     report = await browser.get(f"/ato/uploads/{upload_id}/errors.csv")
     lines = (await report.text()).splitlines()
     assert len(lines) == 3
-    assert lines[2].startswith(",,,,29 more problems are not listed in this report")
+    assert lines[2].startswith(',,,,"29 more problems are not listed in this report')
 
 
 async def test_a_file_refused_as_utf16_shows_how_to_export_it(

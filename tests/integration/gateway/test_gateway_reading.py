@@ -170,8 +170,8 @@ async def test_the_error_report_says_when_the_stored_issues_were_capped(
     assert (await response.text()).splitlines() == [
         "row,column,code,severity,message,value",
         "2,ULN,ULN_01,error,Not 10 digits.,1*3",
-        ",,,,4 more problems are not listed in this report: it keeps the first ones, by row."
-        " Fix these, then upload the file again to see the rest.,",
+        ',,,,"4 more problems are not listed in this report: it keeps the first ones, by row.'
+        ' Fix these, then upload the file again to see the rest.",',
     ]
 
 
