@@ -71,17 +71,19 @@ class _AdminClient:
 def topics(context: CliContext, as_json: bool) -> int:
     async def command() -> int:
         kafka = build_settings(CommonSettings).kafka
-        # `ensure_topics` would wait for a broker for minutes: reach one first, within the
-        # connect timeout, then let it do the work.
-        probe = _AdminClient(kafka)
-        await start_kafka(probe, kafka, context.connect_timeout_s)
-        await probe.stop()
-        created = Topics(kafka.topic_prefix)
-        await ensure_topics(kafka, created, attempts=1)
+        if kafka.create_topics:
+            # `ensure_topics` would wait for a broker for minutes: reach one first, within the
+            # connect timeout, then let it do the work.
+            probe = _AdminClient(kafka)
+            await start_kafka(probe, kafka, context.connect_timeout_s)
+            await probe.stop()
+        # With KAFKA_CREATE_TOPICS=false it leaves the topics to their owner (Strimzi).
+        pipeline_topics = Topics(kafka.topic_prefix)
+        await ensure_topics(kafka, pipeline_topics, attempts=1)
         if as_json:
-            print_json({"topics": list(created.all())})
+            print_json({"topics": list(pipeline_topics.all()), "created": kafka.create_topics})
         else:
-            print("topics ready")
+            print("topics ready" if kafka.create_topics else "topics left to their owner")
         return ExitCode.OK
 
     return run(command, as_json)
