@@ -264,3 +264,18 @@ def test_reconcile_reports_every_kind_of_difference() -> None:
 def test_reconcile_needs_an_upload_or_a_date(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["reconcile", "--json"]) == ExitCode.USAGE
     assert one_json_object(capsys.readouterr().out)["code"] == "USAGE"
+
+
+def test_an_unforeseen_error_is_a_json_failure_naming_only_its_type(
+    api_key: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async def upload(self: upload_client.GatewayClient, upload_id: str) -> dict[str, Any]:
+        raise RuntimeError("row 7: Jane Example, 1000000043")
+
+    monkeypatch.setattr(upload_client.GatewayClient, "upload", upload)
+    assert cli.main(["status", "u-1", "--json"]) == ExitCode.INTERNAL_ERROR == 70
+    assert one_json_object(capsys.readouterr().out) == {
+        "code": "INTERNAL_ERROR",
+        "message": "unexpected RuntimeError",
+        "exit_code": 70,
+    }
