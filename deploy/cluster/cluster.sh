@@ -293,6 +293,9 @@ down() {
         [ -f "$pid" ] && pids="$pids $(cat "$pid")"
     done
     cluster_ctl stop services:* nginx prometheus >/dev/null 2>&1 || true
+    # All brokers at once: one by one, the last would wait for a controller quorum that its
+    # peers took away, until it is killed.
+    cluster_ctl signal TERM kafka-1 kafka-2 kafka-3 >/dev/null 2>&1 || true
     cluster_ctl stop kafka-1 kafka-2 kafka-3 >/dev/null 2>&1 || true
     # The standby first: a primary's shutdown then waits for no WAL sender.
     local primary
