@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Protocol
+from urllib.parse import urlsplit
 
 import asyncpg
 from aiokafka.errors import KafkaError
@@ -22,14 +23,25 @@ from services.core.db import create_pool
 from services.core.settings import KafkaSettings, PostgresSettings
 
 
-def _database_unreachable(timeout_s: float, error: BaseException | None) -> CommandFailed:
+def _database_hosts(postgres: PostgresSettings) -> str:
+    """`host:port` of the URL without its user and password, or nothing (a socket, libpq's
+    defaults)."""
+    hosts = urlsplit(postgres.database_url.get_secret_value()).netloc.rpartition("@")[2]
+    return f" at {hosts}" if hosts else ""
+
+
+def _database_unreachable(
+    postgres: PostgresSettings, timeout_s: float, error: BaseException | None
+) -> CommandFailed:
     why = (
         f"no answer within {timeout_s:g} s (--connect-timeout)"
         if error is None
         else type(error).__name__
     )
     return CommandFailed(
-        ExitCode.UNAVAILABLE, "DATABASE_UNREACHABLE", f"PostgreSQL could not be reached: {why}"
+        ExitCode.UNAVAILABLE,
+        "DATABASE_UNREACHABLE",
+        f"PostgreSQL{_database_hosts(postgres)} could not be reached: {why}",
     )
 
 
@@ -49,9 +61,9 @@ async def connect_database(postgres: PostgresSettings, timeout_s: float) -> asyn
             )
             return connection
     except TimeoutError:
-        raise _database_unreachable(timeout_s, None) from None
+        raise _database_unreachable(postgres, timeout_s, None) from None
     except _CONNECT_ERRORS as error:
-        raise _database_unreachable(timeout_s, error) from None
+        raise _database_unreachable(postgres, timeout_s, error) from None
 
 
 @contextlib.asynccontextmanager
@@ -79,10 +91,10 @@ async def open_pool(postgres: PostgresSettings, timeout_s: float) -> asyncpg.Poo
         return opened
     except TimeoutError:
         opened.terminate()
-        raise _database_unreachable(timeout_s, None) from None
+        raise _database_unreachable(postgres, timeout_s, None) from None
     except _CONNECT_ERRORS as error:
         opened.terminate()
-        raise _database_unreachable(timeout_s, error) from None
+        raise _database_unreachable(postgres, timeout_s, error) from None
 
 
 @contextlib.asynccontextmanager

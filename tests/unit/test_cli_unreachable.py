@@ -178,7 +178,10 @@ def test_a_closed_database_port_is_reported_at_once(argv: list[str], runs: Runs)
     assert status == 4
     assert failure["code"] == "DATABASE_UNREACHABLE"
     assert failure["exit_code"] == 4
-    assert failure["message"].startswith("PostgreSQL could not be reached: ")
+    assert failure["message"].startswith(
+        f"PostgreSQL at 127.0.0.1:{runs.closed_port} could not be reached: "
+    )
+    assert "achievements:achievements" not in failure["message"]  # the URL's password
     assert_logs_are_json_lines(stderr)
 
 
@@ -189,8 +192,8 @@ def test_a_database_that_never_answers_is_given_up_on(argv: list[str], runs: Run
         4,
         {
             "code": "DATABASE_UNREACHABLE",
-            "message": "PostgreSQL could not be reached: no answer within 0.5 s"
-            " (--connect-timeout)",
+            "message": f"PostgreSQL at 127.0.0.1:{runs.silent_port} could not be reached: no"
+            " answer within 0.5 s (--connect-timeout)",
             "exit_code": 4,
         },
     )
