@@ -9,6 +9,7 @@ first line of standard input. Messages never repeat it.
 
 from __future__ import annotations
 
+import getpass
 import sys
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -53,13 +54,20 @@ def _from_environment(settings: CliSettings) -> list[tuple[IdentifierKind, Secre
     return [(kind, value) for kind, value in given if value is not None]
 
 
+def _read_identifier(kind: str) -> str:
+    """The first line of standard input; on a terminal asked for without echo, so that the
+    identifier is not left on the screen either."""
+    if sys.stdin.isatty():
+        return getpass.getpass(f"learner's {kind}: ")
+    return sys.stdin.readline().rstrip("\r\n")
+
+
 def learner_of(ato_id: str, settings: CliSettings, stdin_kind: str | None) -> Learner:
     """The learner the request names: exactly one identifier, from the environment or (with
     `stdin_kind`) standard input; `CommandFailed` (usage) otherwise."""
     given = _from_environment(settings)
     if stdin_kind is not None:
-        line = sys.stdin.readline()
-        given.append((KINDS[stdin_kind], SecretStr(line.rstrip("\r\n"))))
+        given.append((KINDS[stdin_kind], SecretStr(_read_identifier(stdin_kind))))
     if len(given) != 1:
         raise usage(ONE_IDENTIFIER)
     kind, value = given[0]

@@ -18,12 +18,7 @@ from services import upload_client
 from services.cli.api_key import API_KEY_VARIABLE, read_api_key
 from services.cli.context import CliContext, pass_cli
 from services.cli.failures import ExitCode, usage
-from services.cli.options import (
-    CONTEXT_SETTINGS,
-    gateway_option,
-    json_lines_option,
-    json_option,
-)
+from services.cli.options import CONTEXT_SETTINGS, gateway_option, json_option
 from services.cli.output import print_fields, print_json, run
 from services.cli.progress import UploadProgress
 
@@ -132,7 +127,12 @@ async def _csv_report_as_json_lines(client: upload_client.GatewayClient, upload_
 @click.argument("upload_id")
 @click.option("--csv", "as_csv", is_flag=True, help="the error report as CSV on stdout")
 @gateway_option
-@json_lines_option
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="one JSON object (with --csv: one per report row, JSON lines), failures too",
+)
 @pass_cli
 def errors(context: CliContext, upload_id: str, as_csv: bool, gateway: str, as_json: bool) -> int:
     async def command() -> int:
