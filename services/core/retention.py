@@ -14,12 +14,18 @@ It also erases the achievements a learner asked to be erased once their claims a
 Statuses, counts, codes, sha256 (FILE_07), grant states, amounts and timestamps stay. Each
 transaction handles one bounded batch; rows are taken `FOR UPDATE SKIP LOCKED`, so two purges
 running at once share the work, and a purge interrupted anywhere is finished by the next run.
+
+Every run that changes something (not `--dry-run`) is recorded in `purge_runs`
+(services/core/purge_runs.py): its times and counts, and when it failed its error's class name,
+in a transaction of its own once the failed batch has rolled back. The counts are what committed.
+The operations exporter reads them (a CronJob is gone before Prometheus could scrape it).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -29,9 +35,10 @@ from typing import Any, Final
 import asyncpg
 from pydantic import SecretStr
 
-from services.core import audit
+from services.core import audit, purge_runs
 from services.core.db import create_pool
 from services.core.grant_states import RELEASE_AT
+from services.core.logging import get_logger
 from services.core.scheme.validation import (
     CITB_ID_KIND,
     NI_NUMBER_KIND,
@@ -42,6 +49,8 @@ from services.core.scheme.validation import (
 from services.core.settings import CommonSettings, RetentionSettings
 from services.core.states import FINAL, GrantState, sql_list, sql_literal
 from services.core.storage import Storage, open_storage
+
+log = get_logger()
 
 # The identifier columns, in the order of the duplicate keys' kinds.
 IDENTIFIER_KINDS: Final = (ULN_KIND, NI_NUMBER_KIND, CITB_ID_KIND)
@@ -220,7 +229,8 @@ async def _purge_uploads(
             await audit.record_many(
                 connection, audit.AuditKind.UPLOAD_PURGED, [r["ato_id"] for r in due], ids, now
             )
-            report.uploads_purged += len(due)
+        # Counted once committed: a failed run's record says what it did.
+        report.uploads_purged += len(due)
         if len(due) < settings.upload_batch_size:
             return
 
@@ -240,10 +250,9 @@ async def _purge_achievements_of(
             rows = await connection.fetch(
                 _LOCK_SETTLED_OF_UPLOAD, now, settings.batch_size, upload_id, last_row
             )
-            report.duplicate_keys_hashed += await erase_locked(
-                connection, rows, settings.key_secret, now
-            )
-            report.achievements_purged += len(rows)
+            hashed = await erase_locked(connection, rows, settings.key_secret, now)
+        report.duplicate_keys_hashed += hashed
+        report.achievements_purged += len(rows)
         if len(rows) < settings.batch_size:
             break
         last_row = rows[-1]["row_number"]
@@ -279,10 +288,9 @@ async def _purge_achievements(
     while True:
         async with pool.acquire() as connection, connection.transaction():
             rows = await connection.fetch(_LOCK_SETTLED_ERASE_REQUESTED, now, settings.batch_size)
-            report.duplicate_keys_hashed += await erase_locked(
-                connection, rows, settings.key_secret, now
-            )
-            report.achievements_purged += len(rows)
+            hashed = await erase_locked(connection, rows, settings.key_secret, now)
+        report.duplicate_keys_hashed += hashed
+        report.achievements_purged += len(rows)
         if len(rows) < settings.batch_size:
             break
 
@@ -328,18 +336,57 @@ async def purge(
     *,
     dry_run: bool = False,
 ) -> PurgeReport:
-    """One retention run at `now` (the injected clock; `datetime.now(UTC)` in production)."""
+    """One retention run at `now` (the injected clock; `datetime.now(UTC)` in production),
+    recorded in `purge_runs` as started at `now` and finished when it ends (`now` plus the
+    time it took), whether it succeeded or raised. A dry run changes nothing and is not
+    recorded."""
     cutoff = now - timedelta(days=settings.days)
     report = PurgeReport(dry_run=dry_run, cutoff=cutoff.isoformat())
     if dry_run:
         await _preview(pool, storage, settings, cutoff, now, report)
         return report
-    await _purge_uploads(pool, storage, settings, cutoff, now, report)
-    await _purge_achievements(pool, settings, now, report)
-    report.part_files_deleted = await storage.remove_stale_parts(
-        now.timestamp() - settings.part_file_max_age_s, delete=True
-    )
+    started = time.monotonic()
+    try:
+        await _purge_uploads(pool, storage, settings, cutoff, now, report)
+        await _purge_achievements(pool, settings, now, report)
+        report.part_files_deleted = await storage.remove_stale_parts(
+            now.timestamp() - settings.part_file_max_age_s, delete=True
+        )
+    except Exception as error:
+        # The batch in hand has rolled back (its transaction ended with the error); the
+        # failure goes in on its own, and the error goes on to the caller whatever happens.
+        failed = _run_of(report, now, started, purge_runs.error_class_name(error))
+        log.error("purge_failed", error=failed.error_class, **_counts(failed))
+        try:
+            await purge_runs.record(pool, failed)
+        except Exception as unrecorded:
+            log.error("purge_run_not_recorded", error=type(unrecorded).__name__)
+        raise
+    succeeded = _run_of(report, now, started, None)
+    await purge_runs.record(pool, succeeded)
+    log.info("purge_succeeded", **_counts(succeeded))
     return report
+
+
+def _run_of(
+    report: PurgeReport, now: datetime, started: float, error_class: str | None
+) -> purge_runs.PurgeRun:
+    return purge_runs.PurgeRun(
+        started_at=now,
+        finished_at=now + timedelta(seconds=max(0.0, time.monotonic() - started)),
+        uploads_purged=report.uploads_purged,
+        achievements_purged=report.achievements_purged,
+        files_deleted=report.files_deleted,
+        error_class=error_class,
+    )
+
+
+def _counts(run: purge_runs.PurgeRun) -> dict[str, int]:
+    return {
+        "uploads_purged": run.uploads_purged,
+        "achievements_purged": run.achievements_purged,
+        "files_deleted": run.files_deleted,
+    }
 
 
 async def purge_command(
