@@ -1,14 +1,15 @@
 """`achievements`: the operator's, the ATO's and the deployment's command line, on click.
 
 One module per command group: `admin`, `reference`, `ato`, `upload` (the ATO's `upload`,
-`status`, `errors`, `withdraw`), `check`, `watch`, `dlq`, `reconcile`, `purge`, `learner`; what
-they share is in `failures` (exit statuses and codes), `output` (JSON and running a command),
-`connect` (PostgreSQL and Kafka within the connect timeout), `settings` and `context`.
+`status`, `errors`, `withdraw`), `check`, `watch`, `dlq`, `reconcile`, `purge`, `learner`,
+`exporter` (the operations exporter, a long-running process); what they share is in `failures`
+(exit statuses and codes), `output` (JSON and running a command), `connect` (PostgreSQL and
+Kafka within the connect timeout), `settings` and `context`.
 
 Every command takes `-h`/`--help` and `--json`: one JSON object on stdout on success and on
 failure (`{"code", "message", ...}`), or one per line for the streaming ones (`watch`,
-`errors --csv`, `purge --every`). Logs go to stderr only, as JSON lines when stderr is not a
-terminal.
+`errors --csv`, `purge --every`, `exporter serve`). Logs go to stderr only, as JSON lines when
+stderr is not a terminal.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from services.cli import (
     ato,
     check,
     dlq,
+    exporter,
     learner,
     purge,
     reconcile,
@@ -75,7 +77,7 @@ def _version() -> str:
     context_settings=CONTEXT_SETTINGS,
     help="Bulk learner-achievement ingestion: set-up (admin, reference, ato), the ATO's commands"
     " (upload, status, errors, withdraw, check) and the operator's (watch, dlq, reconcile,"
-    " purge, learner). Every command takes --json.",
+    " purge, learner, exporter). Every command takes --json.",
     epilog=EXIT_STATUSES,
 )
 @click.version_option(_version(), "--version", prog_name="achievements")
@@ -118,6 +120,7 @@ for _command in (
     reconcile.reconcile,
     purge.purge,
     learner.learner,
+    exporter.exporter,
 ):
     achievements.add_command(_command)
 
