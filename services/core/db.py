@@ -14,6 +14,7 @@ import asyncpg
 
 from services.core.logging import get_logger
 from services.core.metrics import POOL_WAIT
+from services.core.misconfiguration import DATABASE_URL, ConfigurationError, tls_refusal
 from services.core.settings import PostgresSettings
 
 _T = TypeVar("_T")
@@ -49,14 +50,56 @@ async def _init_connection(connection: asyncpg.Connection) -> None:
     )
 
 
+# Refusals at connect time that the same settings will always meet: the password or the role
+# (28P01, 28000: also pg_hba.conf refusing the address or a connection without TLS) and the
+# database's name (3D000).
+_REFUSED_LOGINS: Final[tuple[type[BaseException], ...]] = (
+    asyncpg.InvalidPasswordError,
+    asyncpg.InvalidAuthorizationSpecificationError,
+    asyncpg.InvalidCatalogNameError,
+)
+
+
+def configuration_problem(error: BaseException) -> ConfigurationError | None:
+    """The setting a failed connect names, or None when waiting may help (`TRANSIENT_ERRORS`).
+
+    A certificate that does not verify is an `OSError` to Python (`ssl.SSLError`), which would
+    otherwise count as a lost connection and be retried for ever."""
+    refusal = tls_refusal(error)
+    if refusal is not None:
+        return ConfigurationError(
+            DATABASE_URL, f"{refusal}; check sslrootcert (or PGSSLROOTCERT) and the host names"
+        )
+    if isinstance(error, _REFUSED_LOGINS):
+        return ConfigurationError(
+            DATABASE_URL, f"PostgreSQL refused the login ({type(error).__name__})"
+        )
+    return None
+
+
+async def connect(*args: Any, **kwargs: Any) -> asyncpg.Connection:
+    """`asyncpg.connect`, translated at the edge: a refusal no retry can fix is raised as
+    `ConfigurationError`. Every pool of the services connects through it, so a connection
+    made again after a failover (`target_session_attrs=read-write` in a multi-host
+    DATABASE_URL finds the new primary) is translated too."""
+    try:
+        connection: asyncpg.Connection = await asyncpg.connect(*args, **kwargs)
+    except Exception as error:
+        problem = configuration_problem(error)
+        if problem is not None:
+            raise problem from None
+        raise
+    return connection
+
+
 async def create_pool(
     settings: PostgresSettings, dsn: str | None = None, *, connect: bool = True
 ) -> asyncpg.Pool:
     """The pool, its first `db_pool_min_size` connections open. A database that cannot be
     reached yet (a transient error) is waited for with capped back-off, for as long as it
     takes: a service started before PostgreSQL, or while it recovers from a crash, waits
-    instead of exiting into a restart loop. Other errors (a wrong password, no such database)
-    are raised at once.
+    instead of exiting into a restart loop. Other errors (a wrong password, no such database,
+    a certificate that does not verify: `ConfigurationError`) are raised at once.
 
     `connect=False`: no connection is opened until one is acquired, so nothing waits here;
     for a server that must answer (and report not ready) while the database is down.
@@ -69,10 +112,15 @@ async def create_pool(
             max_size=settings.db_pool_max_size,
             command_timeout=settings.db_command_timeout_s,
             init=_init_connection,
+            connect=_connect,
         )
         return pool
 
     return await retry_transient(open_pool, what="database")
+
+
+# The pool's connect (a module-level name, as `create_pool` has a parameter called `connect`).
+_connect = connect
 
 
 # The start-up wait: first delay, cap (seconds), and the factor between two delays.
@@ -115,12 +163,17 @@ async def retry_transient(
 # Anything else (a constraint, a syntax error, a statement timeout) is not retried: it is a bug or
 # a refusal, and must be seen. Serialization failures and deadlocks are not here: no transaction
 # runs SERIALIZABLE, and the grant side takes its row locks in one order (see grant_states).
+# A refusal no wait can fix (a certificate, a login) never reaches these: `connect` raises it as
+# `ConfigurationError`, which is none of them.
 TRANSIENT_ERRORS: Final[tuple[type[BaseException], ...]] = (
     asyncpg.PostgresConnectionError,  # SQLSTATE class 08: the connection was lost or refused
     asyncpg.CannotConnectNowError,  # 57P03: the server is starting up or shutting down
     asyncpg.AdminShutdownError,  # 57P01: the server is restarting, or the session was ended
     asyncpg.CrashShutdownError,  # 57P02: another backend crashed, the server is resetting
     asyncpg.TooManyConnectionsError,  # 53300: no connection slot left on the server
+    # 25006: a write on a server that is (now) read-only, the old primary during a failover;
+    # `connection` drops that connection, and the next one is made to the new primary.
+    asyncpg.ReadOnlySQLTransactionError,
     asyncpg.InterfaceError,  # the connection was closed under the client
     asyncpg.InternalClientError,  # a connection left mid-operation by a server that died
     TimeoutError,  # no pooled connection within the acquire timeout; a connect that timed out
@@ -137,11 +190,21 @@ async def connection(
     pool: asyncpg.Pool, settings: PostgresSettings
 ) -> AsyncIterator[asyncpg.Connection]:
     """A pooled connection, waited for at most `db_acquire_timeout_s` (then `TimeoutError`,
-    which is transient): a request or a loop never queues for ever behind a busy pool."""
+    which is transient): a request or a loop never queues for ever behind a busy pool.
+
+    A connection that met a read-only server is closed rather than handed back: the pool would
+    otherwise keep serving the old primary of a failover, and every write would fail the same
+    way; the pool makes a new connection, which `target_session_attrs=read-write` sends to the
+    new primary."""
     started = time.perf_counter()
     async with pool.acquire(timeout=settings.db_acquire_timeout_s) as held:
         POOL_WAIT.observe(time.perf_counter() - started)
-        yield held
+        try:
+            yield held
+        except asyncpg.ReadOnlySQLTransactionError:
+            log.warning("read_only_connection_dropped")
+            held.terminate()
+            raise
 
 
 @asynccontextmanager
@@ -187,7 +250,7 @@ async def migrate(
 
 
 async def migrate_dsn(dsn: str, package: str = "services.core.migrations") -> list[str]:
-    connection: asyncpg.Connection = await asyncpg.connect(dsn)
+    connection: asyncpg.Connection = await connect(dsn)
     try:
         return await migrate(connection, package)
     finally:

@@ -15,6 +15,8 @@ from services.core.db import is_transient
         asyncpg.CannotConnectNowError("starting up"),
         asyncpg.AdminShutdownError("terminating connection due to administrator command"),
         asyncpg.TooManyConnectionsError("too many clients"),
+        # A write on the old primary during a failover: the next connection finds the new one.
+        asyncpg.ReadOnlySQLTransactionError("cannot execute INSERT in a read-only transaction"),
         asyncpg.InterfaceError("connection is closed"),
         TimeoutError(),
         ConnectionRefusedError(),
