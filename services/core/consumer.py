@@ -15,7 +15,9 @@ they are on the dead-letter topic. The handler answers each record with one of:
   quote the payload, which may hold personal data.
 
 A handler that raises is a bug or an outage it did not expect: the loop commits what was done
-before the record and re-raises; the record comes again when the service restarts.
+before the record and re-raises; the record comes again when the service restarts. A poll the
+brokers refuse for good (no ACL for the topic or the group) is raised as `ConfigurationError`
+naming the setting (services/core/kafka.py `configuration_problem`), never polled again.
 
 The handler runs in a task of its own, inside structlog context naming the record's topic,
 partition and offset (`kafka_topic`, `kafka_partition`, `kafka_offset`); whatever it binds ends
@@ -61,7 +63,7 @@ from aiokafka import (
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from services.core.events import Topics
-from services.core.kafka import send_dead_letter
+from services.core.kafka import configuration_problem, send_dead_letter
 from services.core.logging import get_logger
 from services.core.metrics import CONSUMER_ASSIGNED, CONSUMER_LAG, CONSUMER_RECORDS, DEAD_LETTERS
 
@@ -108,7 +110,7 @@ class ConsumerLoop:
     loop = ConsumerLoop(handler, producer=producer, topics=topics, stage="bridge.consume")
     consumer = make_consumer(kafka, topics.accepted, group_id=..., client_id=...,
                              listener=loop.listener)
-    await consumer.start()
+    await start_client(consumer, kafka)
     try:
         await loop.run(consumer, stop)
     finally:
@@ -174,7 +176,7 @@ class ConsumerLoop:
                     await asyncio.wait({poll})
                     _retrieve(poll)
                     break
-                batches: Mapping[TopicPartition, list[ConsumerRecord]] = poll.result()
+                batches = _polled(poll)
                 for partition, records in batches.items():
                     if stop.is_set():
                         break
@@ -252,6 +254,9 @@ class ConsumerLoop:
                         self._producer, self._topics, record, stage=self._stage, error=outcome.error
                     )
                 except KafkaError as error:
+                    problem = configuration_problem(error)  # no ACL for the dead-letter topic
+                    if problem is not None:
+                        raise problem from None
                     outcome = RetryLater(f"dead letter not sent: {type(error).__name__}")
                 else:
                     DEAD_LETTERS.labels(self._stage, record.topic).inc()
@@ -417,6 +422,19 @@ def _outcome_label(outcome: Handled) -> str:
 
 def _names(partitions: Iterable[TopicPartition]) -> list[str]:
     return sorted(f"{p.topic}/{p.partition}" for p in partitions)
+
+
+def _polled(
+    poll: asyncio.Future[Mapping[TopicPartition, list[ConsumerRecord]]],
+) -> Mapping[TopicPartition, list[ConsumerRecord]]:
+    """A finished poll's records; a refusal no retry can fix as `ConfigurationError`."""
+    try:
+        return poll.result()
+    except KafkaError as error:
+        problem = configuration_problem(error)
+        if problem is not None:
+            raise problem from None
+        raise
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from aiokafka import (
     AIOKafkaConsumer,
@@ -15,14 +15,134 @@ from aiokafka import (
     ConsumerRecord,
 )
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    AuthenticationMethodNotSupported,
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    IllegalSaslStateError,
+    KafkaConnectionError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+    UnsupportedSaslMechanismError,
+)
 from aiokafka.helpers import create_ssl_context
 
 from services.core.events import Topics
 from services.core.logging import get_logger
+from services.core.misconfiguration import ConfigurationError, tls_refusal
 from services.core.settings import KafkaSettings
 
 log = get_logger()
+
+# How long the diagnosis of a failed start waits for one broker (seconds).
+DIAGNOSIS_TIMEOUT_S = 10.0
+
+# The brokers' refusals no retry can fix, and the setting each one names.
+_SASL = "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+_REFUSALS: tuple[tuple[tuple[type[BaseException], ...], str, str], ...] = (
+    (
+        (SaslAuthenticationFailed, AuthenticationFailedError, IllegalSaslStateError),
+        _SASL,
+        "the brokers refused the SASL login",
+    ),
+    (
+        (UnsupportedSaslMechanismError, AuthenticationMethodNotSupported),
+        "KAFKA_SASL_MECHANISM",
+        "the brokers do not offer this SASL mechanism",
+    ),
+    (
+        (TopicAuthorizationFailedError,),
+        "KAFKA_TOPIC_PREFIX",
+        f"the Kafka user ({_SASL}) has no ACL for these topics",
+    ),
+    (
+        (GroupAuthorizationFailedError,),
+        "KAFKA_TOPIC_PREFIX",
+        f"the Kafka user ({_SASL}) has no ACL for this consumer group",
+    ),
+    (
+        (ClusterAuthorizationFailedError, TransactionalIdAuthorizationFailed),
+        _SASL,
+        "the Kafka user has no cluster ACL for idempotent writes (IdempotentWrite)",
+    ),
+)
+
+
+def configuration_problem(error: BaseException) -> ConfigurationError | None:
+    """The setting a Kafka error names, or None when the error may pass (a broker away, a
+    leader moving). The one place aiokafka's refusals are translated."""
+    refusal = tls_refusal(error)
+    if refusal is not None:
+        return ConfigurationError(
+            "KAFKA_SSL_CA_FILE",
+            f"{refusal}; check KAFKA_SSL_CA_FILE, KAFKA_SECURITY_PROTOCOL and"
+            " KAFKA_BOOTSTRAP_SERVERS",
+        )
+    for kinds, setting, reason in _REFUSALS:
+        if isinstance(error, kinds):
+            return ConfigurationError(setting, f"{reason} ({type(error).__name__})")
+    return None
+
+
+async def diagnose_connection(
+    settings: KafkaSettings, timeout_s: float = DIAGNOSIS_TIMEOUT_S
+) -> ConfigurationError | None:
+    """Why the brokers cannot be used, when it is a setting: aiokafka reports a failed bootstrap
+    as a bare `KafkaConnectionError` whatever the cause (it logs the TLS or SASL refusal and
+    drops it), so one connection like a client's own (TLS, then SASL) is made to each bootstrap
+    server until one answers. None when none refuses for good (they are away: transient)."""
+    options = connection_options(settings)
+    for server in settings.bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if not host or not port.isdigit():
+            return ConfigurationError(
+                "KAFKA_BOOTSTRAP_SERVERS", "expected host:port, comma-separated"
+            )
+        try:
+            async with asyncio.timeout(timeout_s):
+                probe = await create_conn(
+                    host.strip("[]"),
+                    int(port),
+                    ssl_context=options.get("ssl_context"),
+                    security_protocol=settings.security_protocol,
+                    sasl_mechanism=options.get("sasl_mechanism"),
+                    sasl_plain_username=options.get("sasl_plain_username"),
+                    sasl_plain_password=options.get("sasl_plain_password"),
+                )
+        except (OSError, KafkaError, TimeoutError) as error:
+            problem = configuration_problem(error)
+            if problem is not None:
+                return problem
+            continue
+        probe.close()
+        return None
+    return None
+
+
+class _Startable(Protocol):
+    async def start(self) -> None: ...
+
+
+async def start_client(client: _Startable, settings: KafkaSettings) -> None:
+    """`client.start()` (a producer, consumer or admin client), with a refusal no retry can fix
+    raised as `ConfigurationError` naming the setting; other errors as they are."""
+    try:
+        await client.start()
+    except KafkaConnectionError:
+        problem = await diagnose_connection(settings)
+        if problem is not None:
+            raise problem from None
+        raise
+    except KafkaError as error:
+        problem = configuration_problem(error)
+        if problem is not None:
+            raise problem from None
+        raise
 
 
 def connection_options(settings: KafkaSettings) -> dict[str, Any]:
@@ -93,7 +213,9 @@ async def ensure_topics(settings: KafkaSettings, topics: Topics, attempts: int |
     (1 s, doubling up to 10 s between tries): `attempts` tries, or for as long as it takes
     with `None` (a worker started before Kafka, or while it restarts, waits rather than
     exiting into a restart loop). Nothing when KAFKA_CREATE_TOPICS is off: the topics are
-    someone else's (Strimzi's in production), and no ACL lets this process create them."""
+    someone else's (Strimzi's in production), and no ACL lets this process create them.
+    A refusal no wait can fix (a certificate, a login, an ACL) is raised at once as
+    `ConfigurationError`."""
     if not settings.create_topics:
         log.info("topics_not_created", reason="KAFKA_CREATE_TOPICS=false")
         return
@@ -101,7 +223,7 @@ async def ensure_topics(settings: KafkaSettings, topics: Topics, attempts: int |
     attempt, delay_s = 1, 1.0
     while True:
         try:
-            await admin.start()
+            await start_client(admin, settings)
             break
         except KafkaConnectionError:
             if attempts is not None and attempt >= attempts:
@@ -125,6 +247,11 @@ async def ensure_topics(settings: KafkaSettings, topics: Topics, attempts: int |
             # Another process may have created them first.
             with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(wanted)
+    except KafkaError as error:
+        problem = configuration_problem(error)
+        if problem is not None:
+            raise problem from None
+        raise
     finally:
         await admin.close()
 

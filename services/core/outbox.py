@@ -8,8 +8,10 @@ from collections.abc import Iterable
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from services.core.events import Event, Topics, topic_for
+from services.core.kafka import configuration_problem
 from services.core.logging import get_logger
 from services.core.metrics import (
     OUTBOX_BACKLOG,
@@ -17,6 +19,7 @@ from services.core.metrics import (
     OUTBOX_PUBLISHED,
     OUTBOX_RELAY_FAILURES,
 )
+from services.core.misconfiguration import ConfigurationError
 
 log = get_logger()
 
@@ -183,15 +186,25 @@ async def run_relay(
     stop: asyncio.Event,
     idle_sleep_s: float = 0.2,
 ) -> None:
-    """Relays until `stop` is set. A send that fails leaves the rows unsent for the next round."""
+    """Relays until `stop` is set. A send that fails leaves the rows unsent for the next round;
+    a refusal no round can get past (a setting: `ConfigurationError`) ends it."""
     relay = Relay(pool, producer)
     try:
         while not stop.is_set():
             try:
                 sent = await relay.relay_once()
+            except ConfigurationError:
+                raise  # a setting is wrong: every later round would fail the same way
+            except KafkaError as error:
+                problem = configuration_problem(error)  # no ACL for a topic of the outbox
+                if problem is not None:
+                    raise problem from None
+                _relay_failed(error)
+                sent = 0
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=1)
             except Exception as error:
-                OUTBOX_RELAY_FAILURES.inc()
-                log.warning("outbox_relay_failed", error=type(error).__name__)
+                _relay_failed(error)
                 sent = 0
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=1)
@@ -200,6 +213,11 @@ async def run_relay(
                     await asyncio.wait_for(stop.wait(), timeout=idle_sleep_s)
     finally:
         await relay.close()
+
+
+def _relay_failed(error: Exception) -> None:
+    OUTBOX_RELAY_FAILURES.inc()
+    log.warning("outbox_relay_failed", error=type(error).__name__)
 
 
 async def measure_backlog(connection: asyncpg.Connection) -> tuple[int, float]:

@@ -4,7 +4,9 @@ and `/readyz` on a port of its own (`VALIDATOR_HTTP_PORT`, `GRANT_BRIDGE_HTTP_PO
 - `/healthz`: the process's event loop answers. Used as the liveness probe: a failing one means
   restart the process.
 - `/readyz`: 200 when every check passes (PostgreSQL answers `SELECT 1`; every Kafka consumer
-  loop of the process has joined its group), else 503, with each check's result as JSON.
+  loop of the process has joined its group), else 503, with each check's result as JSON; a
+  check refused because of a setting (`ConfigurationError`) is also named under
+  `misconfigured`, with the setting (the process stops for it too, but a probe may come first).
 - `/metrics`: the process's registry (services/core/metrics.py) in the Prometheus text format;
   gauges read from the database are brought up to date first, within a short bound.
 """
@@ -21,6 +23,7 @@ from aiohttp import web
 from services.core.consumer import consumers_ready
 from services.core.logging import get_logger
 from services.core.metrics import CONTENT_TYPE, exposition, set_pool_gauges
+from services.core.misconfiguration import ConfigurationError
 
 log = get_logger()
 
@@ -52,10 +55,14 @@ def pool_refresh(pool: asyncpg.Pool) -> Refresh:
     return refresh
 
 
-async def _run_check(check: Check) -> bool:
+async def _run_check(check: Check) -> bool | ConfigurationError:
+    """The check's answer; a setting a dependency refused, as the `ConfigurationError`."""
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_S):
             return await check()
+    except ConfigurationError as problem:
+        log.warning("readiness_check_misconfigured", setting=problem.setting)
+        return problem
     except Exception as error:
         log.info("readiness_check_failed", error=type(error).__name__)
         return False
@@ -68,12 +75,17 @@ def create_app(checks: Mapping[str, Check], refreshes: list[Refresh]) -> web.App
     async def readyz(_: web.Request) -> web.Response:
         names = list(checks)
         results = await asyncio.gather(*(_run_check(checks[name]) for name in names))
-        outcome = dict(zip(names, results, strict=True))
-        ready = all(results)
-        return web.json_response(
-            {"status": "ready" if ready else "not_ready", "checks": outcome},
-            status=200 if ready else 503,
-        )
+        outcome = {name: result is True for name, result in zip(names, results, strict=True)}
+        ready = all(outcome.values())
+        body: dict[str, object] = {"status": "ready" if ready else "not_ready", "checks": outcome}
+        misconfigured = {
+            name: str(result)
+            for name, result in zip(names, results, strict=True)
+            if isinstance(result, ConfigurationError)
+        }
+        if misconfigured:
+            body["misconfigured"] = misconfigured
+        return web.json_response(body, status=200 if ready else 503)
 
     async def metrics(_: web.Request) -> web.Response:
         for refresh in refreshes:

@@ -5,6 +5,10 @@ forwarder leases nothing more and records the answers of the requests in flight,
 publishes what is committed. All of it within `DRAIN_S`, under a cluster's default 30 s grace:
 a loop still running at its share of the bound is cancelled, and its leased claims come back
 when their lease runs out (the grant API deduplicates on the claim's idempotency key). Exits 0.
+
+A dependency that refuses a setting for good (a certificate that does not verify, a login or
+an ACL refused: `ConfigurationError`) ends the process with one line naming the setting and
+exit status 2.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from aiokafka import AIOKafkaProducer
 
 from services.core.db import connection, create_pool, migrate
 from services.core.events import Topics
-from services.core.kafka import ensure_topics, make_producer
+from services.core.kafka import ensure_topics, make_producer, start_client
 from services.core.logging import configure_logging, get_logger
 from services.core.metrics import set_breaker_state
+from services.core.misconfiguration import run_service
 from services.core.outbox import measure_backlog, relay_once, run_relay
 from services.core.settings import load_settings
 from services.core.worker_http import (
@@ -71,7 +76,7 @@ async def run(settings: GrantBridgeSettings, stop: asyncio.Event) -> None:
                 await migrate(held)
         client_id = f"grant-bridge-{socket.gethostname()}"
         producer = make_producer(common.kafka, client_id)
-        await producer.start()
+        await start_client(producer, common.kafka)
         session = new_session(
             token=settings.token.get_secret_value(),
             timeout_s=settings.client_timeout_s,
@@ -163,4 +168,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_service(main(), "bridge")

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 
+from services.core.misconfiguration import GRANT_API_URL, ConfigurationError, tls_refusal
 from services.grant_bridge.backoff import parse_retry_after
 
 # Fixed for ever: changing it would give every achievement a new claim id (and a second claim).
@@ -238,8 +239,28 @@ def new_session(*, token: str, timeout_s: float, max_connections: int) -> aiohtt
     )
 
 
+def refused_for_good(error: aiohttp.ClientError) -> ConfigurationError | None:
+    """A TLS refusal no retry can fix (the grant API's certificate does not verify against the
+    CAs this process trusts, or its name is not the URL's host), as the setting to correct."""
+    refusal = tls_refusal(error)
+    if refusal is None:
+        return None
+    return ConfigurationError(
+        GRANT_API_URL, f"{refusal}; its CA must be trusted (SSL_CERT_FILE) and match the host"
+    )
+
+
+def _transient_or_raise(error: aiohttp.ClientError) -> Transient:
+    problem = refused_for_good(error)
+    if problem is not None:
+        raise problem from None
+    return Transient("CONNECTION_ERROR")
+
+
 class GrantClient:
-    """HTTP at the edge: network errors and timeouts become `Transient`, never exceptions."""
+    """HTTP at the edge: network errors and timeouts become `Transient`, never exceptions; a
+    TLS refusal no retry can fix is raised as `ConfigurationError` (the bridge stops: every
+    claim would fail the same way)."""
 
     def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
         self._session = session
@@ -261,8 +282,8 @@ class GrantClient:
                 )
         except TimeoutError:
             return Transient("TIMEOUT")
-        except aiohttp.ClientError:
-            return Transient("CONNECTION_ERROR")
+        except aiohttp.ClientError as error:
+            return _transient_or_raise(error)
         return await self._confirm_own(claim.claim_id, result)
 
     async def submit_batch(self, claims: Sequence[ClaimData]) -> list[ClaimResult]:
@@ -284,8 +305,8 @@ class GrantClient:
                 result = classify(response.status, body, response.headers.get("Retry-After"))
         except TimeoutError:
             result = Transient("TIMEOUT")
-        except aiohttp.ClientError:
-            result = Transient("CONNECTION_ERROR")
+        except aiohttp.ClientError as error:
+            result = _transient_or_raise(error)
         if not isinstance(result, Transient):
             raise BatchRejected(response.status, _code(body))
         return [result] * len(claims)
@@ -297,7 +318,10 @@ class GrantClient:
             return result
         try:
             stored = await self.get_claim(claim_id)
-        except (TimeoutError, aiohttp.ClientError, ValueError):
+        except aiohttp.ClientError as error:
+            _transient_or_raise(error)
+            return result
+        except (TimeoutError, ValueError):
             return result
         amount = _amount(stored)
         return Replayed(amount) if amount is not None else result

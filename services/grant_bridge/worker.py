@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from services.core.consumer import DONE, ConsumerLoop, Handled, RetryLater, Unusable
 from services.core.db import TRANSIENT_ERRORS, connection
 from services.core.events import AchievementsAccepted, Topics, parse_event
-from services.core.kafka import make_consumer
+from services.core.kafka import make_consumer, start_client
 from services.core.logging import get_logger
 from services.grant_bridge.claims import store_accepted_event
 from services.grant_bridge.settings import GrantBridgeSettings
@@ -80,7 +80,7 @@ class AcceptedConsumer:
             max_poll_records=self._settings.consumer_max_poll_records,
             listener=loop.listener,
         )
-        await consumer.start()
+        await start_client(consumer, self._settings.common.kafka)
         try:
             await loop.run(consumer, stop)
         finally:

@@ -19,6 +19,7 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from services.core.db import TRANSIENT_ERRORS
 from services.core.logging import get_logger
+from services.core.misconfiguration import ConfigurationError
 
 log = get_logger()
 
@@ -108,6 +109,13 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         except TRANSIENT_ERRORS as error:
             # A pool that cannot hand out a connection in time, or a database that went away.
             log.warning("dependency_unavailable", error=type(error).__name__, where=_where(error))
+            response = json_error(
+                503, "SERVICE_UNAVAILABLE", "The service is temporarily unavailable; retry later."
+            )
+        except ConfigurationError as problem:
+            # The same answer as an outage to the client (the API's answer to a certificate that
+            # did not verify was always this 503); the log and readiness name the setting.
+            log.error("dependency_misconfigured", setting=problem.setting, where=_where(problem))
             response = json_error(
                 503, "SERVICE_UNAVAILABLE", "The service is temporarily unavailable; retry later."
             )

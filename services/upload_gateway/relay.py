@@ -5,6 +5,9 @@ needed to start: the task connects, then makes sure the contract's topics exist,
 with capped back-off for as long as it takes, while the gateway serves and the outbox fills.
 Once connected, `run_relay` publishes each outbox slot in id order; a send that fails leaves
 the rows for the next round, so the backlog drains in order once Kafka is back.
+
+A refusal no retry can fix (a certificate, a SASL login, an ACL: `ConfigurationError`) is not
+retried: the relay stops and keeps it as `problem`, which readiness reports with the setting.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from services.core.events import Topics
-from services.core.kafka import ensure_topics, make_producer
+from services.core.kafka import ensure_topics, make_producer, start_client
 from services.core.logging import get_logger
+from services.core.misconfiguration import ConfigurationError
 from services.core.outbox import run_relay
 from services.core.settings import KafkaSettings
 
@@ -44,6 +48,8 @@ class OutboxRelay:
         # The last probe's answer; None before the first one ends.
         self._reachable: bool | None = None
         self.producer: AIOKafkaProducer | None = None
+        # The setting Kafka (or PostgreSQL, for the outbox) refused; the relay has stopped.
+        self.problem: ConfigurationError | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
@@ -72,7 +78,9 @@ class OutboxRelay:
     def kafka_state(self, timeout_s: float) -> str:
         """For readiness to report without waiting: the last probe's answer ("ok",
         "unavailable", or "connecting" before the first), and a new probe started in the
-        background unless one is running."""
+        background unless one is running; "misconfigured" once a setting was refused."""
+        if self.problem is not None:
+            return "misconfigured"
         if self._probing is None or self._probing.done():
             self._probing = asyncio.create_task(self._remember(timeout_s), name="kafka-probe")
         if self._reachable is None:
@@ -89,6 +97,8 @@ class OutboxRelay:
         while not self._stop.is_set():
             try:
                 await step()
+            except ConfigurationError:
+                raise
             except Exception as error:
                 log.warning(f"{what}_failed", error=type(error).__name__, retry_s=backoff_s)
                 with contextlib.suppress(TimeoutError):
@@ -101,7 +111,7 @@ class OutboxRelay:
     async def _connect(self) -> None:
         producer = make_producer(self._settings, self._client_id)
         try:
-            await producer.start()
+            await start_client(producer, self._settings)
         except BaseException:
             await producer.stop()
             raise
@@ -112,9 +122,16 @@ class OutboxRelay:
         await ensure_topics(self._settings, Topics(self._settings.topic_prefix), attempts=1)
 
     async def _run(self) -> None:
-        if not await self._retry("kafka_connect", self._connect):
-            return
-        if not await self._retry("kafka_topics", self._ensure_topics):
-            return
-        assert self.producer is not None
-        await run_relay(self._pool, self.producer, self._stop)
+        try:
+            if not await self._retry("kafka_connect", self._connect):
+                return
+            if not await self._retry("kafka_topics", self._ensure_topics):
+                return
+            producer = self.producer
+            if producer is None:  # `_connect` returned without one: never, but not for mypy
+                raise RuntimeError("the relay connected without a producer")
+            await run_relay(self._pool, producer, self._stop)
+        except ConfigurationError as problem:
+            # Uploads still commit to the outbox; readiness names the setting to correct.
+            self.problem = problem
+            log.error("outbox_relay_stopped", setting=problem.setting, reason=problem.reason)

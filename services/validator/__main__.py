@@ -6,6 +6,10 @@ chunk or hands it back (its lease released, so another process takes it at once)
 publishes what is committed and hands its slots back, then Kafka and PostgreSQL are closed. Work
 still running at the bound is cancelled; it is resumable (an uncommitted record comes again, a
 chunk's lease runs out). Exits 0.
+
+A dependency that refuses a setting for good (a certificate that does not verify, a login or
+an ACL refused: `ConfigurationError`) ends the process with one line naming the setting and
+exit status 2.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ import asyncpg
 from services.core.consumer import ConsumerLoop
 from services.core.db import create_pool
 from services.core.events import Topics
-from services.core.kafka import ensure_topics, make_consumer, make_producer
+from services.core.kafka import ensure_topics, make_consumer, make_producer, start_client
 from services.core.logging import configure_logging, get_logger
 from services.core.metrics import CHUNK_TASKS, OLDEST_UNDECIDED_AGE, UPLOADS_UNDECIDED
+from services.core.misconfiguration import run_service
 from services.core.outbox import measure_backlog, run_relay
 from services.core.reference_store import ReferenceCache
 from services.core.settings import load_settings
@@ -153,8 +158,8 @@ async def main(settings: ValidatorSettings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await producer.start()
-    await consumer.start()
+    await start_client(producer, common.kafka)
+    await start_client(consumer, common.kafka)
     log.info("validator_started", worker=settings.worker_name)
     workers = [asyncio.create_task(consumer_loop.run(consumer, stop), name="planner")]
     reference = ReferenceCache(pool)
@@ -202,4 +207,4 @@ async def main(settings: ValidatorSettings) -> None:
 if __name__ == "__main__":
     settings = load_settings(ValidatorSettings, "validator")
     configure_logging("validator", settings.common.log_level)
-    asyncio.run(main(settings))
+    run_service(main(settings), "validator")
