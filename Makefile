@@ -41,8 +41,11 @@ test: venv
 	@deploy/local/browser.sh
 	@$(VENV)/bin/pytest -q -m "not tier2" tests/integration tests/e2e
 
-## slow fault, fuzz and scale tests (CI runs them after `make test`); exit 5 means none collected
+## slow fault, fuzz and scale tests (CI runs them after `make test`); exit 5 means none collected.
+## The S3 backend's tests run against the project's own S3 server, built once (about 7 minutes)
+## into .cache/ (deploy/local/seaweedfs.sh).
 test-tier2: venv
+	@deploy/local/seaweedfs.sh build
 	@$(STACK) infra
 	@$(VENV)/bin/pytest -q -m tier2 || [ $$? -eq 5 ]
 

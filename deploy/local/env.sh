@@ -14,6 +14,21 @@ KAFKA_CACHE_DIR="${KAFKA_CACHE_DIR:-$LOCAL_DIR/cache/kafka-$KAFKA_VERSION}"
 KAFKA_DIR="$LOCAL_DIR/kafka"
 KAFKA_HEAP_OPTS="${KAFKA_HEAP_OPTS:--Xms256m -Xmx768m}"
 
+# SeaweedFS, the local S3 server (deploy/local/seaweedfs.sh): its build is cached outside .local/
+# so that `make clean` keeps it. Its ports clash with nothing of ours (docs/storage.md).
+SEAWEEDFS_VERSION="${SEAWEEDFS_VERSION:-v0.0.0-20261109003541-7506e5f91cd6}"
+SEAWEEDFS_CACHE_DIR="${SEAWEEDFS_CACHE_DIR:-$REPO_ROOT/.cache/seaweedfs-$SEAWEEDFS_VERSION}"
+SEAWEEDFS_DIR="$LOCAL_DIR/s3"
+S3_HOST="${S3_HOST:-127.0.0.1}"
+S3_PORT="${S3_PORT:-8333}"
+SEAWEEDFS_MASTER_PORT="${SEAWEEDFS_MASTER_PORT:-8340}"
+SEAWEEDFS_VOLUME_PORT="${SEAWEEDFS_VOLUME_PORT:-8341}"
+SEAWEEDFS_FILER_PORT="${SEAWEEDFS_FILER_PORT:-8342}"
+S3_BUCKET="${S3_BUCKET:-achievements-uploads}"
+# The local server's development key pair, like the local database password.
+S3_ACCESS_KEY_ID="${S3_ACCESS_KEY_ID:-achievements-local}"
+S3_SECRET_ACCESS_KEY="${S3_SECRET_ACCESS_KEY:-achievements-local-secret}"
+
 PG_HOST="${PG_HOST:-127.0.0.1}"
 PG_PORT="${PG_PORT:-55432}"
 PG_USER="${PG_USER:-achievements}"
@@ -28,6 +43,15 @@ export KAFKA_BOOTSTRAP_SERVERS="${KAFKA_BOOTSTRAP_SERVERS:-$KAFKA_HOST:$KAFKA_PO
 export DATABASE_URL="${DATABASE_URL:-postgresql://$PG_USER:$PG_PASSWORD@$PG_HOST:$PG_PORT/$PG_DATABASE}"
 export GRANT_STANDIN_DATABASE_URL="${GRANT_STANDIN_DATABASE_URL:-postgresql://$PG_USER:$PG_PASSWORD@$PG_HOST:$PG_PORT/$PG_STANDIN_DATABASE}"
 export STORAGE_ROOT="${STORAGE_ROOT:-$LOCAL_DIR/storage}"
+# STORAGE_BACKEND=s3 runs the services on the local S3 server (deploy/local/seaweedfs.sh).
+export STORAGE_BACKEND="${STORAGE_BACKEND:-folder}"
+if [ "$STORAGE_BACKEND" = s3 ]; then
+    export STORAGE_S3_ENDPOINT="${STORAGE_S3_ENDPOINT:-http://$S3_HOST:$S3_PORT}"
+    export STORAGE_S3_BUCKET="${STORAGE_S3_BUCKET:-$S3_BUCKET}"
+    export STORAGE_S3_ALLOW_HTTP="${STORAGE_S3_ALLOW_HTTP:-true}"
+    export AWS_ACCESS_KEY_ID="${AWS_ACCESS_KEY_ID:-$S3_ACCESS_KEY_ID}"
+    export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-$S3_SECRET_ACCESS_KEY}"
+fi
 # One development token for both sides of the grant API, unless set.
 export GRANT_STANDIN_TOKEN="${GRANT_STANDIN_TOKEN:-dev-grant-token}"
 export GRANT_BRIDGE_TOKEN="${GRANT_BRIDGE_TOKEN:-$GRANT_STANDIN_TOKEN}"

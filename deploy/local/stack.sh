@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The local stack: Kafka and PostgreSQL, then the pipeline's services, under supervisord.
 #   stack.sh infra     install what is missing, start Kafka and PostgreSQL, migrate, create topics
+#                      (with STORAGE_BACKEND=s3 also the local S3 server, deploy/local/seaweedfs.sh)
 #   stack.sh up        infra + the services (gateway, 2 validators, bridge, grant stand-in)
 #   stack.sh down      stop everything, supervisord last
-#   stack.sh status    what runs
+#   stack.sh status    what runs, and where the uploads are stored
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 source "$HERE/env.sh"
@@ -33,6 +34,25 @@ start_program() {  # name host port seconds
     fi
 }
 
+# The S3 server answers on its port before its bucket exists: waits until the storage check
+# that every service runs at start passes (the bucket there, the credentials taken).
+wait_for_bucket() {
+    local i
+    for ((i = 0; i < 60; i++)); do
+        if "$VENV/bin/python" -c 'import asyncio, sys, services.core.storage as s
+async def check():
+    storage = await s.start_storage(s.StorageSettings(), "stack")
+    sys.exit(0 if await storage.ready(5) else 1)
+asyncio.run(check())' >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 1
+    done
+    echo "the S3 server has no bucket $STORAGE_S3_BUCKET; its log:" >&2
+    tail -n 30 "$LOG_DIR/s3.log" >&2 || true
+    exit 1
+}
+
 # `make cluster` and the local stack never run at once (2 cores; one `make down` for both).
 refuse_beside_cluster() {
     if "$REPO_ROOT/deploy/cluster/cluster.sh" running; then
@@ -45,9 +65,14 @@ infra() {
     refuse_beside_cluster
     "$HERE/postgres.sh" prepare
     "$HERE/kafka.sh" prepare
+    if [ "$STORAGE_BACKEND" = s3 ]; then "$HERE/seaweedfs.sh" prepare; fi
     start_supervisor
     start_program postgres "$PG_HOST" "$PG_PORT" 60
     start_program kafka "$KAFKA_HOST" "$KAFKA_PORT" 90
+    if [ "$STORAGE_BACKEND" = s3 ]; then
+        start_program s3 "$S3_HOST" "$S3_PORT" 120
+        wait_for_bucket
+    fi
     "$HERE/postgres.sh" databases
     "$VENV/bin/achievements" admin migrate
     "$VENV/bin/achievements" admin topics
@@ -59,7 +84,7 @@ infra() {
 write_service_env() {
     local file="$RUN_DIR/services.env" name
     : > "$file.new"
-    for name in $(compgen -e | grep -E '^(GATEWAY_|VALIDATOR_|GRANT_BRIDGE_|GRANT_STANDIN_|RETENTION_|KAFKA_|STORAGE_|DATABASE_URL$|DB_|LOG_LEVEL$|DEPLOYMENT_MODE$)' | sort); do
+    for name in $(compgen -e | grep -E '^(GATEWAY_|VALIDATOR_|GRANT_BRIDGE_|GRANT_STANDIN_|RETENTION_|KAFKA_|STORAGE_|AWS_|DATABASE_URL$|DB_|LOG_LEVEL$|DEPLOYMENT_MODE$)' | sort); do
         printf 'export %s=%q\n' "$name" "${!name}" >> "$file.new"
     done
     if cmp -s "$file.new" "$file"; then
@@ -87,6 +112,7 @@ down() {
     if supervisor_running; then
         "${CTL[@]}" stop services:* >/dev/null 2>&1 || true
         "${CTL[@]}" stop kafka >/dev/null 2>&1 || true
+        "${CTL[@]}" stop s3 >/dev/null 2>&1 || true
         "${CTL[@]}" stop postgres >/dev/null 2>&1 || true
         "${CTL[@]}" shutdown >/dev/null 2>&1 || true
     fi
@@ -98,7 +124,22 @@ down() {
 }
 
 status() {
-    if supervisor_running; then "${CTL[@]}" status; else echo "the local stack is not running"; fi
+    if supervisor_running; then "${CTL[@]}" status || true; else echo "the local stack is not running"; fi
+    # Where the running services store uploads: what they were started with (services.env).
+    local backend="$STORAGE_BACKEND" endpoint="${STORAGE_S3_ENDPOINT:-}" bucket="${STORAGE_S3_BUCKET:-}"
+    local key_id="${AWS_ACCESS_KEY_ID:-}"
+    if [ -f "$RUN_DIR/services.env" ]; then
+        # shellcheck disable=SC1091
+        eval "$(source "$RUN_DIR/services.env"; printf 'backend=%q endpoint=%q bucket=%q key_id=%q' \
+            "${STORAGE_BACKEND:-folder}" "${STORAGE_S3_ENDPOINT:-}" "${STORAGE_S3_BUCKET:-}" \
+            "${AWS_ACCESS_KEY_ID:-}")"
+    fi
+    if [ "$backend" = s3 ]; then
+        # Never the secret.
+        echo "storage: s3 endpoint=$endpoint bucket=$bucket access_key_id=${key_id:-(from the platform)}"
+    else
+        echo "storage: folder $STORAGE_ROOT"
+    fi
 }
 
 "${1:?usage: stack.sh infra|up|down|status}"

@@ -52,8 +52,21 @@ log = get_logger()
 
 T = TypeVar("T")
 
+# A missing object (or bucket): obstore raises the built-in FileNotFoundError (its NotFoundError
+# is deprecated). Caught before anything else: FileNotFoundError is an OSError, which every
+# loop would otherwise wait out as an outage.
+MISSING = (FileNotFoundError, NotFoundError)
+
 PROBE_PREFIX = ".ready-probe/"
 CREDENTIAL_VARIABLES = "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+# The S3 error codes of a key pair the server refuses.
+REFUSED_CREDENTIALS = (
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AccessDenied",
+    "InvalidToken",
+    "ExpiredToken",
+)
 
 
 def _unavailable(error: BaseError) -> StorageUnavailable:
@@ -66,7 +79,7 @@ def _call(step: Callable[[], T]) -> T:
     """Runs a blocking store call, its errors translated once, here."""
     try:
         return step()
-    except NotFoundError:
+    except MISSING:
         raise ObjectMissing from None
     except BaseError as error:
         raise _unavailable(error) from None
@@ -172,7 +185,7 @@ class S3Storage:
         service (`StorageMisconfigured`); an unreachable server is only logged."""
         try:
             await obstore.list_with_delimiter_async(self.store, PROBE_PREFIX)
-        except NotFoundError:
+        except MISSING:
             raise StorageMisconfigured(
                 "STORAGE_S3_BUCKET", "the bucket does not exist on the storage server"
             ) from None
@@ -181,7 +194,12 @@ class S3Storage:
                 CREDENTIAL_VARIABLES, "the storage server refused these credentials"
             ) from None
         except BaseError as error:
-            if _refused_credentials(error):
+            # S3 reports both in a generic error's body: told apart by their codes.
+            if _says(error, "NoSuchBucket"):
+                raise StorageMisconfigured(
+                    "STORAGE_S3_BUCKET", "the bucket does not exist on the storage server"
+                ) from None
+            if _says(error, *REFUSED_CREDENTIALS):
                 raise StorageMisconfigured(
                     CREDENTIAL_VARIABLES, "the storage server refused these credentials"
                 ) from None
@@ -207,8 +225,8 @@ class S3Storage:
                 chunk_size=self._part_bytes,
                 max_concurrency=self._concurrency,
             )
-        except NotFoundError as error:  # the bucket went away
-            raise _unavailable(error) from None
+        except MISSING:  # the bucket went away
+            raise StorageUnavailable(errno.EIO, "object storage: the bucket is missing") from None
         except BaseError as error:
             raise _unavailable(error) from None
         return digest.stored(storage_key)
@@ -237,7 +255,7 @@ class S3Storage:
     async def exists(self, storage_key: str) -> bool:
         try:
             await obstore.head_async(self.store, storage_key)
-        except NotFoundError:
+        except MISSING:
             return False
         except BaseError as error:
             raise _unavailable(error) from None
@@ -249,7 +267,7 @@ class S3Storage:
         if found:
             try:
                 await obstore.delete_async(self.store, storage_key)
-            except NotFoundError:
+            except MISSING:
                 return False
             except BaseError as error:
                 raise _unavailable(error) from None
@@ -293,10 +311,6 @@ class S3Storage:
                 yield str(meta["path"])
 
 
-def _refused_credentials(error: BaseError) -> bool:
-    # Some servers answer a wrong key with 403 bodies that the client reports as generic.
+def _says(error: BaseError, *codes: str) -> bool:
     text = str(error)
-    return any(
-        code in text
-        for code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403")
-    )
+    return any(f"<Code>{code}</Code>" in text for code in codes)
