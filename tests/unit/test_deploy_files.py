@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings
 from services import cli
 from services.core import metrics as core_metrics
 from services.core.events import Topics
+from services.core.ops_exporter import ExporterSettings, OpsExporter
 from services.core.worker_http import create_app
 from services.grant_bridge.settings import GrantBridgeSettings
 from services.grant_standin.settings import Settings as StandinSettings
@@ -69,12 +70,16 @@ OTHER_VARIABLES |= {
     "AWS_ROLE_ARN",
     "AWS_WEB_IDENTITY_TOKEN_FILE",
 }
-# Each service's module, and the variable that sets the port its probes and scrapes reach.
+# The operations exporter is a command, not a module (services/cli/exporter.py).
+EXPORTER_COMMAND = "achievements exporter serve"
+# Each service's module (or command), and the variable that sets the port its probes and
+# scrapes reach.
 SERVICE_PORTS = {
     "services.upload_gateway": "GATEWAY_PORT",
     "services.validator": "VALIDATOR_HTTP_PORT",
     "services.grant_bridge": "GRANT_BRIDGE_HTTP_PORT",
     "services.grant_standin": "GRANT_STANDIN_PORT",
+    EXPORTER_COMMAND: "EXPORTER_PORT",
 }
 
 
@@ -104,7 +109,13 @@ def settings_variables(model: type[BaseModel], prefix: str | None = None) -> set
 SETTINGS_VARIABLES = set().union(
     *(
         settings_variables(model)
-        for model in (GatewaySettings, ValidatorSettings, GrantBridgeSettings, StandinSettings)
+        for model in (
+            GatewaySettings,
+            ValidatorSettings,
+            GrantBridgeSettings,
+            StandinSettings,
+            ExporterSettings,
+        )
     )
 )
 
@@ -114,12 +125,32 @@ def worker_paths() -> set[str]:
     return {route.resource.canonical for route in app.router.routes() if route.resource}
 
 
+async def _nothing_read() -> Any:
+    raise NotImplementedError("the deploy files' tests read no source")
+
+
+def ops_exporter() -> OpsExporter:
+    """The exporter without its sources: its routes and metric families need none."""
+    return OpsExporter(_nothing_read, _nothing_read, read_timeout_s=1.0)
+
+
+def exporter_paths() -> set[str]:
+    app = ops_exporter().app()
+    return {route.resource.canonical for route in app.router.routes() if route.resource}
+
+
 SERVED_PATHS = {
     "services.upload_gateway": {endpoint.path for endpoint in ENDPOINTS},
     "services.validator": worker_paths(),
     "services.grant_bridge": worker_paths(),
     "services.grant_standin": set(),
+    EXPORTER_COMMAND: exporter_paths(),
 }
+
+
+def service_of(command: list[str]) -> str:
+    """The key of SERVICE_PORTS and SERVED_PATHS a container's command runs."""
+    return command[2] if command[:2] == ["python", "-m"] else " ".join(command)
 
 
 def command_exists(argv: list[str]) -> bool:
@@ -294,11 +325,11 @@ def test_probes_and_scrapes_reach_what_each_service_serves(
 ) -> None:
     config = config_literals(manifests)
     deployments = [d for d in manifests if d["kind"] == "Deployment"]
-    assert len(deployments) == 3
+    assert len(deployments) == 4
     for deployment in deployments:
         pod = deployment["spec"]["template"]
         container = pod["spec"]["containers"][0]
-        module = container["command"][2]
+        module = service_of(container["command"])
         port = int(config[SERVICE_PORTS[module]])
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
         assert ports["http"] == port, deployment["metadata"]["name"]
@@ -318,7 +349,9 @@ def test_probes_and_scrapes_reach_what_each_service_serves(
             get = container[probe]["httpGet"]
             assert get["port"] == "http"
             assert get["path"] in SERVED_PATHS[module], (module, get["path"])
-        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        # The exporter has no dependency to be ready for: it reports them (its /metrics).
+        ready = "/readyz" if "/readyz" in SERVED_PATHS[module] else "/healthz"
+        assert container["readinessProbe"]["httpGet"]["path"] == ready
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         for kind in ("requests", "limits"):
             assert {"cpu", "memory"} <= set(container["resources"][kind])
@@ -599,6 +632,8 @@ def test_the_manifests_pass_the_production_refusals(
     monkeypatch.setenv("KAFKA_SASL_PASSWORD", vault_value)
     for settings_class in (GatewaySettings, ValidatorSettings, GrantBridgeSettings):
         settings_class()
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "achievements-lag-exporter")
+    ExporterSettings()
 
 
 # --- Compose agrees with the code ---------------------------------------------------------------
@@ -627,12 +662,15 @@ def test_compose_health_checks_ask_the_port_each_service_listens_on() -> None:
     for name, service in compose_services().items():
         if name in ("migrate", "purge"):  # a job, and a schedule: no port to ask
             continue
-        module = service["command"][2]
+        module = service_of(service["command"])
         port = service["environment"].get(SERVICE_PORTS[module])
         check = " ".join(service["healthcheck"]["test"])
         assert port is not None, name
         assert f":{port}/" in check or f", {port})" in check, name
-        if module != "services.grant_standin":
+        if module == EXPORTER_COMMAND:
+            assert "/healthz" in check, name
+            assert "/healthz" in SERVED_PATHS[module], name
+        elif module != "services.grant_standin":
             assert "/readyz" in check, name
             assert "/readyz" in SERVED_PATHS[module], name
 
@@ -690,13 +728,13 @@ def test_the_lock_pins_every_dependency_with_hashes() -> None:
 PROMQL_WORDS = {
     "sum", "max", "min", "by", "and", "or", "unless", "deriv", "increase", "rate",
     "histogram_quantile", "max_over_time", "predict_linear", "le", "job", "stage", "topic",
-    "source_topic", "state", "instance",
+    "source_topic", "state", "instance", "group", "source", "time", "absent",
 }  # fmt: skip
 
 
 def exported_metric_names() -> set[str]:
     names = {"up"}
-    for registry in (core_metrics.REGISTRY, GatewayMetrics().registry):
+    for registry in (core_metrics.REGISTRY, GatewayMetrics().registry, ops_exporter().registry):
         for family in registry.collect():
             if family.type == "counter":
                 names.add(f"{family.name}_total")
@@ -723,7 +761,7 @@ def test_every_alert_uses_exported_metrics_and_has_a_runbook_section() -> None:
         assert f"\n#### {rule['alert']}\n" in runbook, rule["alert"]
     wanted = {
         "KafkaConsumerLagGrowing", "OutboxEventsNotRelayed", "DeadLettersArriving",
-        "GrantBreakerOpen", "UploadsStuck", "StorageFillingUp",
+        "GrantBreakerOpen", "UploadsStuck", "StorageFillingUp", "AchievementsPurgeNotSucceeding",
     }  # fmt: skip
     assert wanted <= {rule["alert"] for rule in rules}
 
