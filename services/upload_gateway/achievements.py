@@ -14,8 +14,13 @@ from services.core import grant_states
 from services.core.events import ClaimWithdrawn, Topics
 from services.core.outbox import enqueue
 from services.core.states import ACCEPTING, GrantState
-from services.upload_gateway.errors import ApiError, not_found
-from services.upload_gateway.uploads import get_upload, window_closed
+from services.upload_gateway.domain_errors import (
+    AlreadyWithdrawn,
+    AmendmentWindowClosed,
+    NotFound,
+    UploadNotAccepted,
+)
+from services.upload_gateway.uploads import get_upload
 
 # Deliberately no names, dates of birth or identifiers: this listing is about grant state.
 _COLUMNS = (
@@ -112,15 +117,13 @@ async def withdraw_achievement(
             ato_id,
         )
         if row is None:
-            raise not_found("achievement")
+            raise NotFound("achievement")
         if row["grant_state"] == GrantState.WITHDRAWN:
-            raise ApiError(409, "ALREADY_WITHDRAWN", "This achievement has already been withdrawn.")
+            raise AlreadyWithdrawn("achievement")
         if row["upload_status"] not in ACCEPTING:
-            raise ApiError(
-                409, "UPLOAD_NOT_ACCEPTED", "The upload of this achievement was not accepted."
-            )
+            raise UploadNotAccepted("achievement", row["upload_status"])
         if not await grant_states.withdraw_achievement(connection, achievement_id):
-            raise window_closed()
+            raise AmendmentWindowClosed()
         await enqueue(
             connection,
             topics,

@@ -10,17 +10,11 @@ headers, the row limit) is recorded and left to the validator, which reports it 
 
 from __future__ import annotations
 
-from services.core.scheme.codes import Code, FileError
+from services.core.scheme.codes import Code
 from services.core.scheme.file_inspection import FileInspector, Inspection
+from services.upload_gateway.domain_errors import FileRefused
 
-
-class FileRefused(Exception):
-    """The whole file is refused with a scheme file-level code; nothing is recorded."""
-
-    def __init__(self, error: FileError) -> None:
-        super().__init__(error.code)
-        self.code = error.code
-        self.message = error.message
+__all__ = ["ContentSniffer", "FileRefused"]
 
 
 class ContentSniffer:

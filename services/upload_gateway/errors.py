@@ -1,7 +1,9 @@
 """Errors as JSON `{"code", "message"}` everywhere: never an HTML page or a stack trace.
 
-Domain code raises `ApiError`; the middleware turns it, aiohttp's own HTTP exceptions (404 for
-unknown routes, 405) and anything unexpected into the same JSON shape.
+The domain raises `DomainError`s (domain_errors.py); `ANSWERS` maps each kind, once, to the
+API's answer. The HTTP edge itself (authentication, query parameters, bodies on other routes)
+raises `ApiError`. The middleware turns both, aiohttp's own HTTP exceptions (404 for unknown
+routes, 405) and anything unexpected into the same JSON shape.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import traceback
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 import structlog
 from aiohttp import web
@@ -20,12 +24,14 @@ from aiohttp.web_protocol import RequestPayloadError
 from services.core.db import TRANSIENT_ERRORS
 from services.core.logging import get_logger
 from services.core.misconfiguration import ConfigurationError
+from services.upload_gateway import domain_errors as refused
 
 log = get_logger()
 
 
 class ApiError(Exception):
-    """A refusal the client can act on. `message` is shown to ATO staff: no personal data."""
+    """A refusal at the HTTP edge the client can act on. `message` is shown to ATO staff: no
+    personal data. The domain raises `DomainError`s instead (see `ANSWERS`)."""
 
     def __init__(
         self,
@@ -41,9 +47,114 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
-def not_found(what: str = "resource") -> ApiError:
+@dataclass(frozen=True, slots=True)
+class ApiAnswer:
+    """What the API answers a domain refusal with."""
+
+    status: int
+    code: str
+    message: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def _retry_after(seconds: int) -> dict[str, str]:
+    return {"Retry-After": str(seconds)}
+
+
+_MALFORMED_BODY: Final[Mapping[refused.MalformedKind, str]] = {
+    "field_too_long": "Form field '{field}' is too long.",
+    "field_not_utf8": "Form field '{field}' is not UTF-8.",
+    "nested": "Nested multipart bodies are not supported.",
+    "unreadable": "The multipart body could not be read.",
+}
+
+# Every domain refusal's answer, by its class: one entry per class (a unit test holds every
+# class of domain_errors.py to exactly one). The answers are the API's contract: the
+# integration tests in tests/integration/gateway/ pin them.
+ANSWERS: Final[Mapping[type[refused.DomainError], Callable[[Any], ApiAnswer]]] = {
     # Another ATO's resource answers exactly like a missing one: do not confirm it exists.
-    return ApiError(404, "NOT_FOUND", f"No such {what}.")
+    refused.NotFound: lambda e: ApiAnswer(404, e.code, f"No such {e.what}."),
+    refused.AlreadyWithdrawn: lambda e: ApiAnswer(
+        409, e.code, f"This {e.what} has already been withdrawn."
+    ),
+    refused.UploadNotAccepted: lambda e: ApiAnswer(
+        409,
+        e.code,
+        f"Only an accepted upload can be withdrawn; this one is '{e.upload_status}'."
+        if e.what == "upload"
+        else "The upload of this achievement was not accepted.",
+    ),
+    refused.AmendmentWindowClosed: lambda e: ApiAnswer(
+        409,
+        e.code,
+        "The amendment window has closed: the achievement has been or is being sent for a grant.",
+    ),
+    refused.InvalidCursor: lambda e: ApiAnswer(
+        400, e.code, "The cursor is not one this API issued."
+    ),
+    refused.InvalidIdempotencyKey: lambda e: ApiAnswer(
+        400, e.code, f"Idempotency-Key must be 1 to {e.max_chars} characters."
+    ),
+    refused.IdempotencyKeyReused: lambda e: ApiAnswer(
+        409, e.code, "This Idempotency-Key was used for a different file; use a new key."
+    ),
+    refused.TooManyUploads: lambda e: ApiAnswer(
+        429,
+        e.code,
+        f"This ATO already has {e.per_ato} uploads in progress; wait for one to finish and retry.",
+        _retry_after(e.retry_after_s),
+    ),
+    refused.TermsNotAccepted: lambda e: ApiAnswer(
+        422, e.code, "The terms and conditions must be accepted: send terms_accepted=true."
+    ),
+    refused.InvalidPolicy: lambda e: ApiAnswer(
+        400, e.code, "policy must be 'all_or_nothing' or 'valid_rows'."
+    ),
+    refused.FileTooLarge: lambda e: ApiAnswer(
+        413,
+        e.code,
+        f"The file is larger than the limit of {e.limit_bytes} bytes"
+        f" ({e.limit_bytes / (1024 * 1024):g} MB); split it into smaller files.",
+    ),
+    refused.TooManyParts: lambda e: ApiAnswer(
+        413,
+        e.code,
+        f"The multipart body has more than {e.max_parts} parts; send the file and its fields only.",
+    ),
+    refused.FileRefused: lambda e: ApiAnswer(422, e.code, e.message),
+    refused.UnsupportedMediaType: lambda e: ApiAnswer(
+        415,
+        e.code,
+        "Send the CSV as a text/csv body or as multipart/form-data with a 'file' part.",
+    ),
+    refused.MalformedBody: lambda e: ApiAnswer(
+        400, e.code, _MALFORMED_BODY[e.kind].format(field=e.field)
+    ),
+    refused.MultipleFiles: lambda e: ApiAnswer(400, e.code, "Send one file per upload."),
+    refused.FileMissing: lambda e: ApiAnswer(400, e.code, "The multipart body has no 'file' part."),
+    refused.BodyTimedOut: lambda e: ApiAnswer(
+        408,
+        e.code,
+        f"No part of the body arrived for {e.timeout_s:g} seconds; the upload was stopped.",
+    ),
+    refused.StorageFull: lambda e: ApiAnswer(
+        507,
+        e.code,
+        "The service has no room to store the file just now; nothing was kept. Retry later.",
+    ),
+    refused.StorageOutage: lambda e: ApiAnswer(
+        503,
+        e.code,
+        "The file storage cannot be reached just now; nothing was kept. Retry later with the"
+        " same Idempotency-Key.",
+        _retry_after(e.retry_after_s),
+    ),
+}
+
+
+def answer_for(error: refused.DomainError) -> ApiAnswer:
+    """The API's answer to a domain refusal."""
+    return ANSWERS[type(error)](error)
 
 
 def json_error(
@@ -92,6 +203,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     with structlog.contextvars.bound_contextvars(request_id=request_id):
         try:
             response = await handler(request)
+        except refused.DomainError as error:
+            answer = answer_for(error)
+            response = json_error(answer.status, answer.code, answer.message, answer.headers)
         except ApiError as error:
             response = json_error(error.status, error.code, error.message, error.headers)
         except web.HTTPException as error:

@@ -14,27 +14,12 @@ from services.core.events import events_json_schema
 from services.core.logging import get_logger
 from services.core.scheme.scheme_document import scheme_document
 from services.core.scheme.scheme_document import template_csv as template_text
-from services.core.storage import StorageUnavailable, upload_key
 from services.upload_gateway import achievements, issues, uploads
-from services.upload_gateway.appkeys import (
-    METRICS,
-    SETTINGS,
-    STORAGE,
-    TOPICS,
-    UPLOAD_SLOTS,
-    database,
-)
+from services.upload_gateway.appkeys import TOPICS, database
 from services.upload_gateway.auth import Principal, principal
-from services.upload_gateway.errors import ApiError, not_found
-from services.upload_gateway.intake import (
-    BodyLimits,
-    discard,
-    is_multipart,
-    receive_multipart,
-    receive_raw,
-    storage_unavailable,
-)
-from services.upload_gateway.limits import check_free_space
+from services.upload_gateway.domain_errors import NotFound
+from services.upload_gateway.errors import ApiError
+from services.upload_gateway.receive import receive_upload
 
 log = get_logger()
 
@@ -64,7 +49,7 @@ def path_uuid(request: web.Request, name: str, what: str) -> uuid.UUID:
     try:
         return uuid.UUID(request.match_info[name])
     except ValueError:
-        raise not_found(what) from None  # a malformed id is simply not a resource here
+        raise NotFound(what) from None  # a malformed id is simply not a resource here
 
 
 def upload_location(upload_id: uuid.UUID) -> str:
@@ -72,63 +57,11 @@ def upload_location(upload_id: uuid.UUID) -> str:
 
 
 async def create_upload(request: web.Request) -> web.Response:
-    who = principal(request)
-    settings = request.app[SETTINGS]
-    storage = request.app[STORAGE]
-    metrics = request.app[METRICS]
-    idempotency_key = uploads.check_idempotency_key(request.headers.get("Idempotency-Key"))
-    terms_accepted_at = datetime.now(UTC)  # the request that carries the acceptance
-    upload_id = uuid.uuid4()
-    storage_key = upload_key(upload_id)
-    receive = receive_multipart if is_multipart(request) else receive_raw
-    limits = BodyLimits(
-        file_bytes=settings.limits.max_upload_bytes,
-        chunk_bytes=settings.read_chunk_bytes,
-        max_parts=settings.max_multipart_parts,
-        read_timeout_s=settings.body_read_timeout_s,
-    )
-    try:
-        with request.app[UPLOAD_SLOTS].hold(who.ato_id):
-            try:
-                await check_free_space(storage, settings.min_free_disk_bytes)
-                form, stored = await receive(request, storage, storage_key, limits)
-            except StorageUnavailable:
-                # Nothing is recorded; a retry with the same Idempotency-Key starts afresh.
-                raise storage_unavailable(settings.upload_retry_after_s) from None
-        async with database(request.app) as connection, connection.transaction():
-            upload, created = await uploads.record_upload(
-                connection,
-                request.app[TOPICS],
-                upload_id=upload_id,
-                ato_id=who.ato_id,
-                file_name=form.file_name,
-                policy=form.policy or who.default_policy,
-                stored=stored,
-                idempotency_key=idempotency_key,
-                terms_accepted_at=terms_accepted_at,
-            )
-            if created:  # in the upload's transaction: no upload without its audit row
-                await _audit(connection, AuditKind.UPLOAD_RECEIVED, who, upload.upload_id)
-    except ApiError as error:
-        await discard(storage, storage_key)
-        metrics.uploads.labels(error.code).inc()
-        log.info("upload_refused", code=error.code)
-        raise
-    except BaseException:
-        await discard(storage, storage_key)
-        raise
-    if created:
-        metrics.uploads.labels("created").inc()
-        metrics.upload_bytes.inc(upload.size_bytes)
-        log.info("upload_received", upload_id=str(upload.upload_id), size_bytes=upload.size_bytes)
-    else:
-        # A retry: the first request's file is the one kept.
-        await discard(storage, storage_key)
-        metrics.uploads.labels("replayed").inc()
-        log.info("upload_replayed", upload_id=str(upload.upload_id))
+    received = await receive_upload(request, principal(request))
+    upload = received.upload
     return web.json_response(
         upload.to_json(),
-        status=202 if created else 200,
+        status=202 if received.created else 200,
         headers={"Location": upload_location(upload.upload_id)},
     )
 

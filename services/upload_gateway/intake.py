@@ -3,7 +3,8 @@
 The body is never held in memory: chunks go through the scheme's file inspection (see
 `content_check`) and the size limit into the storage's streaming `put`, which hashes as it
 writes and leaves nothing visible on any refusal (a partial file removed, a multipart upload
-aborted).
+aborted). Every refusal is a `DomainError` (domain_errors.py), answered by the API and the
+pages alike.
 """
 
 from __future__ import annotations
@@ -22,7 +23,18 @@ from services.core.logging import get_logger
 from services.core.scheme.codes import Policy
 from services.core.storage import Storage, StorageUnavailable, StoredFile, UploadTooLarge
 from services.upload_gateway.content_check import ContentSniffer, FileRefused
-from services.upload_gateway.errors import ApiError
+from services.upload_gateway.domain_errors import (
+    BodyTimedOut,
+    FileMissing,
+    FileTooLarge,
+    InvalidPolicy,
+    MalformedBody,
+    MultipleFiles,
+    StorageFull,
+    TermsNotAccepted,
+    TooManyParts,
+    UnsupportedMediaType,
+)
 
 POLICIES = tuple(policy.value for policy in Policy)
 RAW_CONTENT_TYPES = frozenset(
@@ -90,56 +102,9 @@ def form_from(values: Mapping[str, str], fallback_file_name: str | None = None) 
 
 def check_form(form: UploadForm) -> None:
     if not form.terms_accepted:
-        raise ApiError(
-            422,
-            "TERMS_NOT_ACCEPTED",
-            "The terms and conditions must be accepted: send terms_accepted=true.",
-        )
+        raise TermsNotAccepted()
     if form.policy is not None and form.policy not in POLICIES:
-        raise ApiError(400, "INVALID_POLICY", "policy must be 'all_or_nothing' or 'valid_rows'.")
-
-
-def too_large(limit_bytes: int) -> ApiError:
-    return ApiError(
-        413,
-        "FILE_03",
-        f"The file is larger than the limit of {limit_bytes} bytes"
-        f" ({limit_bytes / (1024 * 1024):g} MB); split it into smaller files.",
-    )
-
-
-def too_many_parts(max_parts: int) -> ApiError:
-    return ApiError(
-        413,
-        "FILE_03",
-        f"The multipart body has more than {max_parts} parts; send the file and its fields only.",
-    )
-
-
-def body_timed_out(timeout_s: float) -> ApiError:
-    return ApiError(
-        408,
-        "REQUEST_TIMEOUT",
-        f"No part of the body arrived for {timeout_s:g} seconds; the upload was stopped.",
-    )
-
-
-def disk_full() -> ApiError:
-    return ApiError(
-        507,
-        "INSUFFICIENT_STORAGE",
-        "The service has no room to store the file just now; nothing was kept. Retry later.",
-    )
-
-
-def storage_unavailable(retry_after_s: int) -> ApiError:
-    return ApiError(
-        503,
-        "STORAGE_UNAVAILABLE",
-        "The file storage cannot be reached just now; nothing was kept. Retry later with the"
-        " same Idempotency-Key.",
-        headers={"Retry-After": str(retry_after_s)},
-    )
+        raise InvalidPolicy()
 
 
 async def discard(storage: Storage, storage_key: str) -> None:
@@ -157,7 +122,7 @@ async def timed(read: Awaitable[T], timeout_s: float) -> T:
         async with asyncio.timeout(timeout_s):
             return await read
     except TimeoutError:
-        raise body_timed_out(timeout_s) from None
+        raise BodyTimedOut(timeout_s) from None
 
 
 class BoundedBody:
@@ -174,7 +139,7 @@ class BoundedBody:
     def _count(self, data: bytes) -> bytes:
         self.consumed_bytes += len(data)
         if self.consumed_bytes > self._cap_bytes:
-            raise too_large(self._limits.file_bytes)
+            raise FileTooLarge(self._limits.file_bytes)
         return data
 
     async def read(self, n: int = -1) -> bytes:
@@ -206,16 +171,16 @@ async def _store(
         stored = await storage.put(storage_key, _sniffed(chunks, sniffer), limit_bytes)
         sniffer.finish()
     except UploadTooLarge:
-        raise too_large(limit_bytes) from None
+        raise FileTooLarge(limit_bytes) from None
     except StorageUnavailable:
         raise  # the handler answers 503 STORAGE_UNAVAILABLE
     except OSError as error:
         if error.errno in DISK_FULL_ERRNOS:
-            raise disk_full() from None  # put() has removed the partial file
+            raise StorageFull() from None  # put() has removed the partial file
         raise
-    except FileRefused as refusal:
+    except FileRefused:
         await discard(storage, storage_key)
-        raise ApiError(422, refusal.code, refusal.message) from None
+        raise
     return stored
 
 
@@ -234,11 +199,11 @@ async def _read_field(part: BodyPartReader) -> str:
     while chunk := await part.read_chunk(MAX_FIELD_BYTES):
         data += chunk
         if len(data) > MAX_FIELD_BYTES:
-            raise ApiError(400, "BAD_REQUEST", f"Form field '{part.name}' is too long.")
+            raise MalformedBody("field_too_long", part.name)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        raise ApiError(400, "BAD_REQUEST", f"Form field '{part.name}' is not UTF-8.") from None
+        raise MalformedBody("field_not_utf8", part.name) from None
 
 
 def is_multipart(request: web.Request) -> bool:
@@ -253,16 +218,12 @@ async def receive_raw(
 ) -> tuple[UploadForm, StoredFile]:
     limit_bytes = limits.file_bytes
     if request.content_type not in RAW_CONTENT_TYPES:
-        raise ApiError(
-            415,
-            "UNSUPPORTED_MEDIA_TYPE",
-            "Send the CSV as a text/csv body or as multipart/form-data with a 'file' part.",
-        )
+        raise UnsupportedMediaType()
     # Everything about the request is known before its body: refuse without reading it.
     form = form_from(request.query)
     check_form(form)
     if request.content_length is not None and request.content_length > limit_bytes:
-        raise too_large(limit_bytes)
+        raise FileTooLarge(limit_bytes)
     stored = await _store(storage, storage_key, _request_chunks(request, limits), limit_bytes)
     return form, stored
 
@@ -276,7 +237,7 @@ async def receive_multipart(
     limit_bytes, chunk_bytes = limits.file_bytes, limits.chunk_bytes
     cap_bytes = limit_bytes + MULTIPART_OVERHEAD_BYTES
     if request.content_length is not None and request.content_length > cap_bytes:
-        raise too_large(limit_bytes)
+        raise FileTooLarge(limit_bytes)
     fields: dict[str, str] = {}
     stored: StoredFile | None = None
     part_file_name: str | None = None
@@ -293,12 +254,12 @@ async def receive_multipart(
         while (part := await reader.next()) is not None:
             parts += 1
             if parts > limits.max_parts:
-                raise too_many_parts(limits.max_parts)
+                raise TooManyParts(limits.max_parts)
             if not isinstance(part, BodyPartReader):
-                raise ApiError(400, "BAD_REQUEST", "Nested multipart bodies are not supported.")
+                raise MalformedBody("nested")
             if part.name == "file":
                 if stored is not None:
-                    raise ApiError(400, "MULTIPLE_FILES", "Send one file per upload.")
+                    raise MultipleFiles()
                 part_file_name = part.filename
                 stored = await _store(
                     storage, storage_key, _part_chunks(part, chunk_bytes), limit_bytes
@@ -306,13 +267,13 @@ async def receive_multipart(
             elif part.name in FORM_FIELDS:
                 fields[part.name] = await _read_field(part)
         if stored is None:
-            raise ApiError(400, "FILE_MISSING", "The multipart body has no 'file' part.")
+            raise FileMissing()
         form = form_from({**request.query, **fields}, part_file_name)
         check_form(form)
     except BaseException as error:
         await discard(storage, storage_key)
         if isinstance(error, ValueError | AssertionError | HttpProcessingError):
             # aiohttp's multipart reader reports a malformed body (or part header) this way.
-            raise ApiError(400, "BAD_REQUEST", "The multipart body could not be read.") from None
+            raise MalformedBody("unreadable") from None
         raise
     return form, stored

@@ -10,8 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from services.core.storage import Storage
-from services.upload_gateway.errors import ApiError
-from services.upload_gateway.intake import disk_full
+from services.upload_gateway.domain_errors import StorageFull, TooManyUploads
 
 
 class UploadSlots:
@@ -28,13 +27,7 @@ class UploadSlots:
     @contextmanager
     def hold(self, ato_id: str) -> Iterator[None]:
         if self.in_flight(ato_id) >= self.per_ato:
-            raise ApiError(
-                429,
-                "TOO_MANY_UPLOADS",
-                f"This ATO already has {self.per_ato} uploads in progress; wait for one to"
-                " finish and retry.",
-                headers={"Retry-After": str(self.retry_after_s)},
-            )
+            raise TooManyUploads(self.per_ato, self.retry_after_s)
         self._in_flight[ato_id] = self.in_flight(ato_id) + 1
         try:
             yield
@@ -53,4 +46,4 @@ async def check_free_space(storage: Storage, minimum_bytes: int) -> None:
         return
     capacity = await storage.capacity()
     if capacity is not None and capacity.free_bytes < minimum_bytes:
-        raise disk_full()
+        raise StorageFull()

@@ -1,7 +1,7 @@
 """The upload domain: recording a received file, reading uploads back, withdrawing them.
 
 Every query takes the caller's `ato_id`: another ATO's upload is indistinguishable from a
-missing one.
+missing one. Refusals are `DomainError`s (domain_errors.py); the API and the pages word them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,15 @@ from services.core.events import ClaimWithdrawn, Topics, UploadReceived, UploadW
 from services.core.outbox import enqueue, enqueue_many
 from services.core.states import ACCEPTING, UploadState
 from services.core.storage import StoredFile
-from services.upload_gateway.errors import ApiError, not_found
+from services.upload_gateway.domain_errors import (
+    AlreadyWithdrawn,
+    AmendmentWindowClosed,
+    IdempotencyKeyReused,
+    InvalidCursor,
+    InvalidIdempotencyKey,
+    NotFound,
+    UploadNotAccepted,
+)
 
 STATUSES = tuple(state.value for state in UploadState)
 MAX_IDEMPOTENCY_KEY_CHARS = 255
@@ -145,11 +153,7 @@ def check_idempotency_key(value: str | None) -> str | None:
         return None
     value = value.strip()
     if not value or len(value) > MAX_IDEMPOTENCY_KEY_CHARS:
-        raise ApiError(
-            400,
-            "INVALID_IDEMPOTENCY_KEY",
-            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters.",
-        )
+        raise InvalidIdempotencyKey(MAX_IDEMPOTENCY_KEY_CHARS)
     return value
 
 
@@ -194,14 +198,13 @@ async def record_upload(
                 ato_id,
                 idempotency_key,
             )
-            assert winner is not None  # the conflicting row is committed and never deleted
+            if winner is None:
+                # The conflicting row is committed and uploads are never deleted: a broken
+                # invariant, not something the client can act on.
+                raise RuntimeError("the upload holding this Idempotency-Key cannot be read")
             existing = Upload.from_row(winner)
             if existing.sha256 != stored.sha256:
-                raise ApiError(
-                    409,
-                    "IDEMPOTENCY_KEY_REUSED",
-                    "This Idempotency-Key was used for a different file; use a new key.",
-                )
+                raise IdempotencyKeyReused()
             return existing, False
         upload = Upload.from_row(row)
         await enqueue(
@@ -230,7 +233,7 @@ async def get_upload(
         ato_id,
     )
     if row is None:
-        raise not_found("upload")
+        raise NotFound("upload")
     return Upload.from_row(row)
 
 
@@ -246,9 +249,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         received_at, upload_id = json.loads(raw)
         parsed = datetime.fromisoformat(received_at), uuid.UUID(upload_id)
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-        raise ApiError(400, "INVALID_CURSOR", "The cursor is not one this API issued.") from None
+        raise InvalidCursor() from None
     if parsed[0].tzinfo is None:
-        raise ApiError(400, "INVALID_CURSOR", "The cursor is not one this API issued.")
+        raise InvalidCursor()
     return parsed
 
 
@@ -296,21 +299,18 @@ async def withdraw_upload(
     async with connection.transaction():
         upload = await get_upload(connection, ato_id, upload_id, for_update=True)
         if upload.withdrawn_at is not None:
-            raise ApiError(409, "ALREADY_WITHDRAWN", "This upload has already been withdrawn.")
+            raise AlreadyWithdrawn("upload")
         if upload.status not in ACCEPTING:
-            raise ApiError(
-                409,
-                "UPLOAD_NOT_ACCEPTED",
-                f"Only an accepted upload can be withdrawn; this one is '{upload.status}'.",
-            )
+            raise UploadNotAccepted("upload", upload.status)
         withdrawal = await grant_states.withdraw_upload_achievements(connection, upload_id)
         if withdrawal.blocked:
-            raise window_closed()
+            raise AmendmentWindowClosed()
         row = await connection.fetchrow(
             f"UPDATE uploads SET withdrawn_at = now() WHERE upload_id = $1 RETURNING {_COLUMNS}",
             upload_id,
         )
-        assert row is not None  # locked above
+        if row is None:  # locked above, in this transaction: a broken invariant
+            raise RuntimeError("a locked upload was not there to mark withdrawn")
         await enqueue_many(
             connection,
             topics,
@@ -327,11 +327,3 @@ async def withdraw_upload(
             ],
         )
         return Upload.from_row(row)
-
-
-def window_closed() -> ApiError:
-    return ApiError(
-        409,
-        "AMENDMENT_WINDOW_CLOSED",
-        "The amendment window has closed: the achievement has been or is being sent for a grant.",
-    )

@@ -20,7 +20,13 @@ from services.core.audit import AuditKind
 from services.core.states import ACCEPTING, WITHDRAWABLE, GrantState
 from services.upload_gateway import achievements, uploads
 from services.upload_gateway.appkeys import TOPICS, database
-from services.upload_gateway.errors import ApiError
+from services.upload_gateway.domain_errors import (
+    AlreadyWithdrawn,
+    AmendmentWindowClosed,
+    DomainError,
+    NotFound,
+    UploadNotAccepted,
+)
 from services.upload_gateway.pages import sessions, texts
 from services.upload_gateway.pages.sessions import Session
 from services.upload_gateway.pages.site import (
@@ -38,13 +44,8 @@ UPLOADS_PER_PAGE = 20
 ACHIEVEMENTS_PER_PAGE = 50
 MAX_PAGE = 100_000
 LONDON = ZoneInfo("Europe/London")  # the ATOs' time, as the uploads' `upload_date`
-WINDOW_CLOSED = "AMENDMENT_WINDOW_CLOSED"
-# What a refused withdrawal tells the ATO, by the API's error code: (title, body).
-REFUSALS = {
-    WINDOW_CLOSED: ("closed_title", "closed"),
-    "ALREADY_WITHDRAWN": ("already_title", "already"),
-    "UPLOAD_NOT_ACCEPTED": ("not_accepted_title", "not_accepted"),
-}
+# A refused withdrawal's page: the request was understood, the state forbids it.
+REFUSED_STATUS = 409
 DONE_NOTICES = {
     "achievement": texts.ACHIEVEMENTS["achievement_withdrawn"],
     "upload": texts.ACHIEVEMENTS["upload_withdrawn_done"],
@@ -94,15 +95,15 @@ def _not_found(request: web.Request, session: Session, what: str) -> web.Respons
 
 
 def _refused(
-    request: web.Request, session: Session, code: str, upload_id: uuid.UUID, status: int = 409
+    request: web.Request, session: Session, code: str, upload_id: uuid.UUID
 ) -> web.Response:
-    """A withdrawal refused (by the API's error code): in plain words, with the way back."""
-    if status == 404:
-        return _not_found(request, session, texts.WITHDRAW["not_found"])
-    title_key, body_key = REFUSALS.get(code, ("not_accepted_title", "not_accepted"))
+    """A withdrawal refused (by the refusal's code): in plain words, with the way back."""
+    title_key, body_key = texts.WITHDRAWAL_REFUSALS.get(
+        code, ("not_accepted_title", "not_accepted")
+    )
     body = texts.WITHDRAW[body_key].format(upload_id=upload_id)
     back = (url(f"/uploads/{upload_id}/achievements"), texts.ACHIEVEMENTS["back_to_upload"])
-    return _message(request, status, texts.WITHDRAW[title_key], [body], session, back)
+    return _message(request, REFUSED_STATUS, texts.WITHDRAW[title_key], [body], session, back)
 
 
 # The list.
@@ -233,9 +234,9 @@ async def confirm_upload_withdrawal(request: web.Request, session: Session) -> w
     if found is None:
         return _not_found(request, session, texts.RESULT["not_found"])
     if found.withdrawn_at is not None:
-        return _refused(request, session, "ALREADY_WITHDRAWN", found.upload_id)
+        return _refused(request, session, AlreadyWithdrawn.code, found.upload_id)
     if found.status not in ACCEPTING:
-        return _refused(request, session, "UPLOAD_NOT_ACCEPTED", found.upload_id)
+        return _refused(request, session, UploadNotAccepted.code, found.upload_id)
     return render(
         request,
         "withdraw.html",
@@ -264,11 +265,12 @@ async def withdraw_upload(request: web.Request, session: Session) -> web.StreamR
                 connection, request.app[TOPICS], session.ato_id, upload_id
             )
             await _audit(request, connection, AuditKind.UPLOAD_WITHDRAWN, session, upload_id)
-    except ApiError as error:
+    except NotFound:
+        log.info("page_withdrawal_refused", upload_id=str(upload_id), code=NotFound.code)
+        return _not_found(request, session, texts.RESULT["not_found"])
+    except DomainError as error:
         log.info("page_withdrawal_refused", upload_id=str(upload_id), code=error.code)
-        if error.status == 404:
-            return _not_found(request, session, texts.RESULT["not_found"])
-        return _refused(request, session, error.code, upload_id, error.status)
+        return _refused(request, session, error.code, upload_id)
     log.info("page_upload_withdrawn", upload_id=str(upload_id))
     return see_other(url(f"/uploads/{upload_id}/achievements?done=upload"))
 
@@ -300,9 +302,9 @@ async def confirm_achievement_withdrawal(
     if item is None:
         return _not_found(request, session, texts.WITHDRAW["not_found"])
     if item.grant_state not in WITHDRAWABLE or found.withdrawn_at is not None:
-        return _refused(request, session, "ALREADY_WITHDRAWN", found.upload_id)
+        return _refused(request, session, AlreadyWithdrawn.code, found.upload_id)
     if item.release_at <= utc_now():
-        return _refused(request, session, WINDOW_CLOSED, found.upload_id)
+        return _refused(request, session, AmendmentWindowClosed.code, found.upload_id)
     return render(
         request,
         "withdraw.html",
@@ -336,9 +338,12 @@ async def withdraw_achievement(request: web.Request, session: Session) -> web.St
             await _audit(
                 request, connection, AuditKind.ACHIEVEMENT_WITHDRAWN, session, withdrawn.upload_id
             )
-    except ApiError as error:
+    except NotFound:
+        log.info("page_withdrawal_refused", achievement_id=str(achievement_id), code=NotFound.code)
+        return _not_found(request, session, texts.WITHDRAW["not_found"])
+    except DomainError as error:
         log.info("page_withdrawal_refused", achievement_id=str(achievement_id), code=error.code)
-        return _refused(request, session, error.code, upload_id, error.status)
+        return _refused(request, session, error.code, upload_id)
     log.info(
         "page_achievement_withdrawn",
         achievement_id=str(achievement_id),

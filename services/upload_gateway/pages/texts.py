@@ -344,3 +344,17 @@ NO_SCRIPT_UPLOAD: Final = {
     "terms_missing": "Accept the terms and conditions to upload the file.",
     "refresh_note": "This page refreshes itself every few seconds until the result shows.",
 }
+
+# The upload page's words for a refused upload, by the refusal's code, where they differ from
+# the API's message (which is written for ATO staff too, and is shown for every other code).
+UPLOAD_REFUSALS: Final = {
+    "TERMS_NOT_ACCEPTED": NO_SCRIPT_UPLOAD["terms_missing"],
+}
+
+# What a refused withdrawal tells the ATO, by the refusal's code: keys of WITHDRAW for the
+# title and the body. A refusal not listed reads as "nothing to withdraw".
+WITHDRAWAL_REFUSALS: Final = {
+    "AMENDMENT_WINDOW_CLOSED": ("closed_title", "closed"),
+    "ALREADY_WITHDRAWN": ("already_title", "already"),
+    "UPLOAD_NOT_ACCEPTED": ("not_accepted_title", "not_accepted"),
+}

@@ -1,14 +1,14 @@
 """The page handlers: sign-in and out, the four choices, the upload and its outcome.
 
-The upload and everything read about it go through the API's own code: the upload handler
-itself (streaming, file inspection, limits, the outbox) and the domain functions of
-`uploads` and `issues`, acting for the session's ATO.
+The upload and everything read about it go through the API's own code: `receive_upload`
+(streaming, file inspection, limits, the outbox), which the API's handler calls too, and the
+domain functions of `uploads` and `issues`, acting for the session's ATO. Refusals come as
+`DomainError`s; the pages word them (texts.py), with the API's status.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
@@ -29,7 +29,8 @@ from services.upload_gateway import handlers, issues, uploads
 from services.upload_gateway.appkeys import PRINCIPAL, SETTINGS, database
 from services.upload_gateway.auth import Principal
 from services.upload_gateway.bodies import read_small_body
-from services.upload_gateway.errors import ApiError
+from services.upload_gateway.domain_errors import DomainError, NotFound, TermsNotAccepted
+from services.upload_gateway.errors import ApiError, answer_for
 from services.upload_gateway.intake import POLICIES, is_multipart
 from services.upload_gateway.pages import sessions, texts
 from services.upload_gateway.pages.guidance import scheme_view
@@ -46,6 +47,7 @@ from services.upload_gateway.pages.site import (
     url,
 )
 from services.upload_gateway.pages.workbook import build_workbook
+from services.upload_gateway.receive import receive_upload
 
 log = get_logger()
 
@@ -55,7 +57,6 @@ MAX_FORM_FIELDS = 8
 ISSUES_SHOWN = 500
 RESULT_REFRESH_S = 3  # how often a result page still in progress reloads itself (no script)
 MAX_CSRF_FIELD_BYTES = 256
-TERMS_NOT_ACCEPTED = "TERMS_NOT_ACCEPTED"  # the API's code for an upload without the terms
 WORKBOOK_FILE_NAME = "bulk-achievements-guided-template.xlsx"
 SCHEME_FILE_NAME = "bulk-achievements-csv-scheme.html"
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -253,14 +254,17 @@ async def template_xlsx(request: web.Request, session: Session) -> web.StreamRes
 def _upload_page(
     request: web.Request,
     session: Session,
-    status: int = 200,
-    error: ApiError | None = None,
+    error: DomainError | None = None,
     policy: str | None = None,
 ) -> web.Response:
-    message = None
+    """The upload form; after a refused upload, with the refusal in the page's words and the
+    status the API answers it with."""
+    status, message = 200, None
     if error is not None:
-        terms = error.code == TERMS_NOT_ACCEPTED
-        message = texts.NO_SCRIPT_UPLOAD["terms_missing"] if terms else error.message
+        answer = answer_for(error)
+        status = answer.status
+        message = texts.UPLOAD_REFUSALS.get(answer.code, answer.message)
+    terms_missing = isinstance(error, TermsNotAccepted)
     return render(
         request,
         "upload.html",
@@ -271,7 +275,7 @@ def _upload_page(
         chosen_policy=policy if policy in POLICIES else session.default_policy,
         csrf_header=CSRF_HEADER,
         error=message,
-        error_field="terms_accepted" if error and error.code == TERMS_NOT_ACCEPTED else "file",
+        error_field="terms_accepted" if terms_missing else "file",
         advice=error is not None and error.code in texts.ADVICE_CODES,
     )
 
@@ -324,18 +328,16 @@ async def _leading_csrf_field(request: web.Request) -> str | None:
 
 @page
 async def _upload_by_form(request: web.Request, session: Session) -> web.StreamResponse:
-    """The upload without script: the same API handler, then the result page (303)."""
+    """The upload without script: the API's own `receive_upload`, then the result page (303)."""
     token = await _leading_csrf_field(request)
     if not sessions.same_token(session.csrf_token, token):
         return csrf_refused(request)
-    request[PRINCIPAL] = Principal(session.ato_id, session.default_policy, session.key_id)
+    who = Principal(session.ato_id, session.default_policy, session.key_id)
     try:
-        response = await handlers.create_upload(request)
-    except ApiError as error:
-        return _upload_page(request, session, error.status, error)
-    assert response.text is not None  # the API's JSON answer
-    upload_id = json.loads(response.text)["upload_id"]
-    return see_other(url(f"/uploads/{upload_id}"))
+        received = await receive_upload(request, who)
+    except DomainError as error:
+        return _upload_page(request, session, error)
+    return see_other(url(f"/uploads/{received.upload.upload_id}"))
 
 
 def _upload_id(request: web.Request) -> uuid.UUID | None:
@@ -352,7 +354,7 @@ async def own_upload(request: web.Request, session: Session) -> uploads.Upload |
     try:
         async with database(request.app) as connection:
             return await uploads.get_upload(connection, session.ato_id, upload_id)
-    except ApiError:
+    except NotFound:
         return None  # another ATO's upload is as absent as a missing one
 
 

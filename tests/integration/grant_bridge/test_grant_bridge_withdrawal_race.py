@@ -30,7 +30,7 @@ from services.grant_bridge.claims import (
 from services.grant_bridge.forwarder import Forwarder
 from services.grant_bridge.grant_client import Accepted, GrantClient, claim_id_for, new_session
 from services.upload_gateway import achievements, uploads
-from services.upload_gateway.errors import ApiError
+from services.upload_gateway.domain_errors import DomainError
 
 ITERATIONS = 50
 TOPICS = Topics("race.")  # events only go to the outbox here: no Kafka needed
@@ -102,7 +102,7 @@ async def begin_early(connection: asyncpg.Connection) -> Transaction:
 async def answer_of(request: Awaitable[object]) -> str:
     try:
         await request
-    except ApiError as error:
+    except DomainError as error:
         return error.code
     return WITHDRAWN
 

@@ -26,6 +26,8 @@ PURE_MODULES = [
     "services.core.states",
     "services.grant_bridge.circuit_breaker",
     "services.grant_bridge.backoff",
+    "services.core.misconfiguration",
+    "services.upload_gateway.domain_errors",
 ]
 # Imports each module in a fresh interpreter and names the I/O libraries it pulled in.
 PROGRAM = f"""

@@ -8,17 +8,18 @@ import pytest
 
 from services.core.storage import FolderStorage
 from services.upload_gateway.bodies import json_depth, parse_json
-from services.upload_gateway.errors import ApiError
+from services.upload_gateway.domain_errors import StorageFull, TooManyUploads
+from services.upload_gateway.errors import ApiError, answer_for
 from services.upload_gateway.limits import UploadSlots, check_free_space
 
 
 def test_slots_are_counted_per_ato_and_released_on_error() -> None:
     slots = UploadSlots(per_ato=2, retry_after_s=3)
     with slots.hold("A"), slots.hold("A"):
-        with pytest.raises(ApiError) as refused, slots.hold("A"):
+        with pytest.raises(TooManyUploads) as refused, slots.hold("A"):
             pass
-        assert refused.value.status == 429
-        assert refused.value.headers == {"Retry-After": "3"}
+        assert answer_for(refused.value).status == 429
+        assert answer_for(refused.value).headers == {"Retry-After": "3"}
         with slots.hold("B"):
             assert slots.in_flight("B") == 1
     with pytest.raises(RuntimeError), slots.hold("A"):
@@ -33,9 +34,9 @@ async def test_free_disk_is_read_from_the_nearest_existing_folder(tmp_path: Path
     assert capacity.free_bytes > 0
     await check_free_space(not_yet, 1)
     await check_free_space(FolderStorage(tmp_path), 0)  # 0 turns the check off
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(StorageFull) as refused:
         await check_free_space(FolderStorage(tmp_path), 10**18)
-    assert refused.value.status == 507
+    assert answer_for(refused.value).status == 507
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,13 @@ from datetime import UTC, date, datetime
 import pytest
 
 from services.upload_gateway.auth import bearer_key
-from services.upload_gateway.errors import ApiError
+from services.upload_gateway.domain_errors import (
+    InvalidCursor,
+    InvalidIdempotencyKey,
+    InvalidPolicy,
+    TermsNotAccepted,
+)
+from services.upload_gateway.errors import answer_for
 from services.upload_gateway.intake import check_form, clean_file_name, form_from, parse_terms
 from services.upload_gateway.uploads import (
     Upload,
@@ -59,12 +65,12 @@ def test_form_fields_take_the_file_parts_name_as_a_fallback() -> None:
 
 
 def test_check_form_refuses_unaccepted_terms_and_unknown_policies() -> None:
-    with pytest.raises(ApiError) as terms:
+    with pytest.raises(TermsNotAccepted) as terms:
         check_form(form_from({"terms_accepted": "no"}))
-    assert (terms.value.status, terms.value.code) == (422, "TERMS_NOT_ACCEPTED")
-    with pytest.raises(ApiError) as policy:
+    assert (answer_for(terms.value).status, terms.value.code) == (422, "TERMS_NOT_ACCEPTED")
+    with pytest.raises(InvalidPolicy) as policy:
         check_form(form_from({"terms_accepted": "true", "policy": "most_rows"}))
-    assert (policy.value.status, policy.value.code) == (400, "INVALID_POLICY")
+    assert (answer_for(policy.value).status, policy.value.code) == (400, "INVALID_POLICY")
     check_form(form_from({"terms_accepted": "true", "policy": "valid_rows"}))
 
 
@@ -90,7 +96,7 @@ def test_idempotency_keys_are_trimmed_and_bounded() -> None:
     assert check_idempotency_key(None) is None
     assert check_idempotency_key(" k1 ") == "k1"
     for bad in ("", "   ", "k" * 256):
-        with pytest.raises(ApiError):
+        with pytest.raises(InvalidIdempotencyKey):
             check_idempotency_key(bad)
 
 
@@ -127,7 +133,7 @@ def test_a_cursor_round_trips_and_a_forged_one_is_refused() -> None:
     upload = make_upload()
     assert decode_cursor(encode_cursor(upload)) == (upload.received_at, upload.upload_id)
     for forged in ("", "%%%", "bm90IGpzb24", "WzEsMl0"):
-        with pytest.raises(ApiError) as refused:
+        with pytest.raises(InvalidCursor) as refused:
             decode_cursor(forged)
         assert refused.value.code == "INVALID_CURSOR"
 
