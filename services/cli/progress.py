@@ -87,7 +87,8 @@ class UploadProgress:
             )
             self._rows_bar.start()
             self._rows = self._rows_bar.add_task("validating", total=None)
-        assert self._rows is not None
+        if self._rows is None:  # added with the bar just above
+            raise RuntimeError("the rows bar has no task")
         status = str(upload.get("status", ""))
         processed = int(upload.get("rows_processed") or 0)
         final = status not in ("received", "validating")

@@ -94,7 +94,8 @@ async def lease_next(connection: asyncpg.Connection, lease_s: float) -> LeasedCh
             " FROM uploads WHERE upload_id = $1",
             chunk["upload_id"],
         )
-    assert upload is not None
+    if upload is None:  # chunk tasks are deleted with their upload's outcome, never before it
+        raise RuntimeError("a leased chunk's upload is not there")
     flat = chunk["segments"]
     return LeasedChunk(
         upload_id=chunk["upload_id"],
@@ -186,7 +187,8 @@ async def complete(
         len(result.issues),
         progress_interval_s,
     )
-    assert row is not None
+    if row is None:  # the chunk's task row was locked above, and uploads are never deleted
+        raise RuntimeError("a completed chunk's upload is not there")
     return Completed(row["chunks_done"], row["chunks_total"], row["rows_processed"], row["due"])
 
 

@@ -338,7 +338,8 @@ def _valid_frame(results: Sequence[RowResult]) -> pl.DataFrame:
     """The rows the exact path found valid, as the bulk pass's frame of valid rows."""
     rows = []
     for result in results:
-        assert result.achievement is not None
+        if result.achievement is None:  # the caller passes the valid rows only
+            raise ValueError("a row without an achievement is not a valid row")
         keys: dict[str, str | None] = dict.fromkeys(KEY_COLUMNS)
         for key in result.duplicate_keys:
             keys[_KEY_COLUMN_OF_KIND[key[2]]] = duplicate_key_text(key)

@@ -116,7 +116,8 @@ async def _record(
         no_data = FileError(Code.FILE_02, FILE_02_NO_DATA)
         await upload_outcome.reject(connection, topics, upload, no_data, plan.encoding)
         return
-    assert plan.encoding is not None
+    if plan.encoding is None:  # a plan has an encoding once it has chunks
+        raise RuntimeError("a plan with chunks but no encoding")
     async with connection.transaction():
         version = await upload_outcome.reference_version_for_planning(connection)
         planned = await upload_outcome.record_plan(

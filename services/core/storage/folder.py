@@ -127,7 +127,9 @@ class FolderStorage:
         def open_binary() -> IO[bytes]:
             # Unbuffered: each read is one read of the segment, nothing beyond it.
             raw = self._open(storage_key, 0)
-            assert isinstance(raw, io.RawIOBase)
+            if not isinstance(raw, io.RawIOBase):  # `buffering=0` gives a raw file
+                raw.close()
+                raise TypeError(f"an unbuffered open gave {type(raw).__name__}")
             return raw
 
         return open_binary

@@ -104,10 +104,11 @@ async def pages_middleware(request: web.Request, handler: Handler) -> web.Stream
         )
         if status == 405:
             response.headers["Allow"] = match.http_exception.headers.get("Allow", "")
-    else:
-        assert isinstance(match, web.UrlMappingMatchInfo)
+    elif isinstance(match, web.UrlMappingMatchInfo):
         request[PAGE_MATCH] = match
         response = await match.handler(request)
+    else:  # aiohttp's router resolves every path to a `UrlMappingMatchInfo`
+        raise TypeError(f"the pages' router resolved {type(match).__name__}, not a route")
     if not response.prepared:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)

@@ -35,8 +35,8 @@ NOTE_SIZE = (320, 160)  # width and height of a note, in points
 
 
 def _instructions(workbook: Workbook) -> None:
-    sheet = workbook.active
-    assert sheet is not None  # a new workbook has one sheet
+    # A new workbook has one sheet, its active one; a workbook without would get its first.
+    sheet = workbook.active or workbook.create_sheet()
     sheet.title = WORKBOOK["instructions_sheet"]
     sheet["A1"] = WORKBOOK["instructions_title"]
     sheet["A1"].font = Font(bold=True, size=14)
