@@ -52,7 +52,7 @@ class OutboxRelay:
         self.problem: ConfigurationError | None = None
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+        self._task = asyncio.create_task(self.run(), name="outbox-relay")
 
     async def close(self) -> None:
         self._stop.set()
@@ -121,7 +121,9 @@ class OutboxRelay:
     async def _ensure_topics(self) -> None:
         await ensure_topics(self._settings, Topics(self._settings.topic_prefix), attempts=1)
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
+        """Connects, makes sure of the topics, then relays until `close()`; returns early, with
+        `problem` set, when a setting is refused. `start()` runs it in the background."""
         try:
             if not await self._retry("kafka_connect", self._connect):
                 return
