@@ -362,9 +362,8 @@ async def purge(
         except Exception as unrecorded:
             log.error("purge_run_not_recorded", error=type(unrecorded).__name__)
         raise
-    succeeded = _run_of(report, now, started, None)
-    await purge_runs.record(pool, succeeded)
-    log.info("purge_succeeded", **_counts(succeeded))
+    # The caller reports a success (the command prints the report): recorded, not logged.
+    await purge_runs.record(pool, _run_of(report, now, started, None))
     return report
 
 

@@ -33,6 +33,7 @@ PACKAGES = {
         "purged_duplicate_keys",
         "page_sessions",
         "accepted_event_parts",
+        "purge_runs",
     },
     "services.grant_standin.migrations": {"claims", "idempotency_records"},
 }
