@@ -96,6 +96,7 @@ typecheck: venv
 ## benchmarks that print figures (bench_scale also runs the offline check and the record
 ## scanner); writes bench/results/latest.json and docs/performance.md
 bench: venv
+	@deploy/local/seaweedfs.sh build
 	@$(STACK) infra
 	@$(PY) bench/bench_scale.py
 

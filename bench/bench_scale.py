@@ -1,7 +1,7 @@
 """`make bench`: the validation pipeline at scale, beside the limits it is measured against.
 
     .venv/bin/python bench/bench_scale.py [--quick] [--sizes 10000,100000,1000000]
-        [--fair-rows 300000] [--seed-rows 10000000]
+        [--fair-rows 300000] [--seed-rows 10000000] [--storage-rows 1000000]
 
 One run, on the local stack's PostgreSQL and Kafka (`make infra`), prints and records:
 
@@ -26,6 +26,10 @@ One run, on the local stack's PostgreSQL and Kafka (`make infra`), prints and re
   and the big ones' times against alone. An upload whose chunks are all done but which has
   no outcome after `--stall-s` is reported as a problem with the statements running; the
   services are then restarted and the same is measured with the big uploads of two ATOs.
+- storage side by side: one `--storage-rows` file uploaded to the pipeline on the folder, then
+  to the same services on S3 (the project's own S3 server, started for the stage on free
+  ports, tests/s3_server.py), from the POST to the outcome; the two outcomes must match, and
+  S3's speed against the folder's is shown beside the target (≥ 0.9).
 
 CPU seconds are given beside wall-clock times: on a machine shared with other work they say
 what a stage costs whatever else runs (PostgreSQL runs on the same machine).
@@ -87,6 +91,10 @@ from services.validator.chunk_validation import ACHIEVEMENT_COLUMNS, achievement
 from services.validator.settings import ValidatorSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The test suite's runner of the project's S3 server (one way to start it, tests/s3_server.py).
+sys.path.insert(0, str(REPO_ROOT))
+from tests.s3_server import running_s3_server  # noqa: E402
+
 RESULTS_DIR = REPO_ROOT / "bench" / "results"
 DOC_PATH = REPO_ROOT / "docs" / "performance.md"
 DATABASE = "achievements_bench"
@@ -94,6 +102,18 @@ SIZES = (10_000, 100_000, 1_000_000)
 QUICK_SIZES = (10_000, 100_000)
 FAIR_ROWS = 300_000
 QUICK_FAIR_ROWS = 30_000
+STORAGE_ROWS = 1_000_000
+QUICK_STORAGE_ROWS = 10_000
+# What the folder's and S3's outcomes of the same file must agree on.
+OUTCOME_FIELDS = (
+    "status",
+    "rows_total",
+    "rows_valid",
+    "rows_invalid",
+    "rows_warned",
+    "counts_by_code",
+    "achievements",
+)
 SMALL_ROWS = 20
 ERROR_SHARE = 0.02
 HIGH_ERROR_SHARE = 0.20
@@ -924,16 +944,21 @@ class Pipeline:
                 raise RuntimeError(f"{name} exited; its log: {service.log_path}")
 
 
-def start_pipeline(dsn: str, scratch: Path, run_id: str) -> Pipeline:
+def start_pipeline(
+    dsn: str, scratch: Path, run_id: str, storage_env: dict[str, str] | None = None
+) -> Pipeline:
+    """The gateway and two validators; on the folder unless `storage_env` says otherwise."""
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if k != "POLARS_MAX_THREADS"},
         "DATABASE_URL": dsn,
         "KAFKA_BOOTSTRAP_SERVERS": KafkaSettings().bootstrap_servers,
         "KAFKA_TOPIC_PREFIX": f"bench-scale-{run_id}.",
+        "STORAGE_BACKEND": "folder",
         "STORAGE_ROOT": str(scratch / "storage"),
         "GATEWAY_PORT": str(port),
         "LOG_LEVEL": "INFO",
+        **(storage_env or {}),
     }
     pipeline = Pipeline(dsn=dsn, gateway_url=f"http://127.0.0.1:{port}")
     logs = scratch / "logs"
@@ -1542,6 +1567,13 @@ def target_lines(report: dict[str, Any]) -> list[str]:
             f" {fair['small_worst_s']:.2f}s of {fair['small_uploads']} (target ≤ 3 s)"
         )
         lines.append(f"- the big ones against alone: {fair['big_slower']:+.1%} (target ≤ +10%)")
+    stored = report.get("storage")
+    if stored:
+        lines.append(
+            f"- S3 speed against the folder's, {stored['rows']:,} rows from the POST to the"
+            f" outcome: {stored['s3_speed_vs_folder']:.2f} (target ≥ 0.9;"
+            f" folder {stored['folder']['total_s']:.1f}s, S3 {stored['s3']['total_s']:.1f}s)"
+        )
     return lines
 
 
@@ -1787,6 +1819,11 @@ async def _run_held(
                     # other validators' workers wait behind them: the services start afresh.
                     pipeline = await restart_pipeline(pipeline, dsn, scratch)
                     await warm_up(session, pipeline, dsn, scratch, today)
+        if args.storage_rows:
+            report["storage"], pipeline = await storage_side_by_side(
+                args.storage_rows, dsn, pipeline, session, scratch, today
+            )
+            report["problems"] += report["storage"]["problems"]
         report["offline"] = await offline_figures(report, largest, scratch, today)
     except BaseException:
         args.keep = True  # the service logs explain a failure
@@ -1825,6 +1862,65 @@ async def warm_up(
         f"\nservices up; a warm-up upload reached {upload.status} in"
         f" {time.perf_counter() - started:.1f}s (consumer groups joining included)"
     )
+
+
+async def storage_side_by_side(
+    rows: int,
+    dsn: str,
+    pipeline: Pipeline,
+    session: aiohttp.ClientSession,
+    scratch: Path,
+    today: date,
+) -> tuple[dict[str, Any], Pipeline]:
+    """One file, from the POST to the outcome, stored in the folder and then in S3 by the same
+    services (the folder's stopped while S3's run: the same CPUs for both). Returns the
+    figures and the pipeline left running (S3's; the caller stops it)."""
+    print(f"\n== storage side by side: {rows:,} rows in the folder, then in S3 ==")
+    path = scratch / f"storage-{rows}.csv"
+    write_mixed_file(path, rows, today=today, error_share=ERROR_SHARE)
+    result: dict[str, Any] = {"rows": rows, "size_mb": round(path.stat().st_size / 1e6, 1)}
+
+    async def one(label: str, on: Pipeline) -> dict[str, Any]:
+        ato_id, api_key = await new_ato(dsn, f"storage {label} {rows}")
+        upload = await upload_file(session, on, api_key, path)
+        facts = await upload_facts(dsn, upload, on)
+        await _purge_uploads(dsn, [upload.upload_id], [ato_id])
+        print(
+            f"{label:>6}: {facts['status']} in {facts['total_s']:6.1f}s"
+            f" ({facts['rows_per_s']:,} rows/s; upload {facts['upload_s']:.1f}s)"
+        )
+        return facts
+
+    result["folder"] = await one("folder", pipeline)
+    for service in pipeline.services.values():
+        service.stop()
+    with running_s3_server(scratch / "s3") as server:
+        storage_env = {
+            "STORAGE_BACKEND": "s3",
+            "STORAGE_S3_ENDPOINT": server.endpoint,
+            "STORAGE_S3_BUCKET": server.bucket,
+            "STORAGE_S3_ALLOW_HTTP": "true",
+            "AWS_ACCESS_KEY_ID": server.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": server.secret_access_key,
+        }
+        on_s3 = start_pipeline(dsn, scratch, uuid.uuid4().hex[:8], storage_env)
+        try:
+            await warm_up(session, on_s3, dsn, scratch, today)
+            result["s3"] = await one("s3", on_s3)
+        finally:
+            for service in on_s3.services.values():
+                service.stop()
+    path.unlink()
+    folder_s, s3_s = result["folder"]["total_s"], result["s3"]["total_s"]
+    result["s3_speed_vs_folder"] = round(folder_s / s3_s, 3)
+    print(f"S3 speed / folder speed: {result['s3_speed_vs_folder']:.2f} (target ≥ 0.9)")
+    result["problems"] = [
+        f"storage side by side: {field} differs: folder {result['folder'][field]!r},"
+        f" S3 {result['s3'][field]!r}"
+        for field in OUTCOME_FIELDS
+        if result["folder"][field] != result["s3"][field]
+    ]
+    return result, on_s3
 
 
 async def restart_pipeline(pipeline: Pipeline, dsn: str, scratch: Path) -> Pipeline:
@@ -1888,8 +1984,15 @@ def main(argv: list[str]) -> int:
         default=300.0,
         help="an upload with every chunk done and no outcome for this long is reported stalled",
     )
+    parser.add_argument(
+        "--storage-rows",
+        type=int,
+        help=f"rows of the folder-against-S3 upload ({STORAGE_ROWS:,}; 0 leaves it out)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the files and service logs")
     args = parser.parse_args(argv)
+    if args.storage_rows is None:
+        args.storage_rows = QUICK_STORAGE_ROWS if args.quick else STORAGE_ROWS
     args.sizes = args.sizes or list(QUICK_SIZES if args.quick else SIZES)
     if args.fair_rows is None:
         args.fair_rows = QUICK_FAIR_ROWS if args.quick else FAIR_ROWS

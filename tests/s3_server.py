@@ -13,7 +13,7 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,7 +99,7 @@ def _answers(url: str) -> bool:
 
 
 @contextmanager
-def running_s3_server(data_dir: Path) -> Iterator[S3Server]:
+def running_s3_server(data_dir: Path, extra_args: Sequence[str] = ()) -> Iterator[S3Server]:
     binary = weed_binary()
     s3_port, master_port, volume_port, filer_port = free_ports(4)
     access_key_id = "test-" + secrets.token_hex(4)
@@ -135,6 +135,7 @@ def running_s3_server(data_dir: Path) -> Iterator[S3Server]:
             "-admin.ui=false",
             "-admin.port.legacy=0",
             "-master.telemetry=false",
+            *extra_args,
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
