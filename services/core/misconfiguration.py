@@ -24,6 +24,7 @@ from typing import Any, Final
 # What each setting is called in a message, by the dependency.
 DATABASE_URL: Final = "DATABASE_URL"
 GRANT_API_URL: Final = "GRANT_BRIDGE_GRANT_API_URL"
+GRANT_TOKEN: Final = "GRANT_BRIDGE_TOKEN"  # noqa: S105 (the setting's name, not a token)
 
 # Exit status of a process stopped by a setting: the same as for invalid settings.
 EXIT_STATUS: Final = 2

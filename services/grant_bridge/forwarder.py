@@ -177,7 +177,7 @@ class Forwarder:
                 rng=self._rng,
             )
             if result.reason.startswith("HTTP_4"):
-                # 401, 400, 404: configuration or contract, not load; someone must look.
+                # 400, 404: the contract, not load; someone must look.
                 log.error(
                     "claim_answer_unexpected", reason=result.reason, claim_id=str(data.claim_id)
                 )

@@ -12,7 +12,12 @@ from typing import Any
 
 import aiohttp
 
-from services.core.misconfiguration import GRANT_API_URL, ConfigurationError, tls_refusal
+from services.core.misconfiguration import (
+    GRANT_API_URL,
+    GRANT_TOKEN,
+    ConfigurationError,
+    tls_refusal,
+)
 from services.grant_bridge.backoff import parse_retry_after
 
 # Fixed for ever: changing it would give every achievement a new claim id (and a second claim).
@@ -138,8 +143,9 @@ def classify(
         return Transient("RATE_LIMITED", parse_retry_after(retry_after))
     if status in TRANSIENT_STATUSES:
         return Transient(f"HTTP_{status}", parse_retry_after(retry_after))
-    # 401, 400, 404...: a configuration or contract problem. Waiting keeps every claim; the
-    # breaker stops the hammering and the logs say what is wrong.
+    # 400, 404...: a contract problem. Waiting keeps every claim; the breaker stops the
+    # hammering and the logs say what is wrong. (`GrantClient` never gets here with a 401 or
+    # 403: a refused token stops the bridge, naming GRANT_BRIDGE_TOKEN.)
     return Transient(f"HTTP_{status}")
 
 
@@ -257,10 +263,22 @@ def _transient_or_raise(error: aiohttp.ClientError) -> Transient:
     return Transient("CONNECTION_ERROR")
 
 
+# The grant API's answers to a token it does not take (401, grant-api.md "Authentication"), and
+# to one it takes for nothing (403): every claim would get the same.
+REFUSED_TOKEN_STATUSES = frozenset({401, 403})
+
+
+def _check_token_taken(response: aiohttp.ClientResponse) -> None:
+    if response.status in REFUSED_TOKEN_STATUSES:
+        raise ConfigurationError(
+            GRANT_TOKEN, f"the grant API refused the token (HTTP {response.status})"
+        )
+
+
 class GrantClient:
     """HTTP at the edge: network errors and timeouts become `Transient`, never exceptions; a
-    TLS refusal no retry can fix is raised as `ConfigurationError` (the bridge stops: every
-    claim would fail the same way)."""
+    refusal no retry can fix (a TLS certificate that does not verify, the token refused) is
+    raised as `ConfigurationError` (the bridge stops: every claim would fail the same way)."""
 
     def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
         self._session = session
@@ -273,6 +291,7 @@ class GrantClient:
                 json=claim.body(),
                 headers={"Idempotency-Key": str(claim.claim_id)},
             ) as response:
+                _check_token_taken(response)
                 body = await _json_or_none(response)
                 result = classify(
                     response.status,
@@ -295,6 +314,7 @@ class GrantClient:
                 json={"claims": [claim.body() for claim in claims]},
                 headers={"Idempotency-Key": batch_key_for(claim_ids)},
             ) as response:
+                _check_token_taken(response)
                 body = await _json_or_none(response)
                 if response.status == 207:
                     results = batch_results(claim_ids, body)
@@ -329,6 +349,7 @@ class GrantClient:
     async def get_claim(self, claim_id: uuid.UUID) -> dict[str, Any] | None:
         """The stored claim, or None when the grant system has none under this id."""
         async with self._session.get(f"{self._base_url}/v1/claims/{claim_id}") as response:
+            _check_token_taken(response)
             if response.status == 404:
                 return None
             response.raise_for_status()
