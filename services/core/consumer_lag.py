@@ -14,6 +14,7 @@ and ListOffsets: Describe on each topic), the group's coordinator and committed 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -152,7 +153,12 @@ class ConsumerLagReader:
         options = connection_options(self._settings)
         if self._admin is None:
             admin = AIOKafkaAdminClient(**options, client_id=f"{self._client_id}-admin")
-            await admin.start()
+            try:
+                await admin.start()
+            except BaseException:
+                with contextlib.suppress(Exception):  # half started: its connections closed
+                    await admin.close()
+                raise
             self._admin = admin
         if self._consumer is None:
             # No group: it joins none, commits nothing and only asks for offsets. The isolation
@@ -164,7 +170,12 @@ class ConsumerLagReader:
                 enable_auto_commit=False,
                 isolation_level="read_committed",
             )
-            await consumer.start()
+            try:
+                await consumer.start()
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+                raise
             self._consumer = consumer
         return self._admin, self._consumer
 
