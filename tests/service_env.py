@@ -23,6 +23,7 @@ PROJECT_PREFIXES = (
     "VALIDATOR_",
     "GRANT_BRIDGE_",
     "GRANT_STANDIN_",
+    "EXPORTER_",
     "RETENTION_",
     "STORAGE_",
     "SCHEME_",

@@ -22,6 +22,7 @@ def test_the_project_variables_are_stripped_and_only_they() -> None:
         "KAFKA_SECURITY_PROTOCOL": "SSL",
         "GRANT_BRIDGE_TOKEN": "t",
         "GRANT_STANDIN_PORT": "1",
+        "EXPORTER_PORT": "9141",
         "RETENTION_KEY_SECRET": "k",
         "STORAGE_ROOT": "/s",
         "SCHEME_MAX_ROWS": "3",
@@ -42,7 +43,7 @@ def test_the_project_variables_are_stripped_and_only_they() -> None:
         "PGHOST": "elsewhere",
         "KAFKA": "not a prefix",
     }
-    assert len(stripped) == 11
+    assert len(stripped) == 12
     assert "postgresql://u:pw@db/x" not in stripped
 
 
