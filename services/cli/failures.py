@@ -14,6 +14,8 @@ import aiohttp
 import asyncpg
 from aiokafka.errors import KafkaError
 
+from services.core.misconfiguration import ConfigurationError
+
 
 class ExitCode(enum.IntEnum):
     """The exit statuses of every command (docs/operations.md lists them for scripts)."""
@@ -94,6 +96,10 @@ def translate(error: BaseException) -> CommandFailed:
         return CommandFailed(
             ExitCode.UNAVAILABLE, "GATEWAY_UNREACHABLE", f"gateway unreachable: {error}"
         )
+    if isinstance(error, ConfigurationError):
+        # A setting PostgreSQL, Kafka or the grant API refuses for good (a certificate that does
+        # not verify, a login, an ACL): the message names the setting, never its value.
+        return CommandFailed(ExitCode.USAGE, "SETTING_REFUSED", str(error))
     if isinstance(error, KafkaError):
         return CommandFailed(
             ExitCode.UNAVAILABLE, "KAFKA_UNREACHABLE", f"Kafka: {type(error).__name__}"
