@@ -73,8 +73,8 @@ export LOG_LEVEL=\${LOG_LEVEL:-INFO}
 export GRANT_BRIDGE_AMENDMENT_WINDOW_S=${GRANT_BRIDGE_AMENDMENT_WINDOW_S:-172800}
 ENV
     # role of supervisord.conf -> process of deploy/topology.yaml (its Kafka principal).
-    local -A processes=([gateway]=upload-gateway [validator]=validator [bridge]=grant-bridge
-        [purge]=achievements-purge [ops]=operator)
+    local -A processes=([gateway]=upload-gateway [validator]=validator [grant-bridge]=grant-bridge
+        [purge]=achievements-purge [ops]=operator [ops-exporter]=ops-exporter)
     local role principal
     (
         umask 077
@@ -87,7 +87,7 @@ export DATABASE_URL='$app_dsn'
 export RETENTION_KEY_SECRET=$retention_key
 ENV
         done
-        echo "export GRANT_BRIDGE_TOKEN=$grant_token" >> "$SECRETS_DIR/bridge.env"
+        echo "export GRANT_BRIDGE_TOKEN=$grant_token" >> "$SECRETS_DIR/grant-bridge.env"
         cat > "$SECRETS_DIR/grant-standin.env" <<ENV
 export GRANT_STANDIN_DATABASE_URL='$standin_dsn'
 export GRANT_STANDIN_HOST=$CLUSTER_HOST
@@ -164,15 +164,16 @@ $servers        keepalive 16;
 CONF
 }
 
-# The alert rules Prometheus loads. The hook for scaled-down `for:` times and windows: a command
-# in CLUSTER_ALERT_RULES_FILTER reads the project's rules on stdin and writes the scaled ones.
+# The project's alert rules; CLUSTER_ALERT_SCALE (a factor, e.g. 0.05) scales their `for:` times
+# and range windows down (deploy/tools/scale_alerts.py), so that a fault fires in seconds.
 write_prometheus() {
-    local dir="$CLUSTER_DIR/prometheus" rules="$REPO_ROOT/deploy/prometheus/alerts.yaml" targets
+    local dir="$CLUSTER_DIR/prometheus" scale="${CLUSTER_ALERT_SCALE:-1}"
     mkdir -p "$dir/data"
-    if [ -n "${CLUSTER_ALERT_RULES_FILTER:-}" ]; then
-        $CLUSTER_ALERT_RULES_FILTER < "$rules" > "$dir/alerts.yaml"
+    if [ "$scale" = 1 ]; then
+        cp "$REPO_ROOT/deploy/prometheus/alerts.yaml" "$dir/alerts.yaml"
     else
-        cp "$rules" "$dir/alerts.yaml"
+        (cd "$REPO_ROOT" && "$VENV/bin/python" deploy/tools/scale_alerts.py --factor "$scale") \
+            > "$dir/alerts.yaml"
     fi
     list() { local p out=(); for p in "$@"; do out+=("\"$CLUSTER_HOST:$p\""); done; (IFS=,; echo "${out[*]}"); }
     cat > "$dir/prometheus.yml" <<CONF
@@ -186,12 +187,19 @@ scrape_configs:
   - job_name: achievements-gateway
     static_configs:
       - targets: [$(list "${GATEWAY_PORTS[@]}")]
+        labels: { pipeline: achievements }
   - job_name: achievements-validator
     static_configs:
       - targets: [$(list "${VALIDATOR_PORTS[@]}")]
-  - job_name: achievements-bridge
+        labels: { pipeline: achievements }
+  - job_name: achievements-grant-bridge
     static_configs:
       - targets: [$(list "${BRIDGE_PORTS[@]}")]
+        labels: { pipeline: achievements }
+  - job_name: achievements-ops-exporter
+    static_configs:
+      - targets: [$(list "$LAG_EXPORTER_PORT")]
+        labels: { pipeline: achievements }
   - job_name: prometheus
     static_configs:
       - targets: [$(list "$PROMETHEUS_PORT")]

@@ -3,7 +3,7 @@
 #   kafka.sh prepare      write each node's properties and format its storage with the SCRAM
 #                         users (once)
 #   kafka.sh run N        run node N in the foreground (the supervisor calls this)
-#   kafka.sh access       every principal's ACLs (once the brokers answer; once)
+#   kafka.sh access       every principal's SCRAM user and ACLs (once the brokers answer)
 #   kafka.sh topics       the topics (once the brokers answer; existing ones are left alone)
 #
 # Listeners: CLIENT (SASL_SSL, SCRAM-SHA-512) for the services, INTERNAL (TLS, client
@@ -75,7 +75,7 @@ prepare() {
     "$CLUSTER_HERE/certs.sh"
     mkdir -p "$KAFKA_ROOT" "$CLUSTER_LOG_DIR"
     kafka_write_log4j "$LOG4J"
-    local node scram=() user cluster_id_file="$KAFKA_ROOT/cluster-id" cluster_id
+    local node scram=() user cluster_id_file="$KAFKA_ROOT/cluster-id" cluster_id formatted=""
     # SCRAM credentials are records of the cluster's first metadata: every node is formatted
     # with the same ones.
     scram+=(--add-scram "SCRAM-SHA-512=[name=$KAFKA_ADMIN_USER,password=$(secret "kafka-$KAFKA_ADMIN_USER")]")
@@ -91,8 +91,10 @@ prepare() {
         if [ ! -f "$(node_dir "$node")/data/meta.properties" ]; then
             kafka_java "$LOG4J" kafka.tools.StorageTool format -t "$cluster_id" \
                 -c "$(node_dir "$node")/server.properties" "${scram[@]}" >/dev/null
+            formatted=1
         fi
     done
+    if [ -n "$formatted" ]; then topology principals > "$KAFKA_ROOT/scram-users"; fi
     admin_config > /dev/null
 }
 
@@ -120,17 +122,29 @@ PROPS
 
 admin_config() { client_config "$KAFKA_ADMIN_USER"; }
 
-# Each principal's ACLs as deploy/topology.yaml declares them (as Strimzi's KafkaUser grants
-# them); no ACL means no access. Creating topics is the admin's: no service has Create.
+# Each principal's SCRAM user and ACLs as deploy/topology.yaml declares them (as Strimzi's
+# KafkaUser grants them); no ACL means no access. Creating topics is the admin's: no service has
+# Create. Users formatted into the storage are recorded; one the topology adds later is created
+# through the brokers; ACLs are added again whenever the topology's change (adding is
+# idempotent; an ACL the topology drops stays until removed by hand: kafka.admin.AclCommand).
 access() {
-    local marker="$KAFKA_ROOT/acls-done"
+    local acls_file="$KAFKA_ROOT/acls-applied" users_file="$KAFKA_ROOT/scram-users" user
     local -a arguments
-    if [ -f "$marker" ]; then return 0; fi
+    touch "$users_file"
+    for user in $(topology principals); do
+        if ! grep -qx "$user" "$users_file"; then
+            kafka_java "$LOG4J" kafka.admin.ConfigCommand --bootstrap-server "$(kafka_bootstrap)" \
+                --command-config "$(admin_config)" --alter --entity-type users --entity-name "$user" \
+                --add-config "SCRAM-SHA-512=[password=$(secret "kafka-$user")]" >/dev/null
+            echo "$user" >> "$users_file"
+        fi
+    done
+    if topology acl-commands | cmp -s - "$acls_file"; then return 0; fi
     while IFS=$'\t' read -r -a arguments; do
         kafka_java "$LOG4J" kafka.admin.AclCommand --bootstrap-server "$(kafka_bootstrap)" \
             --command-config "$(admin_config)" --add --force "${arguments[@]}" >/dev/null
     done < <(topology acl-commands)
-    touch "$marker"
+    topology acl-commands > "$acls_file"
 }
 
 # The topics of deploy/topology.yaml (partitions, replication factor 3, configs), made by the

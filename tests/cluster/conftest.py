@@ -39,8 +39,8 @@ SERVICES = (
     "validator-2",
     "validator-3",
     "validator-4",
-    "bridge-1",
-    "bridge-2",
+    "grant-bridge-1",
+    "grant-bridge-2",
 )
 
 
