@@ -104,7 +104,8 @@ FROM purge_runs"""
 
 async def read_summary(connection: asyncpg.Connection | asyncpg.Pool) -> PurgeRunsSummary:
     row = await connection.fetchrow(_SUMMARY)
-    assert row is not None  # an aggregate always answers one row
+    if row is None:  # an aggregate without GROUP BY always answers one row
+        raise RuntimeError("the purge runs' summary answered no row")
     return PurgeRunsSummary(
         last_success_at=row["last_success_at"],
         last_run_at=row["last_run_at"],
