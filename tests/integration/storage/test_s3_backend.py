@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from services.core.storage import (
     ObjectMissing,
@@ -255,3 +256,76 @@ async def test_the_one_off_copy_moves_a_folders_uploads_into_the_bucket_once(
     assert keys_of(storage) == ["uploads/a.csv", "uploads/b.csv"]
     with storage.opener("uploads/b.csv")() as copied:
         assert copied.read() == b"b" * (6 * MIB)
+
+
+async def test_a_server_answering_5xx_is_an_outage(
+    s3_server: S3Server, s3_credentials: None, s3_prefix: str
+) -> None:
+    """A server that answers every request with 503, as an overloaded store does."""
+
+    async def overloaded(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=503, text="<Error><Code>SlowDown</Code></Error>")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", overloaded)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+        storage = s3(s3_settings_for(s3_server, s3_prefix, s3_endpoint=endpoint))
+        with pytest.raises(StorageUnavailable):
+            await storage.put("uploads/a.csv", stream([b"data"]), limit_bytes=100)
+        with pytest.raises(StorageUnavailable):
+            storage.range_opener("uploads/a.csv")
+        assert await storage.ready(timeout_s=10) is False
+        await storage.start()  # an outage, not a setting: only logged
+    finally:
+        await runner.cleanup()
+
+
+def test_memory_stays_bounded_whatever_the_size(
+    s3_server: S3Server, s3_prefix: str, tmp_path: Path
+) -> None:
+    """A 256 MiB body streamed in a process of its own: its peak RSS grows by about the parts
+    in flight ((concurrency + 1) x 8 MiB), not by the body."""
+    program = f"""
+import asyncio, resource
+from services.core.storage import StorageSettings, open_storage
+
+async def body():
+    piece = b"R1,SMSTS-R,01/03/2026,Ann,Smith,01/01/1990,1000000043,,,,\\r\\n" * 1100
+    for _ in range(256 * 1024 * 1024 // len(piece)):
+        yield piece
+
+async def main():
+    storage = open_storage(StorageSettings(
+        backend="s3", s3_endpoint={s3_server.endpoint!r}, s3_bucket={s3_server.bucket!r},
+        s3_prefix={s3_prefix!r}, s3_allow_http=True))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    stored = await storage.put("uploads/big.csv", body(), limit_bytes=1 << 30)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(stored.size_bytes, (after - before) // 1024)
+
+asyncio.run(main())
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        cwd=REPO_ROOT,
+        env=service_env(
+            {
+                "AWS_ACCESS_KEY_ID": s3_server.access_key_id,
+                "AWS_SECRET_ACCESS_KEY": s3_server.secret_access_key,
+            }
+        ),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    size, grown_mib = (int(word) for word in done.stdout.split())
+    assert size > 250 * MIB
+    assert grown_mib < 64, f"peak RSS grew by {grown_mib} MiB for a {size // MIB} MiB body"
