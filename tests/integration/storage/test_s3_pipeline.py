@@ -6,8 +6,9 @@ Needs the stack (`make infra`) besides the S3 server these tests start themselve
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -42,7 +43,9 @@ HEADER = (
     b"ProviderReference,CourseCode,AchievementDate,LearnerForename,LearnerSurname,DateOfBirth,"
     b"ULN,NINumber,CITBIndividualId,EmployerLevyNumber,Notes\r\n"
 )
-VALID_CSV = HEADER + b"R1,SMSTS-R,01/03/2026,Ann,Smith,01/01/1990,1000000043,,,,\r\n"
+# Two days before today: valid, and no ACHDATE_03 warning (more than 10 days before).
+ACHIEVED = (datetime.now(UTC).date() - timedelta(days=2)).strftime("%d/%m/%Y").encode()
+VALID_CSV = HEADER + b"R1,SMSTS-R," + ACHIEVED + b",Ann,Smith,01/01/1990,1000000043,,,,\r\n"
 TOPICS = Topics("unused.")
 
 Client = TestClient[web.Request, web.Application]
@@ -120,7 +123,7 @@ async def test_an_upload_goes_into_the_bucket_and_is_validated_from_it(
     gateway = await make_gateway(s3_settings)
     status, body, _ = await post(gateway, ato, VALID_CSV)
     assert status == 202
-    upload_id = body["upload_id"]
+    upload_id = uuid.UUID(body["upload_id"])
     assert bucket_keys(s3_settings) == [f"uploads/{upload_id}.csv"]
 
     settings = validator_settings(database_url, s3_settings)
@@ -175,7 +178,7 @@ async def test_a_chunk_read_while_storage_is_down_is_retried_and_never_counted(
     s3_prefix: str,
 ) -> None:
     gateway = await make_gateway(s3_settings)
-    upload_id = (await post(gateway, ato, VALID_CSV))[1]["upload_id"]
+    upload_id = uuid.UUID((await post(gateway, ato, VALID_CSV))[1]["upload_id"])
     settings = validator_settings(database_url, s3_settings)
     await plan_upload(pool, open_storage(s3_settings), settings, TOPICS, upload_id)
     worker = ChunkWorker(settings, pool, TOPICS, ReferenceCache(pool))
@@ -207,7 +210,7 @@ async def test_a_missing_object_ends_the_upload_errored(
     s3_settings: StorageSettings,
 ) -> None:
     gateway = await make_gateway(s3_settings)
-    upload_id = (await post(gateway, ato, VALID_CSV))[1]["upload_id"]
+    upload_id = uuid.UUID((await post(gateway, ato, VALID_CSV))[1]["upload_id"])
     settings = validator_settings(database_url, s3_settings)
     storage = open_storage(s3_settings)
     await plan_upload(pool, storage, settings, TOPICS, upload_id)
@@ -229,8 +232,9 @@ async def test_a_purge_leaves_nothing_of_the_purged_uploads_in_the_bucket(
     settings = validator_settings(database_url, s3_settings)
     storage = open_storage(s3_settings)
     upload_ids = []
-    for body in (VALID_CSV, HEADER + b"R2,NOPE,01/03/2026,Bo,Li,01/01/1990,,,,,\r\n"):
-        upload_id = (await post(gateway, ato, body))[1]["upload_id"]
+    refused = HEADER + b"R2,NOPE," + ACHIEVED + b",Bo,Li,01/01/1990,,,,,\r\n"
+    for body in (VALID_CSV, refused):
+        upload_id = uuid.UUID((await post(gateway, ato, body))[1]["upload_id"])
         await plan_upload(pool, storage, settings, TOPICS, upload_id)
         upload_ids.append(upload_id)
     await ChunkWorker(settings, pool, TOPICS, ReferenceCache(pool)).run_until_idle()
