@@ -24,7 +24,7 @@ from gateway_helpers import (
     stored_files,
 )
 
-from services.core import storage as core_storage
+from services.core.storage import folder as folder_storage
 from services.upload_gateway.app import create_app, runner_options
 from services.upload_gateway.appkeys import UPLOAD_SLOTS
 from services.upload_gateway.keys import NewKey
@@ -195,7 +195,7 @@ async def test_a_disk_that_fills_while_writing_is_507_and_the_partial_file_remov
     def disk_full(out: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(core_storage, "_flush_to_disk", disk_full)
+    monkeypatch.setattr(folder_storage, "_flush_to_disk", disk_full)
     client = await make_client()
     if multipart:
         response = await client.post(
