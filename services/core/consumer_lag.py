@@ -22,7 +22,7 @@ from typing import Final
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.core.kafka import connection_options
+from services.core.kafka import configuration_problem, connection_options, start_client
 from services.core.logging import get_logger
 from services.core.settings import KafkaSettings
 
@@ -135,9 +135,13 @@ class ConsumerLagReader:
                 answer = await admin.list_consumer_group_offsets(group.group_id, partitions=own)
                 lags += group_lags(group, committed_offsets(answer), log_starts, log_ends)
             return lags
-        except BaseException:
+        except BaseException as error:
             # Half-done requests may be left in the clients: made again at the next read.
             self._broken = True
+            # A refusal no retry fixes (an ACL, a login) names its setting, as at every edge.
+            problem = configuration_problem(error)
+            if problem is not None:
+                raise problem from None
             raise
 
     async def close(self) -> None:
@@ -154,7 +158,7 @@ class ConsumerLagReader:
         if self._admin is None:
             admin = AIOKafkaAdminClient(**options, client_id=f"{self._client_id}-admin")
             try:
-                await admin.start()
+                await start_client(admin, self._settings)
             except BaseException:
                 with contextlib.suppress(Exception):  # half started: its connections closed
                     await admin.close()
@@ -171,7 +175,7 @@ class ConsumerLagReader:
                 isolation_level="read_committed",
             )
             try:
-                await consumer.start()
+                await start_client(consumer, self._settings)
             except BaseException:
                 with contextlib.suppress(Exception):
                     await consumer.stop()

@@ -41,6 +41,7 @@ from services.core.consumer_lag import ConsumerLagReader, PartitionLag, WatchedG
 from services.core.db import create_pool
 from services.core.events import Topics
 from services.core.logging import get_logger
+from services.core.misconfiguration import ConfigurationError
 from services.core.purge_runs import PurgeOutcome, PurgeRunsSummary
 from services.core.settings import KafkaSettings, PostgresSettings
 
@@ -214,8 +215,16 @@ class OpsExporter:
             async with asyncio.timeout(self._read_timeout_s):
                 return await read()
         except Exception as error:
-            # Reported by `achievements_exporter_source_up`; the log says why.
-            log.warning("exporter_source_unread", source=source, error=type(error).__name__)
+            # Reported by `achievements_exporter_source_up`; the log says why, and which setting
+            # when the source refused one (an ACL, a login, a certificate).
+            refused = (
+                {"setting": error.setting, "reason": error.reason}
+                if isinstance(error, ConfigurationError)
+                else {}
+            )
+            log.warning(
+                "exporter_source_unread", source=source, error=type(error).__name__, **refused
+            )
             return None
 
     def exposition(self) -> bytes:

@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 
 import aiohttp
 import pytest
+import structlog
+import structlog.testing
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
@@ -19,6 +21,7 @@ from pydantic import SecretStr
 from services import cli
 from services.core.consumer_lag import PartitionLag, WatchedGroup
 from services.core.kafka import make_consumer
+from services.core.misconfiguration import ConfigurationError
 from services.core.ops_exporter import (
     ExporterSettings,
     OpsExporter,
@@ -134,6 +137,24 @@ async def test_a_source_that_fails_is_down_and_its_metrics_are_left_out() -> Non
     assert exported[("achievements_exporter_source_up", (("source", "postgres"),))] == 1.0
     assert not any(name == "achievements_consumer_group_lag_messages" for name, _ in exported)
     assert exported[("achievements_purge_runs_total", (("outcome", "failed"),))] == 1.0
+
+
+async def test_a_refused_setting_is_named_in_the_log() -> None:
+    refused = ConfigurationError("KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD", "login refused")
+    exporter = exporter_of(refused, SUMMARY)
+    with structlog.testing.capture_logs() as logs:
+        snapshot = await exporter.refresh()
+    assert snapshot.lags is None
+    assert logs == [
+        {
+            "event": "exporter_source_unread",
+            "log_level": "warning",
+            "source": "kafka",
+            "error": "ConfigurationError",
+            "setting": "KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD",
+            "reason": "login refused",
+        }
+    ]
 
 
 async def test_a_source_slower_than_the_read_timeout_is_down() -> None:
