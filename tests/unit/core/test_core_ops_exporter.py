@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 
 import aiohttp
 import pytest
-import structlog
 import structlog.testing
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
