@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
 from services.core.events import Topics
+from services.core.learner_requests import IdentifierKind, Learner, erase
 from services.core.reference_store import ReferenceCache
 from services.core.retention import purge
 from services.core.settings import (
@@ -246,4 +247,29 @@ async def test_a_purge_leaves_nothing_of_the_purged_uploads_in_the_bucket(
 
     assert report.uploads_purged == 2
     assert report.files_deleted == 2
+    assert bucket_keys(s3_settings) == []
+
+
+async def test_erasing_a_learner_deletes_their_uploads_objects(
+    make_gateway: Callable[..., Any],
+    ato: NewKey,
+    pool: asyncpg.Pool,
+    database_url: str,
+    s3_settings: StorageSettings,
+) -> None:
+    gateway = await make_gateway(s3_settings)
+    settings = validator_settings(database_url, s3_settings)
+    storage = open_storage(s3_settings)
+    upload_id = uuid.UUID((await post(gateway, ato, VALID_CSV))[1]["upload_id"])
+    await plan_upload(pool, storage, settings, TOPICS, upload_id)
+    await ChunkWorker(settings, pool, TOPICS, ReferenceCache(pool)).run_until_idle()
+    assert bucket_keys(s3_settings) == [f"uploads/{upload_id}.csv"]
+
+    learner = Learner.of(ato.ato_id, IdentifierKind.ULN, "1000000043")
+    async with pool.acquire() as connection:
+        result = await erase(
+            connection, storage, TOPICS, RetentionSettings(days=30), learner, datetime.now(UTC)
+        )
+
+    assert result["files_deleted"] == 1
     assert bucket_keys(s3_settings) == []
