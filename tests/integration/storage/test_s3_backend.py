@@ -27,7 +27,13 @@ from services.core.storage.s3 import S3Storage
 from tests.s3_server import REPO_ROOT, S3Server, closed_endpoint, s3_settings_for
 from tests.service_env import service_env
 
-pytestmark = [pytest.mark.tier2, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.tier2,
+    pytest.mark.slow,
+    # The first test starts the S3 server, and builds it when it is missing (about 7 minutes
+    # on 2 cores; `make test-tier2` builds it before pytest starts).
+    pytest.mark.timeout(1800),
+]
 
 MIB = 1024 * 1024
 

@@ -38,7 +38,14 @@ from services.validator.planner import plan_upload
 from services.validator.settings import ValidatorSettings
 from tests.s3_server import S3Server, closed_endpoint, s3_settings_for
 
-pytestmark = [pytest.mark.tier2, pytest.mark.stack, pytest.mark.slow]
+pytestmark = [
+    pytest.mark.tier2,
+    pytest.mark.stack,
+    pytest.mark.slow,
+    # The first test starts the S3 server, and builds it when it is missing (about 7 minutes
+    # on 2 cores; `make test-tier2` builds it before pytest starts).
+    pytest.mark.timeout(1800),
+]
 
 HEADER = (
     b"ProviderReference,CourseCode,AchievementDate,LearnerForename,LearnerSurname,DateOfBirth,"
