@@ -32,6 +32,7 @@ from __future__ import annotations
 import itertools
 import operator
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -42,12 +43,7 @@ import polars as pl
 from services.core.scheme.codes import MESSAGES, SEVERITY, Code
 from services.core.scheme.columns import COLUMN_OF_CODE, COLUMNS, HeaderMap
 from services.core.scheme.file_inspection import Encoding
-from services.core.scheme.record_scanner import (
-    Record,
-    SegmentBytes,
-    quoted_records,
-    segment_records,
-)
+from services.core.scheme.record_scanner import Record, SegmentBytes, segment_records
 from services.core.scheme.reference import InMemoryReference
 from services.core.scheme.rules import (
     ACHIEVEMENT_MAX_AGE_DAYS,
@@ -70,6 +66,7 @@ from services.core.scheme.rules import (
     check_ni_number,
     parse_date,
 )
+from services.core.scheme.segment_records import LONE_RETURN, split_records
 from services.core.scheme.text import LEVY_SEPARATORS, WHITE_SPACE, normalise_levy_number
 from services.core.scheme.validation import (
     CITB_ID_KIND,
@@ -420,6 +417,9 @@ class BulkValidator:
         self._dates = (DateReader(iso=True), DateReader())
         # Chunks judged, and the rows the full pass judged and proved (`_full_pass_pays`).
         self._chunks = self._full_rows = self._full_proven = 0
+        # Records the reading of `bulk_bytes` left to the csv module, by reason
+        # (`segment_records.FALLBACK_REASONS`): what the benchmarks report per file.
+        self.fallbacks: Counter[str] = Counter()
         self._clean = _plan(header_map, today, reference, self._dates, clean=True)
         self._full = _plan(header_map, today, reference, self._dates, clean=False)
         self._full_unwrapping = _plan(
@@ -449,6 +449,7 @@ class BulkValidator:
             # the segment's records.
             if returns and (data.endswith(b"\r") or returns != pieces.str.ends_with("\r").sum()):
                 records = segment_records(data.decode(Encoding.UTF_8.value), delimiter, first_row)
+                self.fallbacks[LONE_RETURN] += len(records)
                 parts.append(self._record_cells(records, by_row))
                 continue
             parts.extend(
@@ -499,54 +500,44 @@ class BulkValidator:
         to `originals`, by row number. `data` is the segment's UTF-8 bytes (decoded only when
         it `has_quote`); `has_return`: whether it holds a CR (of a CR LF: no other)."""
         width = self._width
-        lines = pl.DataFrame(pieces).with_row_index("_line_index")
+        split = split_records(
+            pieces,
+            first_row,
+            delimiter,
+            width,
+            text=lambda: data.decode(Encoding.UTF_8.value),
+            has_quote=has_quote,
+            has_return=has_return,
+        )
+        self.fallbacks.update(split.fallbacks)
         parts: list[pl.DataFrame] = []
-        row_numbers = pl.col("_line_index").cast(pl.Int64) + first_row
-        if has_quote:
-            # (line, offset) of the lines holding a quote; the csv module reads from those.
-            starts = lines.select(
-                "_line_index",
-                (pl.col("_line").str.len_chars() + 1).cum_sum().shift(1, fill_value=0),
-            ).filter(pieces.str.contains('"', literal=True))
-            text = data.decode(Encoding.UTF_8.value)
-            quoted = quoted_records(text, delimiter, starts.iter_rows())
-            if quoted:
-                # A record spanning n lines takes n line indices and one row number.
-                first_lines = [line for line, _, _ in quoted]
-                spans = [spanned for _, spanned, _ in quoted]
-                skipped = list(itertools.accumulate(spanned - 1 for spanned in spans))
-                records = [
-                    (first_row + line - before, cells)
-                    for (line, _, cells), before in zip(quoted, [0, *skipped], strict=False)
-                ]
-                parts.append(self._record_cells(records, originals))
-                taken_lines = pl.Series(first_lines, dtype=pl.UInt32)
-                taken = pl.select(
-                    pl.int_ranges(taken_lines, taken_lines + pl.Series(spans, dtype=pl.UInt32))
-                    .explode()
-                    .implode()
-                ).to_series()
-                lines = lines.filter(~pl.col("_line_index").is_in(taken))
-                if skipped[-1]:
-                    # Lines after a record of several lines: their row numbers are fewer.
-                    before = pl.Series([0, *skipped], dtype=pl.Int64)
-                    after = pl.lit(pl.Series(first_lines, dtype=pl.UInt32)).search_sorted(
-                        pl.col("_line_index"), side="left"
-                    )
-                    row_numbers = row_numbers - pl.lit(before).gather(after)
+        if split.parsed:
+            parts.append(self._record_cells(split.parsed, originals))
+        if split.quoted is not None:
+            parts.append(
+                split.quoted.select(
+                    ROW_NUMBER,
+                    pl.lit(True).alias("_takeable"),
+                    *(
+                        pl.col(f"field_{index}").alias(name)
+                        for index, name in enumerate(self._cell_columns)
+                    ),
+                )
+            )
+        lines = split.plain
         line = pl.col("_line")
         if has_return:
             line = line.str.strip_suffix("\r")
         # A line is its record: its cells split at every delimiter. `splitn` leaves the cells
         # beyond the header, still joined by the delimiter, in one more field. (Split in a step
         # of its own: an expression naming the split's fields one by one splits every time.)
-        split = lines.select(
-            row_numbers.alias(ROW_NUMBER), line.str.splitn(delimiter, width + 1).alias("_fields")
+        split_lines = lines.select(
+            ROW_NUMBER, line.str.splitn(delimiter, width + 1).alias("_fields")
         ).unnest("_fields")
         extra = pl.col(f"field_{width}")
         # A short line lacks its last fields: padded with empty cells, as RowValidator pads.
-        short = split[f"field_{width - 1}"].null_count() > 0
-        plain = split.select(
+        short = split_lines[f"field_{width - 1}"].null_count() > 0
+        plain = split_lines.select(
             ROW_NUMBER,
             (extra.is_null() | (extra.str.strip_chars(WHITE_SPACE + delimiter) == "")).alias(
                 "_takeable"

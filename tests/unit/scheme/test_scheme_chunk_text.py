@@ -246,3 +246,67 @@ def test_the_check_counts_the_rows_of_quoted_records(tmp_path: Path) -> None:
     report = check_file(path, today=UPLOAD_DATE)
     assert (report.rows_total, report.rows_valid) == (3, 2)
     assert [(issue.row, issue.code) for issue in report.issues] == [(4, Code.ULN_01)]
+
+
+class TestQuotedRecordsInPolars:
+    """Records in the shape spreadsheets write never reach the csv module; every other shape
+    does, counted by reason, and reads the same."""
+
+    @staticmethod
+    def _fallbacks(data: bytes, delimiter: str = ",") -> dict[str, int]:
+        validator = BulkValidator(template_header_map(), UPLOAD_DATE, bundled_reference())
+        validator.bulk_bytes([SegmentBytes(data, 2)], delimiter)
+        return dict(validator.fallbacks)
+
+    def test_cells_quoted_as_spreadsheets_quote_them_stay_in_polars(self) -> None:
+        rows = [
+            _row(Notes="PO 4471, cohort B"),
+            _row(ULN=VALID_ULNS[1], Notes='said "thanks"'),
+            _row(ULN=VALID_ULNS[2], Notes="Passed, resit booked\r\nroom 4"),
+            _row(ULN=VALID_ULNS[3], LearnerSurname="Smith, Jr", Notes='a\n"b"\n\nc'),
+            _row(ULN=VALID_ULNS[4], Notes='""'),
+            _row(ULN=VALID_ULNS[5]),
+        ]
+        data = _file(rows)
+        _assert_same(data, template_header_map(), chunk_rows=100)
+        assert self._fallbacks(data.split(b"\r\n", 1)[1]) == {}
+        result = BulkValidator(template_header_map(), UPLOAD_DATE, bundled_reference()).bulk_bytes(
+            [SegmentBytes(data.split(b"\r\n", 1)[1], 2)], ","
+        )
+        assert result.cells_of([4, 5])[4][10] == "Passed, resit booked\r\nroom 4"
+        assert result.cells_of([5])[5][4:5] == ["Smith, Jr"]
+        assert result.valid["row_number"].to_list() == [2, 3, 4, 5, 6, 7]
+
+    def test_other_shapes_go_to_the_csv_module_counted_by_reason(self) -> None:
+        stray = _row(ULN=VALID_ULNS[1]).replace(",,,", ',,2" pipe,', 1)
+        after_quote = _row(ULN=VALID_ULNS[2]) + ',"x" y'
+        short = '"a, b",c'
+        lines = [_row(), stray, after_quote, short, _row(ULN=VALID_ULNS[3])]
+        data = "".join(line + "\r\n" for line in lines).encode()
+        _assert_same(_file(lines), template_header_map(), chunk_rows=100)
+        assert self._fallbacks(data) == {"quote_shape": 2, "quoted_cell_count": 1}
+
+    def test_a_record_of_several_lines_outside_the_shape_reads_the_rest_the_old_way(
+        self,
+    ) -> None:
+        # Text after a closing quote on the record's second line: outside the strict shape,
+        # so the rest of the segment is read as before.
+        odd = 'x,"a\r\nb"c,e'
+        lines = [_row(), odd, _row(ULN=VALID_ULNS[1], Notes="p, q"), _row(ULN=VALID_ULNS[2])]
+        data = "".join(line + "\r\n" for line in lines).encode()
+        _assert_same(_file(lines), template_header_map(), chunk_rows=100)
+        assert self._fallbacks(data) == {"after_misread_record": 2}
+
+    def test_a_lone_cr_is_counted(self) -> None:
+        data = f"{_row()}\r{_row(ULN=VALID_ULNS[1])}\r\n".encode()
+        assert self._fallbacks(data) == {"lone_return": 2}
+
+    def test_semicolons(self) -> None:
+        order = list(HEADERS)
+        values = cells(Notes="one; two", LearnerSurname="Smith, Jr")
+        row = csv_line(values, ";")
+        data = (row + "\r\n" + row.replace("one", "1") + "\r\n").encode()
+        assert self._fallbacks(data, ";") == {}
+        header = match_header(order)
+        assert isinstance(header, HeaderMap)
+        _assert_same((";".join(order) + "\r\n").encode() + data, header, delimiter=";")

@@ -786,9 +786,11 @@ def test_every_long_run_of_blank_records_is_left_out_whole(
 def _plan_record_by_record(
     monkeypatch: pytest.MonkeyPatch, data: bytes, delimiter: str, options: dict[str, int]
 ) -> ScanResult:
-    """The plan without `_lines_with_quotes`: its quoted records one Python step each."""
+    """The plan without `_lines_with_quotes` and `_dense_records`: its quoted records one
+    Python step each."""
     with monkeypatch.context() as patch:
         patch.setattr(record_scanner._Scanner, "_lines_with_quotes", lambda *_: False)
+        patch.setattr(record_scanner._Scanner, "_dense_records", lambda *_: False)
         return scan(data, delimiter, **options)
 
 
@@ -846,3 +848,56 @@ def test_a_file_quoting_a_field_every_few_lines_is_planned_in_big_steps() -> Non
     assert result == expected
     assert [chunk.records for chunk in result.chunks] == [20_000, 10_000]
     assert calls < 30_000 // 7 // 10  # steps of many quoted records, not one each
+
+
+# Rows as spreadsheets quote them (every other row), with the shapes they never write.
+_DENSE_ROWS = [
+    *_QUOTED_ROWS,
+    'r,"PO 4471, cohort B"\r\n',
+    'r,"said ""thanks"""\r\n',
+    'r,"Passed, resit\r\nroom 4"\r\n',
+    'r,"Smith, Jr",x\r\n',
+    'r,2" pipe\r\n',
+    'r,"PO 4471" cohort B\r\n',
+]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.lists(
+        st.tuples(st.just("r,plain\r\n"), st.sampled_from(_DENSE_ROWS)).map("".join),
+        min_size=32,
+        max_size=200,
+    ),
+    delimiter=st.sampled_from([",", ";"]),
+    options=_options,
+)
+def test_a_file_quoting_every_other_line_gives_the_record_by_record_plan(
+    rows: list[str], delimiter: str, options: dict[str, int]
+) -> None:
+    """Batches of records taken by one regex each (`_dense_records`) change nothing either."""
+    data = ("h\r\n" + "".join(rows)).encode()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        expected = _plan_record_by_record(monkeypatch, data, delimiter, options)
+    assert scan(data, delimiter, **options) == expected
+    _agrees_with_the_csv_module(data.decode(), Encoding.UTF_8, delimiter, options)
+
+
+def test_a_file_quoting_every_other_line_is_planned_in_batches() -> None:
+    rows = [f"r{i},b,c\r\n" if i % 2 else f'r{i},"x, ""y""\r\nz",c\r\n' for i in range(30_000)]
+    data = ("h\r\n" + "".join(rows)).encode()
+    calls = 0
+    original = record_scanner._Scanner._dense_records
+
+    def counted(self: Any, *args: Any) -> bool:
+        nonlocal calls
+        calls += 1
+        return bool(original(self, *args))
+
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        expected = _plan_record_by_record(monkeypatch, data, ",", {})
+        monkeypatch.setattr(record_scanner._Scanner, "_dense_records", counted)
+        result = scan(data, ",")
+    assert result == expected
+    assert [chunk.records for chunk in result.chunks] == [20_000, 10_000]
+    assert 0 < calls < 30_000 // 64  # batches of records, not one step each
