@@ -113,7 +113,8 @@ ENV
 }
 
 settings_digest() {
-    cat "$CLUSTER_DIR/services.env" "$SECRETS_DIR"/*.env 2>/dev/null | sha256sum
+    # Nothing yet at the first start.
+    { cat "$CLUSTER_DIR/services.env" "$SECRETS_DIR"/*.env 2>/dev/null || true; } | sha256sum
 }
 
 # nginx in front of the two gateways, as the Ingress: TLS, bodies up to 202 MB streamed to the
