@@ -1,6 +1,6 @@
 """Generated upload files for the benchmarks: what real files look like, a chosen error share.
 
-    write_mixed_file(path, rows, today=..., error_share=0.02, first=0)
+    write_mixed_file(path, rows, today=..., error_share=0.02, first=0, style="plain")
 
 Every row has its own learner (distinct ULNs with valid check digits, NI numbers, CITB ids);
 `first` shifts the learners, so two files of one ATO do not repeat each other's achievements.
@@ -9,6 +9,19 @@ warning, and 0.1% repeat an earlier upload's achievement (DUP_02: the returned k
 the benchmark records as that earlier upload). Cells use the habits of real files: spaced and
 lower-case identifiers, ISO and d/m/yyyy dates, `="…"` text formulas, accents, notes with line
 breaks.
+
+`style` says how many cells are quoted, as spreadsheets quote them (every cell holding a
+delimiter, a double quote or a line break, and only those):
+
+- `plain`: few quoted cells (a note with a line break every 97 rows);
+- `quoted`: half the rows carry a quoted cell, as ATOs' notes do: a quarter of the rows a note
+  with a comma ("PO 4471, cohort B"), a quarter a note with doubled quotes (`said "thanks"`),
+  one row in forty a note with a line break, one in fifty a surname with a comma; and a sixth
+  of the rows have accented names;
+- `mixed`: `quoted`, plus the shapes a hand-edited file adds and spreadsheets never write (so
+  the fast path of the bulk pass leaves them to the csv module): one row in a hundred with a
+  stray `"` inside an unquoted note (`2" pipe`), one in two hundred with text after a closing
+  quote (`"PO 4471" cohort B`).
 """
 
 from __future__ import annotations
@@ -32,6 +45,12 @@ _NINO_PREFIXES = ("AB", "CE", "HJ", "JK", "LM", "PR", "ST", "WX")
 _UNREGISTERED_LEVY = "99999999"  # well-formed, not in the bundled register: LEVY_02
 _DUP_01_DISTANCE = 50  # rows; a multiple of the course and date cycles, so the key repeats
 _DUP_02_EVERY = 1_000  # one row in this many repeats an earlier upload's achievement
+STYLES = ("plain", "quoted", "mixed")
+_ACCENTED_FORENAMES = ("Zoë", "Seán", "Renée", "Björn", "Łukasz", "Inès")
+_COMMA_NOTES = ("PO 4471, cohort B", "Site 2, evening course", "Passed, certificate sent")
+_QUOTE_NOTES = ('said "thanks"', 'the "blue" group', 'assessor: "excellent"')
+_STRAY_QUOTE_NOTE = '2" pipe fitted'  # a `"` inside an unquoted field: an ordinary character
+_AFTER_CLOSING_QUOTE = '"PO 4471" cohort B'  # read as `PO 4471 cohort B`
 
 # (course code, achievement date, ULN) of a row that an earlier upload already had accepted.
 EarlierKey = tuple[str, date, str]
@@ -63,9 +82,13 @@ def write_mixed_file(
     error_share: float = ERROR_SHARE,
     first: int = 0,
     seed: int = 7,
+    style: str = "plain",
 ) -> list[EarlierKey]:
-    """Writes `rows` data rows for an upload received on `today`; returns the keys to record
-    as an earlier accepted upload's achievements (DUP_02)."""
+    """Writes `rows` data rows for an upload received on `today` with the quoting of `style`
+    (see the module's text); returns the keys to record as an earlier accepted upload's
+    achievements (DUP_02)."""
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r}: one of {', '.join(STYLES)}")
     rng = random.Random(seed)
     levy_numbers = [e.levy_number for e in bundled_reference().employers() if e.grant_eligible]
     ulns = itertools.islice(_valid_ulns(), first, None)
@@ -80,6 +103,8 @@ def write_mixed_file(
                 f"{_NINO_PREFIXES[i % 8]}{(i // 8) % 1_000_000:06d}{'ABCD'[(i // 8_000_000) % 4]}"
             )
             row = _valid_row(i, today, levy_numbers[i % len(levy_numbers)], uln, nino)
+            if style != "plain":
+                _quote_like_a_spreadsheet(row, i)
             warning = rng.random()
             _add_warning(row, warning)
             if rng.random() < error_share:
@@ -94,8 +119,40 @@ def write_mixed_file(
             # duplicate code comes from exactly one cause and the counts can be checked.
             clean = error == -1 and warning >= 0.01 and not seeded
             recent_ulns.append(row.uln_cell if clean else "")
-            writer.writerow(_cells(row, i))
+            cells = _cells(row, i)
+            if style == "mixed" and i % 100 == 37:
+                out.write(_line_with_raw_notes(cells, _STRAY_QUOTE_NOTE))
+            elif style == "mixed" and i % 200 == 71:
+                out.write(_line_with_raw_notes(cells, _AFTER_CLOSING_QUOTE))
+            else:
+                writer.writerow(cells)
     return earlier
+
+
+def _quote_like_a_spreadsheet(row: _Row, i: int) -> None:
+    """The cells ATOs' files quote (the `quoted` style): notes with commas, doubled quotes and
+    line breaks, surnames with commas; and accented forenames."""
+    if i % 4 == 0:
+        row.notes = _COMMA_NOTES[i // 4 % len(_COMMA_NOTES)]
+    elif i % 4 == 1:
+        row.notes = _QUOTE_NOTES[i // 4 % len(_QUOTE_NOTES)]
+    elif i % 40 == 2:
+        row.notes = "Passed, resit booked\r\nroom 4"
+    if i % 50 == 3:
+        row.surname = f"{row.surname}, Jr"
+    if i % 6 == 5:
+        row.forename = _ACCENTED_FORENAMES[i // 6 % len(_ACCENTED_FORENAMES)]
+
+
+def _line_with_raw_notes(cells: list[str], notes: str) -> str:
+    """The record as a hand-edited file may hold it: the notes cell (the last of the template)
+    written as it is, the other cells quoted where they need it."""
+    quoted = [
+        f'"{cell.replace(chr(34), chr(34) * 2)}"' if any(c in cell for c in ',"\r\n') else cell
+        for cell in cells
+    ]
+    quoted[10] = notes
+    return ",".join(quoted) + "\r\n"
 
 
 def _valid_row(i: int, today: date, levy: str, uln: str, nino: str) -> _Row:

@@ -1,15 +1,19 @@
-"""The offline check on one core: rows/s on realistic files at 2% and 20% invalid rows.
+"""The offline check on one core: rows/s on realistic files at 2% and 20% invalid rows, with
+few quoted cells, with the quoted cells spreadsheets write, and with the shapes they do not.
 
     .venv/bin/python bench/bench_offline_check.py [--rows 1000000] [--shares 0.02,0.2]
-        [--valid] [--keep]
+        [--styles plain,quoted,mixed] [--valid] [--keep]
 
-For each share of invalid rows it writes a realistic file (`bench_files.write_mixed_file`:
-spaced and lower-case identifiers, `="…"` cells, both date formats, notes with line breaks,
-about 3% warnings, duplicates; `--valid`: the all-valid file below instead), runs `check_file`
-(inspection, record scan, both passes of the rules, in-file duplicates) and prints rows per
-second by the wall clock and by CPU time (the fairer figure on a shared machine), and the
-process's peak RSS. One core: Polars runs on one thread and the process pins itself to one
-CPU (as `taskset -c 0` would).
+For each quoting style and share of invalid rows it writes a realistic file
+(`bench_files.write_mixed_file`: spaced and lower-case identifiers, `="…"` cells, both date
+formats, notes with line breaks, about 3% warnings, duplicates; `plain` with few quoted cells,
+`quoted` with half the rows quoted as spreadsheets quote, `mixed` adding a `"` in an unquoted
+note and text after a closing quote; `--valid`: the all-valid file below instead), runs
+`check_file` (inspection, record scan, both passes of the rules, in-file duplicates) and prints
+rows per second by the wall clock and by CPU time (the fairer figure on a shared machine), the
+share of rows whose record the bulk pass's reading left to the csv module and why (each reason
+on its own, never folded into an average), and the process's peak RSS. One core: Polars runs on
+one thread and the process pins itself to one CPU (as `taskset -c 0` would).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import resource
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -82,14 +87,13 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--shares", default="0.02,0.2", help="shares of invalid rows")
+    parser.add_argument("--styles", default="plain,quoted,mixed", help="quoting styles")
     parser.add_argument("--valid", action="store_true", help="the all-valid file instead")
     parser.add_argument("--keep", action="store_true", help="print and keep the generated files")
     args = parser.parse_args(argv)
-    # Imported here: bench_files imports this module's constants.
-    from bench_files import write_mixed_file
-
     cpu = _pin_to_one_cpu()
     shares = [0.0] if args.valid else [float(share) for share in args.shares.split(",")]
+    styles = ["valid"] if args.valid else args.styles.split(",")
     folder = Path(tempfile.mkdtemp(prefix="bench-offline-check-"))
     bundled_reference()  # loaded once per process, as in the CLI
     print(
@@ -97,40 +101,58 @@ def main(argv: list[str]) -> int:
         f"POLARS_MAX_THREADS={os.environ['POLARS_MAX_THREADS']})"
     )
     print(
-        f"{'invalid':>8} {'size MB':>8} {'wall s':>7} {'cpu s':>7} {'rows/s':>9}"
-        f" {'rows/cpu s':>11} {'invalid rows':>13} {'warned':>7}"
+        f"{'file':>7} {'invalid':>8} {'size MB':>8} {'wall s':>7} {'cpu s':>7} {'rows/s':>9}"
+        f" {'rows/cpu s':>11} {'invalid rows':>13} {'warned':>7}  left the fast path (why)"
     )
     failed = False
-    for share in shares:
-        path = folder / (f"valid-{args.rows}.csv" if args.valid else f"mixed-{share:g}.csv")
-        if args.valid:
-            write_valid_file(path, args.rows)
-        else:
-            write_mixed_file(path, args.rows, error_share=share)
-        size_mb = path.stat().st_size / 1e6
-        started, started_cpu = time.perf_counter(), time.process_time()
-        report = check_file(path, today=UPLOAD_DATE)
-        elapsed_s = time.perf_counter() - started
-        cpu_s = time.process_time() - started_cpu
-        if report.rows_total != args.rows or (
-            args.valid and report.status is not UploadStatus.PASSED
-        ):
-            print(f"unexpected outcome: {report.status} {report.rows_total}", file=sys.stderr)
-            failed = True
-        print(
-            f"{share:>8.0%} {size_mb:>8.1f} {elapsed_s:>7.2f} {cpu_s:>7.2f}"
-            f" {args.rows / elapsed_s:>9,.0f} {args.rows / cpu_s:>11,.0f}"
-            f" {report.rows_invalid:>13,} {report.rows_warned:>7,}"
-        )
-        if args.keep:
-            print(path)
-        else:
-            path.unlink()
+    for style in styles:
+        for share in shares:
+            failed |= _one_file(folder, style, share, args.rows, keep=args.keep)
     if not args.keep:
         folder.rmdir()
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak_rss={peak_rss_mb:.0f}MB (the whole run)")
     return 1 if failed else 0
+
+
+def fallback_shares(fallbacks: Counter[str], rows: int) -> str:
+    """The share of rows left to the csv module, each reason on its own."""
+    if not fallbacks:
+        return "0%"
+    return ", ".join(f"{count / rows:.2%} {reason}" for reason, count in sorted(fallbacks.items()))
+
+
+def _one_file(folder: Path, style: str, share: float, rows: int, *, keep: bool) -> bool:
+    """Writes, checks and reports one file; True when its outcome is not the expected one."""
+    # Imported here: bench_files imports this module's constants.
+    from bench_files import write_mixed_file
+
+    path = folder / f"{style}-{share:g}.csv"
+    if style == "valid":
+        write_valid_file(path, rows)
+    else:
+        write_mixed_file(path, rows, error_share=share, style=style)
+    size_mb = path.stat().st_size / 1e6
+    fallbacks: Counter[str] = Counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
+    report = check_file(path, today=UPLOAD_DATE, fallbacks=fallbacks)
+    elapsed_s = time.perf_counter() - started
+    cpu_s = time.process_time() - started_cpu
+    failed = False
+    if report.rows_total != rows or (style == "valid" and report.status is not UploadStatus.PASSED):
+        print(f"unexpected outcome: {report.status} {report.rows_total}", file=sys.stderr)
+        failed = True
+    print(
+        f"{style:>7} {share:>8.0%} {size_mb:>8.1f} {elapsed_s:>7.2f} {cpu_s:>7.2f}"
+        f" {rows / elapsed_s:>9,.0f} {rows / cpu_s:>11,.0f}"
+        f" {report.rows_invalid:>13,} {report.rows_warned:>7,}"
+        f"  {fallback_shares(fallbacks, rows)}"
+    )
+    if keep:
+        print(path)
+    else:
+        path.unlink()
+    return failed
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ with its own storage, batching and database-side duplicate rules.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Generator, Iterable, Iterator
 from datetime import date
 from pathlib import Path
@@ -94,9 +95,13 @@ def check_file(
     reference: ReferenceData | None = None,
     size_limit_bytes: int = DEFAULT_SIZE_LIMIT_BYTES,
     row_limit: int = DEFAULT_ROW_LIMIT,
+    fallbacks: Counter[str] | None = None,
 ) -> CheckReport:
     """Validates a file as the pipeline would, skipping DUP_02 and FILE_07 (they need the
-    database). `today` is the upload date. Raises OSError when the file cannot be read."""
+    database). `today` is the upload date. Raises OSError when the file cannot be read.
+
+    `fallbacks`, when given, is added the records that the bulk pass's reading left to the csv
+    module, by reason (`segment_records.FALLBACK_REASONS`): what the benchmarks report."""
     file_name = Path(path).name
     reference = bundled_reference() if reference is None else reference
     # Size first, from the file system: a file over the limit is never read.
@@ -125,7 +130,7 @@ def check_file(
     if isinstance(reference, InMemoryReference):
         chunks = _chunk_segments(open_binary, encoding, scan.chunks)
         rows_total, rows_invalid, rows_warned, issues = _validate_chunks(
-            chunks, layout.delimiter, layout.header, today, reference, row_limit
+            chunks, layout.delimiter, layout.header, today, reference, row_limit, fallbacks
         )
     else:
         records = _chunk_records(open_binary, encoding, layout.delimiter, scan.chunks)
@@ -229,6 +234,7 @@ def _validate_chunks(
     today: date,
     reference: InMemoryReference,
     row_limit: int,
+    fallbacks: Counter[str] | None = None,
 ) -> tuple[int, int, int, list[Issue]]:
     """`_validate_records` with both passes: a chunk at a time, the bulk pass proves most rows
     valid in Polars and the row validator explains every other row (`bulk_rules`); DUP_01 then
@@ -261,6 +267,8 @@ def _validate_chunks(
                 rows_warned += 1
         issues.extend(duplicate_issue(row_number, Code.DUP_01) for row_number in repeated)
         rows_invalid += len(repeated)
+    if fallbacks is not None:
+        fallbacks.update(validator.fallbacks)
     return rows_total, rows_invalid, rows_warned, issues
 
 

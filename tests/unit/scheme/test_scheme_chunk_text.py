@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import random
+from collections import Counter
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -278,7 +279,7 @@ class TestQuotedRecordsInPolars:
         assert result.valid["row_number"].to_list() == [2, 3, 4, 5, 6, 7]
 
     def test_other_shapes_go_to_the_csv_module_counted_by_reason(self) -> None:
-        stray = _row(ULN=VALID_ULNS[1]).replace(",,,", ',,2" pipe,', 1)
+        stray = _row(ULN=VALID_ULNS[1], Notes="N").replace(",N", ',2" pipe', 1)
         after_quote = _row(ULN=VALID_ULNS[2]) + ',"x" y'
         short = '"a, b",c'
         lines = [_row(), stray, after_quote, short, _row(ULN=VALID_ULNS[3])]
@@ -310,3 +311,13 @@ class TestQuotedRecordsInPolars:
         header = match_header(order)
         assert isinstance(header, HeaderMap)
         _assert_same((";".join(order) + "\r\n").encode() + data, header, delimiter=";")
+
+
+def test_the_check_adds_up_the_records_left_to_the_csv_module(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    stray = _row(ULN=VALID_ULNS[1], Notes="N").replace(",N", ',2" pipe', 1)
+    path.write_bytes(_file([_row(Notes="a, b"), stray, _row(ULN=VALID_ULNS[2], Notes='"x"')]))
+    fallbacks: Counter[str] = Counter()
+    report = check_file(path, today=UPLOAD_DATE, fallbacks=fallbacks)
+    assert (report.rows_total, report.rows_valid) == (3, 3)
+    assert fallbacks == {"quote_shape": 1}
