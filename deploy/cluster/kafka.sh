@@ -139,12 +139,14 @@ access() {
             echo "$user" >> "$users_file"
         fi
     done
-    if topology acl-commands | cmp -s - "$acls_file"; then return 0; fi
+    local wanted
+    wanted=$(topology acl-commands)
+    if [ -f "$acls_file" ] && [ "$wanted" = "$(cat "$acls_file")" ]; then return 0; fi
     while IFS=$'\t' read -r -a arguments; do
         kafka_java "$LOG4J" kafka.admin.AclCommand --bootstrap-server "$(kafka_bootstrap)" \
             --command-config "$(admin_config)" --add --force "${arguments[@]}" >/dev/null
-    done < <(topology acl-commands)
-    topology acl-commands > "$acls_file"
+    done <<< "$wanted"
+    echo "$wanted" > "$acls_file"
 }
 
 # The topics of deploy/topology.yaml (partitions, replication factor 3, configs), made by the
