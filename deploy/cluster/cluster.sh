@@ -308,7 +308,7 @@ down() {
     cluster_ctl stop kafka-1 kafka-2 kafka-3 >/dev/null 2>&1 || true
     # The standby first: a primary's shutdown then waits for no WAL sender.
     local primary
-    primary=$("$HERE/postgres.sh" primary)
+    primary=$("$HERE/postgres.sh" primary 2>/dev/null || echo 1)
     cluster_ctl stop "postgres-$((3 - primary))" >/dev/null 2>&1 || true
     cluster_ctl stop "postgres-$primary" >/dev/null 2>&1 || true
     cluster_ctl shutdown >/dev/null 2>&1 || true
@@ -320,7 +320,7 @@ down() {
 
 status() {
     if cluster_running; then
-        echo "make cluster (primary: postgres-$("$HERE/postgres.sh" primary)):"
+        echo "make cluster (primary: postgres-$("$HERE/postgres.sh" primary 2>/dev/null || echo '?')):"
         cluster_ctl status || true
     else
         echo "the cluster is not running"
