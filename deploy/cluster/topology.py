@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
+import yaml  # type: ignore[import-untyped]
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from services.core.kafka import connection_options

@@ -64,7 +64,8 @@ def busiest_leader(described: list[dict[str, Any]]) -> int:
     leaders = Counter(
         p["leader"] for p in described if p["topic"] in (TOPICS.uploads, TOPICS.accepted)
     )
-    return leaders.most_common(1)[0][0]
+    leader: int = leaders.most_common(1)[0][0]
+    return leader
 
 
 async def fetch(cluster: Cluster, sql: str, *args: Any) -> Any:
