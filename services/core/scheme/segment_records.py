@@ -142,28 +142,25 @@ class _Splitter:
         self.fallbacks: Counter[str] = Counter()
 
     def split(self) -> SegmentRecords:
-        lines = self._lines
         complete = (pl.col("_quotes") == 0) | pl.col("_body").str.contains(
             self._patterns.complete_line
         )
-        opening = lines.select(pl.col("_index").filter(~complete)).to_series().to_list()
-        spans = self._spans(opening)
-        starts, parsed = self._starts(spans)
+        lines = self._lines.with_columns(complete.alias("_complete"))
+        opening = lines.select(pl.col("_index").filter(~pl.col("_complete"))).to_series()
+        starts, parsed, several, limit = self._starts(self._spans(opening.to_list()))
         rows = (starts.cast(pl.Int64).cum_sum() - 1 + self._first_row).alias(ROW_NUMBER)
         frame = lines.with_columns(rows, starts.alias("_start"))
         plain = frame.filter(pl.col("_start") & (pl.col("_quotes") == 0)).select(ROW_NUMBER, _LINE)
-        # The quoted records: a starting line holding a quote, with the lines it spans.
-        held = frame.filter(~pl.col("_start") | (pl.col("_quotes") > 0))
-        if parsed:
-            done = pl.Series([first for first, _ in parsed], dtype=pl.UInt32)
-            held = held.filter(~pl.col(ROW_NUMBER).is_in(rows.gather(done).implode()))
-        # A record's text: its lines as they came (a CR LF inside a quoted field is content),
-        # without the CR of its own final CR LF.
-        records = held.group_by(ROW_NUMBER, maintain_order=True).agg(
-            pl.col(_LINE).str.join("\n").alias("_text")
-        )
-        if self._has_return:
-            records = records.with_columns(pl.col("_text").str.strip_suffix("\r"))
+        # The quoted records: of one line (a starting line holding a quote that the csv module
+        # reads to its end), and of several (their texts joined by `_starts`); those from
+        # `limit` on were read the old way.
+        one_line = frame.filter(
+            pl.col("_start")
+            & (pl.col("_quotes") > 0)
+            & pl.col("_complete")
+            & (pl.col("_index") < limit)
+        ).select(ROW_NUMBER, pl.col("_body").alias("_text"))
+        records = pl.concat([one_line, several.select(rows.gather(several["_first"]), "_text")])
         texts = records["_text"]
         exact = self._patterns.exact
         readable = (
@@ -209,36 +206,41 @@ class _Splitter:
 
     def _starts(
         self, spans: list[tuple[int, int]]
-    ) -> tuple[pl.Series, list[tuple[int, list[str]]]]:
-        """Which lines start a record, given the records of several lines; and the records the
-        csv module read (by first line), for a record of several lines outside the strict shape
-        (it and every record after it in the segment)."""
+    ) -> tuple[pl.Series, list[tuple[int, list[str]]], pl.DataFrame, int]:
+        """Which lines start a record, given the records of several lines; the records the csv
+        module read (by first line); the texts of the records of several lines in the strict
+        shape (`_first` line, `_text`); and the line from which the records were read the old
+        way (the first record of several lines outside the strict shape, or the end)."""
         total = self._lines.height
+        starts = pl.repeat(True, total, eager=True, dtype=pl.Boolean)
+        several = pl.DataFrame(schema={"_first": pl.Int64, "_text": pl.String})
         if not spans:
-            return pl.repeat(True, total, eager=True, dtype=pl.Boolean), []
-        texts = self._lines[_LINE]
-        misread_at = None
+            return starts, [], several, total
         firsts = pl.Series([first for first, _ in spans], dtype=pl.Int64)
         lengths = pl.Series([spanned for _, spanned in spans], dtype=pl.Int64)
         joined = pl.select(
             pl.int_ranges(firsts, firsts + lengths).alias("_lines"), firsts.alias("_first")
         ).explode("_lines")
-        span_texts = (
-            joined.with_columns(texts.gather(joined["_lines"]).alias("_body"))
+        # A record's text: its lines as they came (a CR LF inside a quoted field is content),
+        # without the CR of its own final CR LF.
+        several = (
+            joined.with_columns(self._lines[_LINE].gather(joined["_lines"]).alias("_text"))
             .group_by("_first", maintain_order=True)
-            .agg(pl.col("_body").str.join("\n").str.strip_suffix("\r"))
+            .agg(pl.col("_text").str.join("\n").str.strip_suffix("\r"))
         )
-        strict = span_texts["_body"].str.contains(_strict_any(self._delimiter))
+        strict = several["_text"].str.contains(_strict_any(self._delimiter))
+        misread_at = total
         if not strict.all():
-            misread_at = int(span_texts["_first"].filter(~strict)[0])
+            misread_at = int(several["_first"].filter(~strict)[0])
             spans = [(first, spanned) for first, spanned in spans if first < misread_at]
+            several = several.filter(pl.col("_first") < misread_at)
         inner = [line for first, spanned in spans for line in range(first + 1, first + spanned)]
-        starts = pl.repeat(True, total, eager=True, dtype=pl.Boolean)
         if inner:
             starts = starts.scatter(inner, False)
-        if misread_at is None:
-            return starts, []
-        return self._the_old_way(starts, misread_at)
+        if misread_at == total:
+            return starts, [], several, total
+        starts, parsed = self._the_old_way(starts, misread_at)
+        return starts, parsed, several, misread_at
 
     def _the_old_way(
         self, starts: pl.Series, start: int
