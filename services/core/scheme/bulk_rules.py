@@ -19,7 +19,8 @@ derived by asking the exact rule about every candidate, once, at import.
 A chunk reaches Polars in one of two ways. The offline check and the validators hand over its
 UTF-8 bytes (`record_scanner.read_chunk_bytes`, `BulkValidator.bulk_bytes`): a record without a
 `"` is a line, split into lines and cells by Polars itself, so such a record never becomes a Python
-object; only the records holding a quote are parsed by the csv module. Records already parsed
+object; records holding a quote are found and split in Polars too (`segment_records`), and only
+the shapes spreadsheets never write are parsed by the csv module. Records already parsed
 (`BulkValidator.bulk`) are handed over one string each, their cells joined by a NUL (no
 decoded CSV file holds one; a record that does goes to the exact path), and split again in
 Polars. Either way the chunk is kept as Polars columns of cells, not Python lists (a chunk of

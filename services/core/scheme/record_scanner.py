@@ -4,8 +4,9 @@ A planner calls `scan_records` once per upload: it finds where every record star
 checks section 8's bounds of one record, and cuts the data records into chunk plans that any
 worker can parse on its own with `read_chunk`. Both read the file in blocks, so memory stays at
 a few MiB whatever the bytes. `read_chunk_bytes` reads a chunk for a columnar engine instead:
-its UTF-8 bytes, in which every quote-free line is a record, and the csv module's cells of only
-the records that hold a quote (`quoted_records`).
+its UTF-8 bytes, split into records and cells in Polars (`segment_records`); `quoted_records`
+gives the csv module's cells of the records that hold a quote, for the shapes Polars is not
+given.
 
 The boundaries are exactly those Python's csv module finds with the scheme's dialect
 (`strict=False`, RFC 4180): a `"` opens a quoted field only at the start of a field; inside a
@@ -24,7 +25,9 @@ Speed comes from never parsing an ordinary record field by field in Python:
   (find, count, split) and one regex search for the start of a long blank run, all in C;
 - short records holding quoted fields are matched a batch at a time by one regex in C, and
   those among quote-free lines (a quoted field every few dozen lines, as most files have)
-  one regex match each inside the same step, the lines around them measured as above;
+  one regex match each inside the same step, the lines around them measured as above; where a
+  quote comes every other line (notes a spreadsheet quoted), 64 records, quoted or not, are
+  matched by one regex (`_dense_records`);
 - only a record near a bound, at the end of the buffer or at the end of the file is looked at
   on its own in Python.
 
@@ -845,8 +848,8 @@ class SegmentBytes(NamedTuple):
     record. Split at every `\\n` (the empty piece after a final line break dropped), its pieces
     are its lines, each ending with the `\\r` of its CR LF, if any. A line without a `"` that no
     quoted field before it spans is a record of its own: its cells are its text, without that
-    `\\r`, split at every delimiter, exactly as the csv module splits them. The records from a
-    line holding a `"` on are parsed by the csv module (`quoted_records`). A segment with a lone
+    `\\r`, split at every delimiter, exactly as the csv module splits them. The records holding
+    a `"` are found and split by `segment_records.split_records`. A segment with a lone
     CR (a line break of its own: rare) is for the csv module as a whole (`segment_records`);
     the reader of `data` tells those apart.
     """
