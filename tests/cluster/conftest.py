@@ -115,6 +115,28 @@ class Cluster:
         )
         return done.stdout + done.stderr
 
+    def script(self, *args: str, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+        """deploy/cluster/cluster.sh ARGS (what `make cluster-failover` and the like run)."""
+        return subprocess.run(
+            [str(CLUSTER_SCRIPTS / "cluster.sh"), *args],
+            env={**os.environ, "LOCAL_DIR": str(self.local_dir), "VENV": str(VENV)},
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
+
+    def primary(self) -> int:
+        done = subprocess.run(
+            [str(CLUSTER_SCRIPTS / "postgres.sh"), "primary"],
+            env={**os.environ, "LOCAL_DIR": str(self.local_dir), "VENV": str(VENV)},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return int(done.stdout.strip())
+
     def log_tail(self, name: str, lines: int = 40) -> str:
         path = self.folder / "log" / f"{name}.log"
         text = path.read_text(errors="replace") if path.exists() else ""

@@ -30,6 +30,7 @@ import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from services.core.db import TRANSIENT_ERRORS
 from services.core.events import Topics
 from services.core.kafka import connection_options
 from services.core.scheme.check import CheckReport, check_file
@@ -86,7 +87,7 @@ async def claims_of(cluster: Cluster, upload_ids: list[str]) -> tuple[int, int, 
             " FROM grant_claims WHERE upload_id = ANY($1::uuid[])",
             upload_ids,
         )
-    except (OSError, asyncpg.PostgresError):
+    except (*TRANSIENT_ERRORS, asyncpg.PostgresError):
         return 0, 0, 0
     return row[0], row[1], row[2]
 
