@@ -29,6 +29,9 @@ PROJECT_PREFIXES = (
     "SCHEME_",
     "DB_",
     "PGSSL",
+    # S3 credentials and region, as the storage backend reads them (AWS_ACCESS_KEY_ID, ...).
+    "AWS_",
+    "ACHIEVEMENTS_",
 )
 PROJECT_NAMES = frozenset(
     {"DATABASE_URL", "DEPLOYMENT_MODE", "LOG_LEVEL", "LOG_FORMAT", "ACHIEVEMENTS_API_KEY"}
