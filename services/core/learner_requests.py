@@ -21,7 +21,8 @@ anywhere but in the stored file; deleting those files is left to the purge at th
 retention period (their error report holds at most a partly masked identifier until then).
 
 An audit event (`learner_found`, `learner_exported`, `learner_erased`) records each request with
-the ATO and the uploads concerned, never the identifier.
+the ATO and the uploads concerned, never the identifier; made by an operator's command, it also
+names the operator and the request's internal id (`Requester`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,15 @@ class IdentifierKind(StrEnum):
 
 class NoIdentifier(ValueError):
     """The identifier is empty once normalised."""
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """Who made a request and its internal id: the audit trail's operator and target, so that
+    the request can be named later without the learner's identifier."""
+
+    operator_id: uuid.UUID
+    request_id: uuid.UUID
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,16 +130,36 @@ def _audit_pairs(learner: Learner, upload_ids: list[uuid.UUID]) -> tuple[list[st
     return [learner.ato_id] * len(uploads), uploads
 
 
-async def find(connection: asyncpg.Connection, learner: Learner, now: datetime) -> dict[str, Any]:
+async def _audit(
+    connection: asyncpg.Connection,
+    kind: audit.AuditKind,
+    learner: Learner,
+    upload_ids: list[uuid.UUID],
+    now: datetime,
+    by: Requester | None,
+) -> None:
+    await audit.record_many(
+        connection,
+        kind,
+        *_audit_pairs(learner, upload_ids),
+        now,
+        operator_id=by.operator_id if by else None,
+        learner_request_id=by.request_id if by else None,
+    )
+
+
+async def find(
+    connection: asyncpg.Connection,
+    learner: Learner,
+    now: datetime,
+    by: Requester | None = None,
+) -> dict[str, Any]:
     """Where the learner is: upload, row, upload status and grant state of each achievement."""
     rows = await connection.fetch(
         _select(learner.kind, _FOUND_COLUMNS), learner.ato_id, learner.identifier
     )
-    await audit.record_many(
-        connection,
-        audit.AuditKind.LEARNER_FOUND,
-        *_audit_pairs(learner, [r["upload_id"] for r in rows]),
-        now,
+    await _audit(
+        connection, audit.AuditKind.LEARNER_FOUND, learner, [r["upload_id"] for r in rows], now, by
     )
     return {
         "ato_id": learner.ato_id,
@@ -138,7 +168,12 @@ async def find(connection: asyncpg.Connection, learner: Learner, now: datetime) 
     }
 
 
-async def export(connection: asyncpg.Connection, learner: Learner, now: datetime) -> dict[str, Any]:
+async def export(
+    connection: asyncpg.Connection,
+    learner: Learner,
+    now: datetime,
+    by: Requester | None = None,
+) -> dict[str, Any]:
     """Everything held about the learner in the ATO's records, as JSON: each achievement with
     its fields (personal ones included, NULL once erased) and the issues stored for its row."""
     rows = await connection.fetch(
@@ -163,11 +198,13 @@ async def export(connection: asyncpg.Connection, learner: Learner, now: datetime
         record = _as_json(row)
         record["issues"] = by_row.get((row["upload_id"], row["row_number"]), [])
         records.append(record)
-    await audit.record_many(
+    await _audit(
         connection,
         audit.AuditKind.LEARNER_EXPORTED,
-        *_audit_pairs(learner, [r["upload_id"] for r in rows]),
+        learner,
+        [r["upload_id"] for r in rows],
         now,
+        by,
     )
     return {
         "ato_id": learner.ato_id,
@@ -195,6 +232,7 @@ async def erase(
     retention: RetentionSettings,
     learner: Learner,
     now: datetime,
+    by: Requester | None = None,
 ) -> dict[str, Any]:
     """Erases the learner from the ATO's records (see the module docstring), in one
     transaction; asking again changes nothing more."""
@@ -257,11 +295,13 @@ async def erase(
             learner.ato_id,
         )
         erasure.files_deleted = await delete_files(storage, list(files.values()))
-        await audit.record_many(
+        await _audit(
             connection,
             audit.AuditKind.LEARNER_ERASED,
-            *_audit_pairs(learner, [r["upload_id"] for r in decided]),
+            learner,
+            [r["upload_id"] for r in decided],
             now,
+            by,
         )
     return {
         "ato_id": learner.ato_id,

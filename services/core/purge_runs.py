@@ -52,12 +52,13 @@ class PurgeRun:
         return PurgeOutcome.SUCCEEDED if self.error_class is None else PurgeOutcome.FAILED
 
 
-async def record(connection: asyncpg.Connection | asyncpg.Pool, run: PurgeRun) -> None:
-    """Stores one run (a statement of its own: a transaction of its own on a pool)."""
-    await connection.execute(
+async def record(connection: asyncpg.Connection | asyncpg.Pool, run: PurgeRun) -> int:
+    """Stores one run (a statement of its own: a transaction of its own on a pool); returns its
+    `run_id` (the audit trail's target of the run)."""
+    run_id: int = await connection.fetchval(
         "INSERT INTO purge_runs (started_at, finished_at, outcome, uploads_purged,"
         " achievements_purged, files_deleted, error_class)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING run_id",
         run.started_at,
         run.finished_at,
         run.outcome.value,
@@ -66,6 +67,7 @@ async def record(connection: asyncpg.Connection | asyncpg.Pool, run: PurgeRun) -
         run.files_deleted,
         run.error_class,
     )
+    return run_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,8 @@ Every run that changes something (not `--dry-run`) is recorded in `purge_runs`
 (services/core/purge_runs.py): its times and counts, and when it failed its error's class name,
 in a transaction of its own once the failed batch has rolled back. The counts are what committed.
 The operations exporter reads them (a CronJob is gone before Prometheus could scrape it).
+Run by an operator's command, each purged upload's audit row and the run's own (`purge_ran`,
+targeting its `purge_runs` row) name the operator.
 """
 
 from __future__ import annotations
@@ -197,6 +199,7 @@ async def _purge_uploads(
     cutoff: datetime,
     now: datetime,
     report: PurgeReport,
+    operator_id: uuid.UUID | None,
 ) -> None:
     while True:
         async with pool.acquire() as connection, connection.transaction():
@@ -227,7 +230,12 @@ async def _purge_uploads(
                 now,
             )
             await audit.record_many(
-                connection, audit.AuditKind.UPLOAD_PURGED, [r["ato_id"] for r in due], ids, now
+                connection,
+                audit.AuditKind.UPLOAD_PURGED,
+                [r["ato_id"] for r in due],
+                ids,
+                now,
+                operator_id=operator_id,
             )
         # Counted once committed: a failed run's record says what it did.
         report.uploads_purged += len(due)
@@ -335,11 +343,12 @@ async def purge(
     now: datetime,
     *,
     dry_run: bool = False,
+    operator_id: uuid.UUID | None = None,
 ) -> PurgeReport:
     """One retention run at `now` (the injected clock; `datetime.now(UTC)` in production),
     recorded in `purge_runs` as started at `now` and finished when it ends (`now` plus the
-    time it took), whether it succeeded or raised. A dry run changes nothing and is not
-    recorded."""
+    time it took), whether it succeeded or raised, and in the audit trail as `operator_id`'s
+    when given. A dry run changes nothing and is not recorded."""
     cutoff = now - timedelta(days=settings.days)
     report = PurgeReport(dry_run=dry_run, cutoff=cutoff.isoformat())
     if dry_run:
@@ -347,7 +356,7 @@ async def purge(
         return report
     started = time.monotonic()
     try:
-        await _purge_uploads(pool, storage, settings, cutoff, now, report)
+        await _purge_uploads(pool, storage, settings, cutoff, now, report, operator_id)
         await _purge_achievements(pool, settings, now, report)
         report.part_files_deleted = await storage.remove_stale_parts(
             now.timestamp() - settings.part_file_max_age_s, delete=True
@@ -358,13 +367,29 @@ async def purge(
         failed = _run_of(report, now, started, purge_runs.error_class_name(error))
         log.error("purge_failed", error=failed.error_class, **_counts(failed))
         try:
-            await purge_runs.record(pool, failed)
+            await _record_run(pool, failed, operator_id)
         except Exception as unrecorded:
             log.error("purge_run_not_recorded", error=type(unrecorded).__name__)
         raise
     # The caller reports a success (the command prints the report): recorded, not logged.
-    await purge_runs.record(pool, _run_of(report, now, started, None))
+    await _record_run(pool, _run_of(report, now, started, None), operator_id)
     return report
+
+
+async def _record_run(
+    pool: asyncpg.Pool, run: purge_runs.PurgeRun, operator_id: uuid.UUID | None
+) -> None:
+    """The run in `purge_runs` and, run by an operator, its audit row, in one transaction."""
+    async with pool.acquire() as connection, connection.transaction():
+        run_id = await purge_runs.record(connection, run)
+        if operator_id is not None:
+            await audit.record_operator_action(
+                connection,
+                audit.AuditKind.PURGE_RAN,
+                operator_id,
+                audit.Target(purge_run_id=run_id),
+                run.started_at,
+            )
 
 
 def _run_of(
