@@ -143,6 +143,22 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture
+async def operator_token(database_url: str) -> str:
+    """The token of the test database's first operator (created by the bootstrap, as the first
+    `achievements operator create` does): what every operator command needs."""
+    from datetime import UTC, datetime
+
+    from services.core import operators
+
+    connection = await asyncpg.connect(database_url)
+    try:
+        created = await operators.create(connection, "test-operator", None, datetime.now(UTC))
+    finally:
+        await connection.close()
+    return created.token
+
+
+@pytest.fixture
 async def kafka_settings() -> AsyncIterator[KafkaSettings]:
     """Kafka settings whose topics belong to this test alone (a unique prefix)."""
     settings = KafkaSettings(

@@ -2,9 +2,14 @@
 
 One module per command group: `admin`, `reference`, `ato`, `upload` (the ATO's `upload`,
 `status`, `errors`, `withdraw`), `check`, `watch`, `dlq`, `reconcile`, `purge`, `learner`,
-`exporter` (the operations exporter, a long-running process); what they share is in `failures`
-(exit statuses and codes), `output` (JSON and running a command), `connect` (PostgreSQL and
-Kafka within the connect timeout), `settings` and `context`.
+`exporter` (the operations exporter, a long-running process), `operator`, `audit`; what they
+share is in `failures` (exit statuses and codes), `output` (JSON and running a command),
+`connect` (PostgreSQL and Kafka within the connect timeout), `operator_token` (who runs an
+operator command), `settings` and `context`.
+
+The operator commands (`learner`, `purge`, `ato create` and `ato key create|revoke`, `dlq
+replay`, `reconcile --repair`, `operator`, `audit`) run only with an active operator's token in
+ACHIEVEMENTS_OPERATOR_TOKEN, and each action is audited as that operator's.
 
 Every command takes `-h`/`--help` and `--json`: one JSON object on stdout on success and on
 failure (`{"code", "message", ...}`), or one per line for the streaming ones (`watch`,
@@ -25,10 +30,12 @@ import click
 from services.cli import (
     admin,
     ato,
+    audit,
     check,
     dlq,
     exporter,
     learner,
+    operator,
     purge,
     reconcile,
     reference,
@@ -52,9 +59,11 @@ EXIT_STATUSES: Final = """Exit statuses (docs/operations.md):
   0  OK                done
   1  NOTHING_ACCEPTED  upload --wait: nothing accepted; check: the file would not be
                        accepted; admin migrated: migrations missing; ato key revoke: no
-                       such active key
-  2  USAGE             bad arguments, no API key or learner identifier, invalid settings
-  3  REFUSED           the gateway refused the request; no such dead letter or ATO
+                       such active key; operator revoke: no such active operator
+  2  USAGE             bad arguments, no API key, operator token or learner identifier,
+                       invalid settings
+  3  REFUSED           the gateway refused the request; no such dead letter or ATO; the
+                       operator token is unknown or revoked
   4  UNAVAILABLE       the gateway, Kafka or PostgreSQL could not be reached (within
                        --connect-timeout) or answered 5xx
   5  TIMED_OUT         --timeout ran out before the upload was final
@@ -77,7 +86,8 @@ def _version() -> str:
     context_settings=CONTEXT_SETTINGS,
     help="Bulk learner-achievement ingestion: set-up (admin, reference, ato), the ATO's commands"
     " (upload, status, errors, withdraw, check) and the operator's (watch, dlq, reconcile,"
-    " purge, learner, exporter). Every command takes --json.",
+    " purge, learner, exporter, operator, audit; those that change or read learner data need"
+    " ACHIEVEMENTS_OPERATOR_TOKEN). Every command takes --json.",
     epilog=EXIT_STATUSES,
 )
 @click.version_option(_version(), "--version", prog_name="achievements")
@@ -121,6 +131,8 @@ for _command in (
     purge.purge,
     learner.learner,
     exporter.exporter,
+    operator.operator,
+    audit.audit,
 ):
     achievements.add_command(_command)
 

@@ -1,9 +1,12 @@
 """`achievements ato create NAME` and `ato key create|revoke`: training organisations and their
-API keys. A new key is shown once; only its hash is stored."""
+API keys. A new key is shown once; only its hash is stored. Operator commands: each runs with
+an operator's token and is audited as that operator's action, in the transaction of the change.
+"""
 
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import asyncpg
 import click
@@ -11,9 +14,11 @@ import click
 from services.cli.connect import database
 from services.cli.context import CliContext, pass_cli
 from services.cli.failures import CommandFailed, ExitCode, usage
+from services.cli.operator_token import acting_operator, operator_token
 from services.cli.options import CONTEXT_SETTINGS, json_option
 from services.cli.output import print_json, run
 from services.cli.settings import build_settings
+from services.core import audit
 from services.core.settings import CommonSettings
 from services.upload_gateway.keys import NewKey, create_ato, create_key, revoke_key
 
@@ -39,9 +44,27 @@ def _print_new_key(key: NewKey, as_json: bool, created: str) -> None:
 @pass_cli
 def create(context: CliContext, name: str, policy: str, as_json: bool) -> int:
     async def command() -> int:
+        token = operator_token(context.settings)
         common = build_settings(CommonSettings)
         async with database(common.postgres, context.connect_timeout_s) as connection:
-            key = await create_ato(connection, name, policy)
+            by = await acting_operator(connection, token)
+            async with connection.transaction():
+                key = await create_ato(connection, name, policy)
+                now = datetime.now(UTC)
+                await audit.record_operator_action(
+                    connection,
+                    audit.AuditKind.ATO_CREATED,
+                    by.operator_id,
+                    audit.Target(ato_id=key.ato_id),
+                    now,
+                )
+                await audit.record_operator_action(
+                    connection,
+                    audit.AuditKind.KEY_CREATED,
+                    by.operator_id,
+                    audit.Target(ato_id=key.ato_id, key_id=key.key_id),
+                    now,
+                )
         _print_new_key(key, as_json, f"ATO {key.ato_id} created")
         return ExitCode.OK
 
@@ -59,10 +82,20 @@ def key() -> None:
 @pass_cli
 def key_create(context: CliContext, ato_id: str, as_json: bool) -> int:
     async def command() -> int:
+        token = operator_token(context.settings)
         common = build_settings(CommonSettings)
         async with database(common.postgres, context.connect_timeout_s) as connection:
+            by = await acting_operator(connection, token)
             try:
-                new_key = await create_key(connection, ato_id)
+                async with connection.transaction():
+                    new_key = await create_key(connection, ato_id)
+                    await audit.record_operator_action(
+                        connection,
+                        audit.AuditKind.KEY_CREATED,
+                        by.operator_id,
+                        audit.Target(ato_id=ato_id, key_id=new_key.key_id),
+                        datetime.now(UTC),
+                    )
             except asyncpg.ForeignKeyViolationError:
                 raise CommandFailed(ExitCode.REFUSED, "NO_SUCH_ATO", "no such ATO") from None
         _print_new_key(new_key, as_json, f"new key for {new_key.ato_id}")
@@ -84,9 +117,20 @@ def key_revoke(context: CliContext, key_id: str, as_json: bool) -> int:
             wanted = uuid.UUID(key_id)
         except ValueError:
             raise usage("KEY_ID is not a UUID") from None
+        token = operator_token(context.settings)
         common = build_settings(CommonSettings)
         async with database(common.postgres, context.connect_timeout_s) as connection:
-            revoked = await revoke_key(connection, wanted)
+            by = await acting_operator(connection, token)
+            async with connection.transaction():
+                revoked = await revoke_key(connection, wanted)
+                if revoked:
+                    await audit.record_operator_action(
+                        connection,
+                        audit.AuditKind.KEY_REVOKED,
+                        by.operator_id,
+                        audit.Target(key_id=wanted),
+                        datetime.now(UTC),
+                    )
         if as_json:
             print_json({"key_id": str(wanted), "revoked": revoked})
         else:

@@ -1,5 +1,9 @@
 """`achievements dlq list|show|replay`: the dead-letter topic, read by a consumer in no group;
-a replay re-publishes a record to its source topic (only a topic of this pipeline)."""
+a replay re-publishes a record to its source topic (only a topic of this pipeline).
+
+A replay is an operator command: it runs with an operator's token (ACHIEVEMENTS_OPERATOR_TOKEN,
+checked in PostgreSQL before Kafka is touched), and each dead letter re-published is audited
+as that operator's action once the broker has acknowledged it."""
 
 from __future__ import annotations
 
@@ -14,9 +18,10 @@ from typing import Any, Final
 import click
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
-from services.cli.connect import start_kafka
+from services.cli.connect import database, start_kafka
 from services.cli.context import CliContext, pass_cli
 from services.cli.failures import CommandFailed, ExitCode, usage
+from services.cli.operator_token import acting_operator, operator_token
 from services.cli.options import CONTEXT_SETTINGS, json_option
 from services.cli.output import print_json, run
 from services.cli.settings import build_settings
@@ -27,9 +32,10 @@ from services.cli.topics import (
     payload_of,
     short_name,
 )
+from services.core import audit
 from services.core.events import Topics
 from services.core.kafka import make_producer
-from services.core.settings import KafkaSettings
+from services.core.settings import CommonSettings, KafkaSettings
 
 # Headers `dlq replay` sets on what it re-publishes: the dead letter it came from, and when.
 REPLAY_HEADER: Final = "dlq.replay_of"
@@ -188,30 +194,21 @@ def dlq_show(context: CliContext, dead_letter_id: str, as_json: bool) -> int:
 @pass_cli
 def dlq_replay(context: CliContext, dead_letter_ids: tuple[str, ...], as_json: bool) -> int:
     async def command() -> int:
-        settings = build_settings(KafkaSettings)
-        topics = Topics(settings.topic_prefix)
         wanted = _parse_ids(dead_letter_ids)
-        records = await _read_topic(settings, topics.dead_letter, context.connect_timeout_s, wanted)
-        missing = set(wanted) - {(r.partition, r.offset) for r in records}
-        if missing:
-            ids = ", ".join(f"{p}:{o}" for p, o in sorted(missing))
-            raise CommandFailed(ExitCode.REFUSED, "NO_SUCH_DEAD_LETTER", ids)
-        # Only the pipeline's own topics: a header is data, and must not steer a replay
-        # anywhere else.
-        sources = set(topics.all()) - {topics.dead_letter}
-        for record in records:
-            if headers_of(record).get("dlq.source_topic") not in sources:
-                raise CommandFailed(
-                    ExitCode.REFUSED,
-                    "UNKNOWN_SOURCE_TOPIC",
-                    f"{record.partition}:{record.offset} names no topic of this pipeline",
+        token = operator_token(context.settings)
+        common = build_settings(CommonSettings)
+        async with database(common.postgres, context.connect_timeout_s) as connection:
+            by = await acting_operator(connection, token)
+            replayed = await _replay_dead_letters(common.kafka, wanted, context.connect_timeout_s)
+            for item in replayed:
+                partition, _, offset = item["id"].partition(":")
+                await audit.record_operator_action(
+                    connection,
+                    audit.AuditKind.DEAD_LETTER_REPLAYED,
+                    by.operator_id,
+                    audit.Target(dead_letter=(int(partition), int(offset))),
+                    datetime.now(UTC),
                 )
-        producer = make_producer(settings, "achievements-dlq-replay")
-        await start_kafka(producer, settings, context.connect_timeout_s)
-        try:
-            replayed = await _replay(producer, records, topics)
-        finally:
-            await producer.stop()
         if as_json:
             print_json({"replayed": replayed})
         else:
@@ -222,6 +219,35 @@ def dlq_replay(context: CliContext, dead_letter_ids: tuple[str, ...], as_json: b
         return ExitCode.OK
 
     return run(command, as_json)
+
+
+async def _replay_dead_letters(
+    settings: KafkaSettings, wanted: list[tuple[int, int]], connect_timeout_s: float
+) -> list[dict[str, Any]]:
+    """The dead letters at `wanted` re-published; refused whole when one is missing or names
+    no topic of this pipeline."""
+    topics = Topics(settings.topic_prefix)
+    records = await _read_topic(settings, topics.dead_letter, connect_timeout_s, wanted)
+    missing = set(wanted) - {(r.partition, r.offset) for r in records}
+    if missing:
+        ids = ", ".join(f"{p}:{o}" for p, o in sorted(missing))
+        raise CommandFailed(ExitCode.REFUSED, "NO_SUCH_DEAD_LETTER", ids)
+    # Only the pipeline's own topics: a header is data, and must not steer a replay
+    # anywhere else.
+    sources = set(topics.all()) - {topics.dead_letter}
+    for record in records:
+        if headers_of(record).get("dlq.source_topic") not in sources:
+            raise CommandFailed(
+                ExitCode.REFUSED,
+                "UNKNOWN_SOURCE_TOPIC",
+                f"{record.partition}:{record.offset} names no topic of this pipeline",
+            )
+    producer = make_producer(settings, "achievements-dlq-replay")
+    await start_kafka(producer, settings, connect_timeout_s)
+    try:
+        return await _replay(producer, records, topics)
+    finally:
+        await producer.stop()
 
 
 async def _replay(

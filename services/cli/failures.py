@@ -23,11 +23,12 @@ class ExitCode(enum.IntEnum):
     OK = 0
     # `upload --wait`: the upload ended rejected, failed or errored (no row accepted);
     # `check`: the file would not be accepted; `admin migrated`: migrations still missing;
-    # `ato key revoke`: no such active key.
+    # `ato key revoke`: no such active key; `operator revoke`: no such active operator.
     NOTHING_ACCEPTED = 1
-    # Bad arguments, no API key or learner identifier, invalid settings.
+    # Bad arguments, no API key, operator token or learner identifier, invalid settings.
     USAGE = 2
-    # The gateway refused the request (a 4xx: the file at once, the key, no such upload).
+    # The gateway refused the request (a 4xx: the file at once, the key, no such upload); the
+    # operator token is unknown or revoked.
     REFUSED = 3
     # The gateway, Kafka or PostgreSQL could not be reached (within `--connect-timeout` for
     # PostgreSQL and Kafka), or answered 5xx.

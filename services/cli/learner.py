@@ -5,12 +5,17 @@ The learner's identifier is never an argument (a command line is visible to ever
 machine and kept in shell history): it comes from exactly one of ACHIEVEMENTS_LEARNER_ULN,
 ACHIEVEMENTS_LEARNER_NI and ACHIEVEMENTS_LEARNER_CITB_ID, or, with `--stdin KIND`, from the
 first line of standard input. Messages never repeat it.
+
+Operator commands: each runs with an operator's token (ACHIEVEMENTS_OPERATOR_TOKEN) and is
+audited as that operator's, the target being the request's own id (`request_id` in the output),
+never the identifier.
 """
 
 from __future__ import annotations
 
 import getpass
 import sys
+import uuid
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -20,11 +25,19 @@ from pydantic import SecretStr
 from services.cli.connect import pool
 from services.cli.context import CliContext, pass_cli
 from services.cli.failures import usage
+from services.cli.operator_token import acting_operator, operator_token
 from services.cli.options import CONTEXT_SETTINGS
 from services.cli.output import print_json, run
 from services.cli.settings import CliSettings, build_settings
 from services.core.events import Topics
-from services.core.learner_requests import IdentifierKind, Learner, erase, export, find
+from services.core.learner_requests import (
+    IdentifierKind,
+    Learner,
+    Requester,
+    erase,
+    export,
+    find,
+)
 from services.core.settings import CommonSettings, RetentionSettings
 from services.core.storage import open_storage
 
@@ -80,31 +93,39 @@ def learner_of(ato_id: str, settings: CliSettings, stdin_kind: str | None) -> Le
 async def _request(
     action: str,
     learner: Learner,
+    token: str,
     common: CommonSettings,
     retention: RetentionSettings,
     connect_timeout_s: float,
 ) -> dict[str, Any]:
+    """The request's result, with the `request_id` its audit rows name."""
     now = datetime.now(UTC)
     async with pool(common.postgres, connect_timeout_s) as opened, opened.acquire() as connection:
+        operator = await acting_operator(connection, token)
+        by = Requester(operator.operator_id, uuid.uuid4())
         if action == "find":
-            return await find(connection, learner, now)
-        if action == "export":
-            return await export(connection, learner, now)
-        return await erase(
-            connection,
-            open_storage(common.storage),
-            Topics(common.kafka.topic_prefix),
-            retention,
-            learner,
-            now,
-        )
+            result = await find(connection, learner, now, by)
+        elif action == "export":
+            result = await export(connection, learner, now, by)
+        else:
+            result = await erase(
+                connection,
+                open_storage(common.storage),
+                Topics(common.kafka.topic_prefix),
+                retention,
+                learner,
+                now,
+                by,
+            )
+    return {"request_id": str(by.request_id), **result}
 
 
 @click.group(
     context_settings=CONTEXT_SETTINGS,
     help="One learner's records within one ATO: find, export, erase. The identifier comes from"
     " ACHIEVEMENTS_LEARNER_ULN, ACHIEVEMENTS_LEARNER_NI or ACHIEVEMENTS_LEARNER_CITB_ID, or"
-    " from standard input with --stdin KIND; never an argument.",
+    " from standard input with --stdin KIND; never an argument. Needs an operator's token"
+    " (ACHIEVEMENTS_OPERATOR_TOKEN); the audit trail names the request by its request_id.",
 )
 def learner() -> None:
     pass
@@ -143,9 +164,11 @@ def _learner_command(action: str, help_text: str) -> None:
                     "--uln, --ni and --citb-id were removed: an identifier on the command line is"
                     " seen by every user of the machine; " + ONE_IDENTIFIER
                 )
+            wanted = learner_of(ato_id, context.settings, stdin_kind)
             found = await _request(
                 action,
-                learner_of(ato_id, context.settings, stdin_kind),
+                wanted,
+                operator_token(context.settings),
                 build_settings(CommonSettings),
                 build_settings(RetentionSettings),
                 context.connect_timeout_s,

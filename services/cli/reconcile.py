@@ -1,6 +1,8 @@
 """`achievements reconcile`: our claim records (PostgreSQL) against the grant system's
 (`GET /v1/claims?upload_id=`), every difference reported; `--repair` re-queues what is safe to
-resend."""
+resend. A repair is an operator command: it runs with an operator's token
+(ACHIEVEMENTS_OPERATOR_TOKEN) and each upload it went over is audited as that operator's action,
+in the transaction of the re-queueing."""
 
 from __future__ import annotations
 
@@ -17,10 +19,11 @@ import click
 from services.cli.connect import database
 from services.cli.context import CliContext, pass_cli
 from services.cli.failures import ExitCode, usage
+from services.cli.operator_token import acting_operator, operator_token
 from services.cli.options import CONTEXT_SETTINGS, json_option
 from services.cli.output import print_json, report_failure, run
 from services.cli.settings import build_settings
-from services.core import grant_states
+from services.core import audit, grant_states
 from services.core.states import ClaimState
 
 # Our claim states in which the grant system should hold nothing.
@@ -141,17 +144,30 @@ async def _differences(
 
 
 async def _requeue_safe(
-    connection: asyncpg.Connection, differences: list[dict[str, Any]]
+    connection: asyncpg.Connection,
+    differences: list[dict[str, Any]],
+    checked: list[uuid.UUID],
+    operator_id: uuid.UUID,
 ) -> list[str]:
+    """Re-queues the safe claims, and audits the repair of each upload checked (one that
+    needed nothing too: the operator looked at it with the power to change it)."""
     safe = [
         d["claim_id"]
         for d in differences
         if d["kind"] == Difference.HELD_THERE_UNSENT_HERE
         and d["ours"]["state"] == ClaimState.PENDING
     ]
-    if not safe:
-        return []
-    requeued = await grant_states.requeue_pending_claims(connection, safe)
+    async with connection.transaction():
+        requeued = await grant_states.requeue_pending_claims(connection, safe) if safe else []
+        now = datetime.now(UTC)
+        for upload_id in checked:
+            await audit.record_operator_action(
+                connection,
+                audit.AuditKind.CLAIMS_REPAIRED,
+                operator_id,
+                audit.Target(upload_id=upload_id),
+                now,
+            )
     return sorted(str(claim_id) for claim_id in requeued)
 
 
@@ -174,7 +190,7 @@ def _print_report(
     help="Compare our claim records with the grant system's for one upload or every upload"
     " with claims since DATE, and report every difference (exit 7 when there is any);"
     " --repair re-queues the pending claims the grant system already holds (a resend carries"
-    " the same key).",
+    " the same key; it needs an operator's token in ACHIEVEMENTS_OPERATOR_TOKEN and is audited).",
 )
 @click.argument("upload_id", required=False)
 @click.option("--since", type=click.DateTime(formats=["%Y-%m-%d"]), help="YYYY-MM-DD (UTC)")
@@ -200,8 +216,10 @@ def reconcile(
         except ValueError:
             raise usage("UPLOAD_ID is not a UUID") from None
         repaired: list[str] = []
+        token = operator_token(context.settings) if repair else ""
         postgres = settings.common.postgres
         async with database(postgres, context.connect_timeout_s) as connection:
+            by = await acting_operator(connection, token) if repair else None
             if since is not None:
                 rows = await connection.fetch(_UPLOADS_WITH_CLAIMS_SINCE, since.replace(tzinfo=UTC))
                 wanted = [row["upload_id"] for row in rows]
@@ -212,8 +230,8 @@ def reconcile(
             base_url = settings.grant_api_url.rstrip("/")
             async with aiohttp.ClientSession(headers=headers, timeout=timeout) as session:
                 differences = await _differences(connection, session, base_url, wanted)
-            if repair:
-                repaired = await _requeue_safe(connection, differences)
+            if by is not None:
+                repaired = await _requeue_safe(connection, differences, wanted, by.operator_id)
         if as_json:
             print_json(
                 {"uploads_checked": len(wanted), "differences": differences, "requeued": repaired}

@@ -28,6 +28,9 @@ class CliSettings(BaseSettings):
     # ACHIEVEMENTS_API_KEY: an ATO's key for `upload`, `status`, `errors`, `withdraw`. Never an
     # argument: a command line is visible to every user of the machine and kept in history.
     api_key: SecretStr = SecretStr("")
+    # ACHIEVEMENTS_OPERATOR_TOKEN: the operator running an operator command (`achievements
+    # operator create` shows it once); never an argument, for the same reason.
+    operator_token: SecretStr = SecretStr("")
     # ACHIEVEMENTS_LEARNER_ULN / _NI / _CITB_ID: the learner of `achievements learner ...`, for
     # the same reason never an argument.
     learner_uln: SecretStr | None = None

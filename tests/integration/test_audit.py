@@ -11,8 +11,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from services.core import audit
+from services.core import audit, operators, purge_runs
 from services.core.audit import AuditKind
+from services.core.purge_runs import PurgeRun
 from services.core.retention import purge
 from services.core.settings import RetentionSettings
 from services.core.storage import FolderStorage
@@ -36,8 +37,18 @@ async def test_the_schema_accepts_exactly_the_kinds_of_the_enum(pool: asyncpg.Po
             "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
             " WHERE conname = 'audit_events_kind_check'"
         )
+        operator = (await operators.create(connection, "night-purge", None, AT)).operator
+        target = audit.Target(
+            ato_id="ATO-1",
+            key_id=uuid.uuid4(),
+            upload_id=uuid.uuid4(),
+            operator_id=operator.operator_id,
+            learner_request_id=uuid.uuid4(),
+            purge_run_id=await purge_runs.record(connection, PurgeRun(AT, AT, 0, 0, 0)),
+            dead_letter=(0, 7),
+        )
         for kind in AuditKind:
-            await audit.record(connection, kind, "ATO-1", uuid.uuid4(), uuid.uuid4(), AT)
+            await audit.record_operator_action(connection, kind, operator.operator_id, target, AT)
         with pytest.raises(asyncpg.CheckViolationError):
             await connection.execute(
                 "INSERT INTO audit_events (kind, occurred_at) VALUES ('learner_renamed', now())"
@@ -63,6 +74,12 @@ async def test_an_event_holds_ids_and_a_time_only(pool: asyncpg.Pool) -> None:
         ("key_id", "uuid"),
         ("upload_id", "uuid"),
         ("occurred_at", "timestamp with time zone"),
+        ("operator_id", "uuid"),
+        ("target_operator_id", "uuid"),
+        ("learner_request_id", "uuid"),
+        ("purge_run_id", "bigint"),
+        ("dead_letter_partition", "integer"),
+        ("dead_letter_offset", "bigint"),
     }
     assert [
         (r["kind"], r["ato_id"], r["key_id"], r["upload_id"], r["occurred_at"]) for r in rows

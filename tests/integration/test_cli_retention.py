@@ -15,9 +15,10 @@ from services.cli import main
 
 @pytest.fixture
 def operator_environment(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    database_url: str, operator_token: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
     monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("ACHIEVEMENTS_OPERATOR_TOKEN", operator_token)
     monkeypatch.setenv("STORAGE_ROOT", str(tmp_path))
     monkeypatch.setenv("DEPLOYMENT_MODE", "local")
     return tmp_path

@@ -34,6 +34,7 @@ PACKAGES = {
         "page_sessions",
         "accepted_event_parts",
         "purge_runs",
+        "operators",
     },
     "services.grant_standin.migrations": {"claims", "idempotency_records"},
 }

@@ -31,7 +31,7 @@ COMMANDS = list(every_command())
 def test_the_tree_has_every_command_group() -> None:
     assert set(cli.achievements.commands) == {
         "admin", "reference", "ato", "upload", "status", "errors", "withdraw", "check",
-        "watch", "dlq", "reconcile", "purge", "learner", "exporter",
+        "watch", "dlq", "reconcile", "purge", "learner", "exporter", "operator", "audit",
     }  # fmt: skip
     assert ("ato", "key", "revoke") in COMMANDS
     assert ("learner", "erase") in COMMANDS
