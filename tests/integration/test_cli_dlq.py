@@ -71,9 +71,19 @@ async def run_cli(
     return code, capsys.readouterr().out
 
 
+@pytest.fixture
+def operator(database_url: str, operator_token: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A replay is an operator command: the operator is identified (and audited) in PostgreSQL."""
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("DEPLOYMENT_MODE", "local")
+    monkeypatch.setenv("ACHIEVEMENTS_OPERATOR_TOKEN", operator_token)
+    return database_url
+
+
 async def test_a_dead_letter_is_listed_shown_and_replayed_to_its_source_topic(
     kafka_settings: KafkaSettings,
     topics: Topics,
+    operator: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -122,10 +132,19 @@ async def test_a_dead_letter_is_listed_shown_and_replayed_to_its_source_topic(
     assert headers["event_type"] == b"x"  # the original headers travel with it
     assert not any(name.startswith("dlq.source") for name in headers)
 
+    # The replay is the operator's, in the audit trail.
+    code, out = await run_cli(monkeypatch, capsys, kafka_settings, "audit", "--json")
+    assert code == 0
+    assert [(e["operator"], e["action"], e["target"]) for e in json.loads(out)["events"]] == [
+        ("test-operator", "operator_created", "operator:test-operator"),
+        ("test-operator", "dead_letter_replayed", f"dead-letter:{letter['id']}"),
+    ]
+
 
 async def test_an_unknown_dead_letter_is_a_json_failure(
     kafka_settings: KafkaSettings,
     topics: Topics,
+    operator: str,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -43,13 +43,16 @@ DATABASE_COMMANDS = [
     ["purge", "--every", "3600"],
     ["learner", "find", "--ato", "ATO-1"],
     ["learner", "erase", "--ato", "ATO-1"],
+    ["operator", "create", "Ops Lead"],
+    # The operator is identified in PostgreSQL before Kafka is reached.
+    ["dlq", "replay", "0:1"],
+    ["reconcile", UPLOAD_ID, "--repair"],
 ]
 KAFKA_COMMANDS = [
     ["admin", "topics"],
     ["watch", "--topic", "dead-letter", "--from-beginning"],
     ["dlq", "list"],
     ["dlq", "show", "0:1"],
-    ["dlq", "replay", "0:1"],
 ]
 GATEWAY_COMMANDS = [
     ["upload", "{file}", "--wait"],
@@ -106,6 +109,7 @@ def environment(port: int, storage: Path) -> dict[str, str]:
         "ACHIEVEMENTS_GATEWAY_URL": f"http://127.0.0.1:{port}",
         "ACHIEVEMENTS_API_KEY": "ak_test",
         "ACHIEVEMENTS_LEARNER_ULN": "1000000043",
+        "ACHIEVEMENTS_OPERATOR_TOKEN": "op_" + "0" * 32 + "_unchecked",
         "ACHIEVEMENTS_CONNECT_TIMEOUT_S": CONNECT_TIMEOUT_S,
         "STORAGE_ROOT": str(storage),
     }
