@@ -5,6 +5,9 @@ LOCAL_DIR="${LOCAL_DIR:-$REPO_ROOT/.local}"
 RUN_DIR="$LOCAL_DIR/run"
 LOG_DIR="$LOCAL_DIR/log"
 VENV="${VENV:-$REPO_ROOT/.venv}"
+# The token of the local stack's operator, which the scheduled purge runs as (mode 600; written
+# by `stack.sh infra` when it creates the operator, read by deploy/local/with-operator-token).
+OPERATOR_TOKEN_FILE="${OPERATOR_TOKEN_FILE:-$LOCAL_DIR/operator-token}"
 
 KAFKA_VERSION="${KAFKA_VERSION:-3.9.1}"
 KAFKA_HOST="${KAFKA_HOST:-127.0.0.1}"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The local stack: Kafka and PostgreSQL, then the pipeline's services, under supervisord.
 #   stack.sh infra     install what is missing, start Kafka and PostgreSQL, migrate, create topics
+#                      and, the first time, the local operator (its token in .local/operator-token)
 #                      (with STORAGE_BACKEND=s3 also the local S3 server, deploy/local/seaweedfs.sh)
 #   stack.sh up        infra + the services (gateway, 2 validators, bridge, grant stand-in)
 #   stack.sh down      stop everything, supervisord last
@@ -61,6 +62,27 @@ refuse_beside_cluster() {
     fi
 }
 
+# The scheduled purge is an operator command: it runs as the local stack's operator, created here
+# the first time (the bootstrap, while no operator exists; or by the operator whose token is in
+# ACHIEVEMENTS_OPERATOR_TOKEN), its token kept in $OPERATOR_TOKEN_FILE, mode 600.
+ensure_operator() {
+    [ -s "$OPERATOR_TOKEN_FILE" ] && return 0
+    local created
+    if ! created=$("$VENV/bin/achievements" operator create local-stack --json); then
+        echo "no operator token in $OPERATOR_TOKEN_FILE, and none could be created: $created" >&2
+        echo "the purge will not run until an operator's token is written there (mode 600):" \
+            "ACHIEVEMENTS_OPERATOR_TOKEN=... achievements operator create NAME --json" >&2
+        return 0
+    fi
+    (
+        umask 077
+        "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["token"])' \
+            <<<"$created" > "$OPERATOR_TOKEN_FILE.new"
+    )
+    mv "$OPERATOR_TOKEN_FILE.new" "$OPERATOR_TOKEN_FILE"
+    echo "local operator local-stack created; its token is in $OPERATOR_TOKEN_FILE"
+}
+
 infra() {
     refuse_beside_cluster
     "$HERE/postgres.sh" prepare
@@ -77,6 +99,7 @@ infra() {
     "$VENV/bin/achievements" admin migrate
     "$VENV/bin/achievements" admin topics
     "$VENV/bin/achievements" reference load
+    ensure_operator
 }
 
 # The services read their settings from this file at every (re)start, so what is set in the

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from pydantic_settings import BaseSettings
 
 from services import cli
+from services.cli.settings import CliSettings
 from services.core import metrics as core_metrics
 from services.core.events import Topics
 from services.core.ops_exporter import ExporterSettings, OpsExporter
@@ -115,6 +116,7 @@ SETTINGS_VARIABLES = set().union(
             GrantBridgeSettings,
             StandinSettings,
             ExporterSettings,
+            CliSettings,
         )
     )
 )
