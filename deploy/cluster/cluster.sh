@@ -88,6 +88,10 @@ export RETENTION_KEY_SECRET=$retention_key
 ENV
         done
         echo "export GRANT_BRIDGE_TOKEN=$grant_token" >> "$SECRETS_DIR/grant-bridge.env"
+        # The purge runs as the cluster's operator (an operator command), once `migrate` made it.
+        if [ -s "$SECRETS_DIR/operator-token" ]; then
+            echo "export ACHIEVEMENTS_OPERATOR_TOKEN=$(< "$SECRETS_DIR/operator-token")" >> "$SECRETS_DIR/purge.env"
+        fi
         cat > "$SECRETS_DIR/grant-standin.env" <<ENV
 export GRANT_STANDIN_DATABASE_URL='$standin_dsn'
 export GRANT_STANDIN_HOST=$CLUSTER_HOST
@@ -235,6 +239,25 @@ migrate() {
     )
     "$HERE/postgres.sh" grant-rows
     (source "$CLUSTER_DIR/env.sh" && "$VENV/bin/achievements" reference load)
+    ensure_operator
+}
+
+# The purge is an operator command: on a new database the bootstrap creates the cluster's
+# operator, its token kept in $SECRETS_DIR/operator-token (mode 600) and given to the purge only
+# (its purge.env), as Kubernetes gives it the achievements-purge-operator secret.
+ensure_operator() {
+    [ -s "$SECRETS_DIR/operator-token" ] && return 0
+    local created
+    if ! created=$(source "$CLUSTER_DIR/env.sh" && "$VENV/bin/achievements" operator create cluster-purge --json); then
+        echo "no operator token in $SECRETS_DIR/operator-token and none could be created: $created" >&2
+        return 0
+    fi
+    (
+        umask 077
+        "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["token"])' \
+            <<<"$created" > "$SECRETS_DIR/operator-token"
+        echo "export ACHIEVEMENTS_OPERATOR_TOKEN=$(< "$SECRETS_DIR/operator-token")" >> "$SECRETS_DIR/purge.env"
+    )
 }
 
 start_postgres() {
