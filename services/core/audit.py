@@ -132,6 +132,11 @@ async def record_many(
     )
 
 
+_LEARNER_REQUESTS: Final = frozenset(
+    {AuditKind.LEARNER_FOUND, AuditKind.LEARNER_EXPORTED, AuditKind.LEARNER_ERASED}
+)
+
+
 def target_of(kind: str, row: dict[str, Any] | asyncpg.Record) -> str:
     """An operator action's target as `achievements audit` prints it: its kind and its id
     (`upload:<uuid>`, `learner-request:<uuid>`, `dead-letter:0:12`, ...)."""
@@ -150,9 +155,6 @@ def target_of(kind: str, row: dict[str, Any] | asyncpg.Record) -> str:
     return f"upload:{row['upload_id']}"
 
 
-_LEARNER_REQUESTS: Final = frozenset(
-    {AuditKind.LEARNER_FOUND, AuditKind.LEARNER_EXPORTED, AuditKind.LEARNER_ERASED}
-)
 _OPERATOR_ACTIONS: Final = """
 SELECT e.occurred_at, o.name AS operator, e.kind, e.ato_id, e.key_id, e.upload_id,
        t.name AS target_operator, e.learner_request_id, e.purge_run_id,
