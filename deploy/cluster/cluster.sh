@@ -65,6 +65,11 @@ export KAFKA_CREATE_TOPICS=false
 export GRANT_BRIDGE_MIGRATE_ON_START=false
 export PGSSLROOTCERT=$CA_FILE
 export STORAGE_ROOT=$CLUSTER_DIR/storage
+# Uploads in S3 (SeaweedFS, deploy/cluster/s3.sh), over TLS with the cluster's CA.
+export STORAGE_BACKEND=s3
+export STORAGE_S3_ENDPOINT=https://$CLUSTER_HOST:$S3_PORT
+export STORAGE_S3_BUCKET=$S3_BUCKET
+export STORAGE_S3_CA_FILE=$CA_FILE
 export GRANT_BRIDGE_GRANT_API_URL=https://$CLUSTER_HOST:$STANDIN_PORT
 # The grant API's certificate is the cluster CA's (Python's ssl reads SSL_CERT_FILE).
 export SSL_CERT_FILE=$CA_FILE
@@ -85,6 +90,8 @@ export KAFKA_SASL_USERNAME=$principal
 export KAFKA_SASL_PASSWORD=$(secret "kafka-$principal")
 export DATABASE_URL='$app_dsn'
 export RETENTION_KEY_SECRET=$retention_key
+export AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY_ID
+export AWS_SECRET_ACCESS_KEY=$(secret s3-secret-key)
 ENV
         done
         echo "export GRANT_BRIDGE_TOKEN=$grant_token" >> "$SECRETS_DIR/grant-bridge.env"
@@ -142,9 +149,10 @@ http {
     fastcgi_temp_path $dir/tmp/fastcgi;
     uwsgi_temp_path $dir/tmp/uwsgi;
     scgi_temp_path $dir/tmp/scgi;
+    # No idle connections kept to the gateways: a connection to one is an upload or a request
+    # in flight (tests/cluster/test_cluster_gateway.py counts them).
     upstream gateways {
-$servers        keepalive 16;
-    }
+$servers    }
     server {
         listen $CLUSTER_HOST:$NGINX_PORT ssl;
         ssl_certificate $TLS_DIR/server.crt;
@@ -218,6 +226,10 @@ start_supervisor() {
         for _ in $(seq 50); do cluster_running && return 0; sleep 0.1; done
         echo "the cluster's supervisord did not start" >&2; exit 1
     fi
+    # A supervisord started by an earlier version of the config takes in the new one (programs
+    # added, changed ones stopped; each is started below).
+    cluster_ctl reread >/dev/null
+    cluster_ctl update >/dev/null
 }
 
 start_program() {  # name port seconds
@@ -260,6 +272,26 @@ ensure_operator() {
     )
 }
 
+# The S3 server answers before its bucket exists: waits until the storage check every service
+# runs at start passes (the bucket there, the credentials taken), as the local stack does.
+wait_for_bucket() {
+    local i
+    for ((i = 0; i < 60; i++)); do
+        if (source "$CLUSTER_DIR/env.sh" && "$VENV/bin/python" -c 'import asyncio, sys
+import services.core.storage as s
+async def check():
+    storage = await s.start_storage(s.StorageSettings(), "cluster")
+    sys.exit(0 if await storage.ready(5) else 1)
+asyncio.run(check())') >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 1
+    done
+    echo "the S3 server has no bucket $S3_BUCKET; its log:" >&2
+    tail -n 30 "$CLUSTER_LOG_DIR/s3.log" >&2 || true
+    exit 1
+}
+
 start_postgres() {
     local primary standby
     primary=$("$HERE/postgres.sh" primary)
@@ -289,10 +321,13 @@ up() {
     "$HERE/certs.sh"
     "$HERE/postgres.sh" prepare
     "$HERE/kafka.sh" prepare
+    "$HERE/s3.sh" prepare
     write_settings
     write_nginx
     write_prometheus
     start_supervisor
+    start_program s3 "$S3_PORT" 120
+    wait_for_bucket
     start_postgres
     migrate
     local node
@@ -324,7 +359,7 @@ down() {
     for pid in "$RUN_DIR"/*.pid; do
         [ -f "$pid" ] && pids="$pids $(cat "$pid")"
     done
-    cluster_ctl stop services:* nginx prometheus >/dev/null 2>&1 || true
+    cluster_ctl stop services:* nginx prometheus s3 >/dev/null 2>&1 || true
     # All brokers at once: one by one, the last would wait for a controller quorum that its
     # peers took away, until it is killed.
     cluster_ctl signal TERM kafka-1 kafka-2 kafka-3 >/dev/null 2>&1 || true

@@ -29,6 +29,11 @@ PURGE_METRICS_PORT=9131
 LAG_EXPORTER_PORT=9141
 PROMETHEUS_PORT=9090
 S3_PORT=8333
+SEAWEEDFS_MASTER_PORT=19333
+SEAWEEDFS_VOLUME_PORT=18080
+SEAWEEDFS_FILER_PORT=18888
+S3_BUCKET=achievements-uploads
+S3_ACCESS_KEY_ID=achievements-cluster
 
 # Topics, Kafka principals and their ACLs, and the PostgreSQL roles come from
 # deploy/topology.yaml (through topology.py); the replication and stand-in roles are the
