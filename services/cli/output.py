@@ -55,5 +55,20 @@ def run(command: Callable[[], Coroutine[Any, Any, int]], as_json: bool) -> int:
         # The details for whoever fixes it go to the log, which is on stderr only once the
         # process configured it (`main`); unconfigured, structlog would print on stdout.
         if failed.exit_code is ExitCode.INTERNAL_ERROR and structlog.is_configured():
-            log.error("command_failed_unexpectedly", error=type(error).__name__, exc_info=error)
+            # The type and where it was raised, never the message or a traceback's text: an
+            # unforeseen error's message may quote a row's cells.
+            log.error(
+                "command_failed_unexpectedly", error=type(error).__name__, raised_at=_origin(error)
+            )
         return report_failure(failed, as_json)
+
+
+def _origin(error: BaseException) -> str:
+    """`module:function:line` of the frame that raised `error` (the innermost one)."""
+    trace = error.__traceback__
+    if trace is None:
+        return "unknown"
+    while trace.tb_next is not None:
+        trace = trace.tb_next
+    code = trace.tb_frame.f_code
+    return f"{trace.tb_frame.f_globals.get('__name__', '?')}:{code.co_name}:{trace.tb_lineno}"

@@ -6,11 +6,13 @@ from __future__ import annotations
 import io
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 from aiokafka import ConsumerRecord
 
 from services import cli, upload_client
@@ -22,6 +24,15 @@ from services.cli.watch import EventFilter, event_line
 from services.core.events import Topics
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def unconfigured_logging() -> Iterator[None]:
+    """`main(argv)` in-process leaves logging as the caller has it; an earlier test of the same
+    process may have configured structlog to print on a stream these tests read."""
+    structlog.reset_defaults()
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture
