@@ -22,8 +22,10 @@ from typing import Any
 
 import pytest
 
-# About forty processes, each mostly starting Python: seconds, not milliseconds.
-pytestmark = pytest.mark.slow
+# About forty processes, each mostly starting Python: seconds, not milliseconds. The module's
+# fixture runs them all inside the first test, hence a limit above pytest's default 300 s for
+# a machine busy with other work.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # A hang is a failure, not a wait: far above the connect timeout the commands are given.
