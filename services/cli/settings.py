@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.cli.failures import CommandFailed, ExitCode
+from services.core.settings import settings_problems
 
 DEFAULT_CONNECT_TIMEOUT_S = 15.0
 
@@ -46,13 +47,6 @@ def build_settings(factory: Callable[[], _Settings]) -> _Settings:
     try:
         return factory()
     except ValidationError as invalid:
-        problems = []
-        for problem in invalid.errors(
-            include_url=False, include_context=False, include_input=False
-        ):
-            message = problem["msg"].removeprefix("Value error, ")
-            where = ".".join(str(part) for part in problem["loc"])
-            problems.append(f"{where}: {message}" if where else message)
         raise CommandFailed(
-            ExitCode.USAGE, "INVALID_SETTINGS", f"invalid settings: {'; '.join(problems)}"
+            ExitCode.USAGE, "INVALID_SETTINGS", f"invalid settings: {settings_problems(invalid)}"
         ) from None

@@ -153,20 +153,24 @@ def require_https(settings: DeploymentModeField, field: str, variable: str) -> N
 _Settings = TypeVar("_Settings")
 
 
+def settings_problems(invalid: ValidationError) -> str:
+    """Each invalid setting's name and its problem, `; `-separated: never an input value (it
+    may be a secret)."""
+    problems = []
+    for problem in invalid.errors(include_url=False, include_context=False, include_input=False):
+        message = problem["msg"].removeprefix("Value error, ")
+        where = ".".join(str(part) for part in problem["loc"])
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)
+
+
 def load_settings(factory: Callable[[], _Settings], process: str) -> _Settings:
     """Builds a process's settings at start; invalid ones end it with one line on stderr
     (the settings' names and the problem, never an input value) and exit status 2."""
     try:
         return factory()
     except ValidationError as invalid:
-        problems = []
-        for problem in invalid.errors(
-            include_url=False, include_context=False, include_input=False
-        ):
-            message = problem["msg"].removeprefix("Value error, ")
-            where = ".".join(str(part) for part in problem["loc"])
-            problems.append(f"{where}: {message}" if where else message)
-        print(f"{process}: invalid settings: {'; '.join(problems)}", file=sys.stderr)
+        print(f"{process}: invalid settings: {settings_problems(invalid)}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
