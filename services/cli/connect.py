@@ -30,18 +30,24 @@ def _database_hosts(postgres: PostgresSettings) -> str:
     return f" at {hosts}" if hosts else ""
 
 
-def _database_unreachable(
-    postgres: PostgresSettings, timeout_s: float, error: BaseException | None
+def _unreachable(
+    code: str, what: str, timeout_s: float, error: BaseException | None
 ) -> CommandFailed:
+    """`what` could not be reached: within `timeout_s` (no `error`), or by `error`'s type (its
+    message may hold the URL and its password)."""
     why = (
         f"no answer within {timeout_s:g} s (--connect-timeout)"
         if error is None
         else type(error).__name__
     )
-    return CommandFailed(
-        ExitCode.UNAVAILABLE,
-        "DATABASE_UNREACHABLE",
-        f"PostgreSQL{_database_hosts(postgres)} could not be reached: {why}",
+    return CommandFailed(ExitCode.UNAVAILABLE, code, f"{what} could not be reached: {why}")
+
+
+def _database_unreachable(
+    postgres: PostgresSettings, timeout_s: float, error: BaseException | None
+) -> CommandFailed:
+    return _unreachable(
+        "DATABASE_UNREACHABLE", f"PostgreSQL{_database_hosts(postgres)}", timeout_s, error
     )
 
 
@@ -118,15 +124,8 @@ class KafkaClient(Protocol):
 def kafka_unreachable(
     settings: KafkaSettings, timeout_s: float, error: BaseException | None
 ) -> CommandFailed:
-    why = (
-        f"no answer within {timeout_s:g} s (--connect-timeout)"
-        if error is None
-        else type(error).__name__
-    )
-    return CommandFailed(
-        ExitCode.UNAVAILABLE,
-        "KAFKA_UNREACHABLE",
-        f"Kafka at {settings.bootstrap_servers} could not be reached: {why}",
+    return _unreachable(
+        "KAFKA_UNREACHABLE", f"Kafka at {settings.bootstrap_servers}", timeout_s, error
     )
 
 
