@@ -11,15 +11,12 @@ from datetime import UTC, datetime
 import asyncpg
 import click
 
-from services.cli.connect import database
 from services.cli.context import CliContext, pass_cli
 from services.cli.failures import CommandFailed, ExitCode, usage
-from services.cli.operator_token import acting_operator, operator_token
+from services.cli.operator_token import operator_session
 from services.cli.options import CONTEXT_SETTINGS, json_option
 from services.cli.output import print_json, run
-from services.cli.settings import build_settings
 from services.core import audit
-from services.core.settings import CommonSettings
 from services.upload_gateway.keys import NewKey, create_ato, create_key, revoke_key
 
 POLICIES = ("all_or_nothing", "valid_rows")
@@ -44,10 +41,8 @@ def _print_new_key(key: NewKey, as_json: bool, created: str) -> None:
 @pass_cli
 def create(context: CliContext, name: str, policy: str, as_json: bool) -> int:
     async def command() -> int:
-        token = operator_token(context.settings)
-        common = build_settings(CommonSettings)
-        async with database(common.postgres, context.connect_timeout_s) as connection:
-            by = await acting_operator(connection, token)
+        async with operator_session(context) as session:
+            connection, by = session.connection, session.by
             async with connection.transaction():
                 key = await create_ato(connection, name, policy)
                 now = datetime.now(UTC)
@@ -82,10 +77,8 @@ def key() -> None:
 @pass_cli
 def key_create(context: CliContext, ato_id: str, as_json: bool) -> int:
     async def command() -> int:
-        token = operator_token(context.settings)
-        common = build_settings(CommonSettings)
-        async with database(common.postgres, context.connect_timeout_s) as connection:
-            by = await acting_operator(connection, token)
+        async with operator_session(context) as session:
+            connection, by = session.connection, session.by
             try:
                 async with connection.transaction():
                     new_key = await create_key(connection, ato_id)
@@ -117,10 +110,8 @@ def key_revoke(context: CliContext, key_id: str, as_json: bool) -> int:
             wanted = uuid.UUID(key_id)
         except ValueError:
             raise usage("KEY_ID is not a UUID") from None
-        token = operator_token(context.settings)
-        common = build_settings(CommonSettings)
-        async with database(common.postgres, context.connect_timeout_s) as connection:
-            by = await acting_operator(connection, token)
+        async with operator_session(context) as session:
+            connection, by = session.connection, session.by
             async with connection.transaction():
                 revoked = await revoke_key(connection, wanted)
                 if revoked:

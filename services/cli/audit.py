@@ -8,15 +8,12 @@ from datetime import UTC, datetime
 
 import click
 
-from services.cli.connect import database
 from services.cli.context import CliContext, pass_cli
 from services.cli.failures import ExitCode
-from services.cli.operator_token import acting_operator, operator_token
+from services.cli.operator_token import operator_session
 from services.cli.options import CONTEXT_SETTINGS, json_option
 from services.cli.output import print_json, run
-from services.cli.settings import build_settings
 from services.core import audit as trail
-from services.core.settings import CommonSettings
 
 
 @click.command(
@@ -35,12 +32,9 @@ def audit(
     context: CliContext, since: datetime | None, operator_name: str | None, as_json: bool
 ) -> int:
     async def command() -> int:
-        token = operator_token(context.settings)
-        common = build_settings(CommonSettings)
-        async with database(common.postgres, context.connect_timeout_s) as connection:
-            await acting_operator(connection, token)
+        async with operator_session(context) as session:
             events = await trail.operator_actions(
-                connection, since.replace(tzinfo=UTC) if since else None, operator_name
+                session.connection, since.replace(tzinfo=UTC) if since else None, operator_name
             )
         if as_json:
             print_json({"events": events})

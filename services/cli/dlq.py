@@ -18,10 +18,10 @@ from typing import Any, Final
 import click
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
-from services.cli.connect import database, start_kafka
+from services.cli.connect import start_kafka
 from services.cli.context import CliContext, pass_cli
 from services.cli.failures import CommandFailed, ExitCode, usage
-from services.cli.operator_token import acting_operator, operator_token
+from services.cli.operator_token import operator_session
 from services.cli.options import CONTEXT_SETTINGS, json_option
 from services.cli.output import print_json, run
 from services.cli.settings import build_settings
@@ -35,7 +35,7 @@ from services.cli.topics import (
 from services.core import audit
 from services.core.events import Topics
 from services.core.kafka import make_producer
-from services.core.settings import CommonSettings, KafkaSettings
+from services.core.settings import KafkaSettings
 
 # Headers `dlq replay` sets on what it re-publishes: the dead letter it came from, and when.
 REPLAY_HEADER: Final = "dlq.replay_of"
@@ -195,11 +195,11 @@ def dlq_show(context: CliContext, dead_letter_id: str, as_json: bool) -> int:
 def dlq_replay(context: CliContext, dead_letter_ids: tuple[str, ...], as_json: bool) -> int:
     async def command() -> int:
         wanted = _parse_ids(dead_letter_ids)
-        token = operator_token(context.settings)
-        common = build_settings(CommonSettings)
-        async with database(common.postgres, context.connect_timeout_s) as connection:
-            by = await acting_operator(connection, token)
-            replayed = await _replay_dead_letters(common.kafka, wanted, context.connect_timeout_s)
+        async with operator_session(context) as session:
+            connection, by = session.connection, session.by
+            replayed = await _replay_dead_letters(
+                session.settings.kafka, wanted, context.connect_timeout_s
+            )
             for item in replayed:
                 partition, _, offset = item["id"].partition(":")
                 await audit.record_operator_action(

@@ -15,7 +15,7 @@ import click
 from services.cli.connect import database
 from services.cli.context import CliContext, pass_cli
 from services.cli.failures import CommandFailed, ExitCode, usage
-from services.cli.operator_token import acting_operator, no_operator_token, operator_token
+from services.cli.operator_token import acting_operator, no_operator_token, operator_session
 from services.cli.options import CONTEXT_SETTINGS, json_option
 from services.cli.output import print_json, run
 from services.cli.settings import build_settings
@@ -75,10 +75,8 @@ def create(context: CliContext, name: str, as_json: bool) -> int:
 @pass_cli
 def revoke(context: CliContext, name: str, as_json: bool) -> int:
     async def command() -> int:
-        token = operator_token(context.settings)
-        common = build_settings(CommonSettings)
-        async with database(common.postgres, context.connect_timeout_s) as connection:
-            by = await acting_operator(connection, token)
+        async with operator_session(context) as session:
+            connection, by = session.connection, session.by
             try:
                 revoked = await operators.revoke(connection, name, by, datetime.now(UTC))
             except operators.LastOperator:

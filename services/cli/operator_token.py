@@ -8,13 +8,19 @@ A missing token is `NO_OPERATOR_TOKEN` (exit 2); a malformed, unknown or revoked
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Final
 
 import asyncpg
 
+from services.cli.connect import database
+from services.cli.context import CliContext
 from services.cli.failures import CommandFailed, ExitCode
-from services.cli.settings import CliSettings
+from services.cli.settings import CliSettings, build_settings
 from services.core.operators import Operator, OperatorRefused, authenticate
+from services.core.settings import CommonSettings
 
 OPERATOR_TOKEN_VARIABLE: Final = "ACHIEVEMENTS_OPERATOR_TOKEN"  # noqa: S105 (a name, not a secret)
 
@@ -46,3 +52,24 @@ async def acting_operator(connection: asyncpg.Connection | asyncpg.Pool, token: 
             "OPERATOR_REFUSED",
             f"{OPERATOR_TOKEN_VARIABLE} holds no active operator's token",
         ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorSession:
+    """What an operator command works with once its operator is known."""
+
+    connection: asyncpg.Connection
+    by: Operator
+    settings: CommonSettings
+
+
+@contextlib.asynccontextmanager
+async def operator_session(context: CliContext) -> AsyncIterator[OperatorSession]:
+    """Every operator command's first steps, in this order: the token (a forgotten variable
+    said before anything else), the settings, PostgreSQL within the connect timeout, then the
+    token's operator; the connection closed at the end."""
+    token = operator_token(context.settings)
+    common = build_settings(CommonSettings)
+    async with database(common.postgres, context.connect_timeout_s) as connection:
+        by = await acting_operator(connection, token)
+        yield OperatorSession(connection, by, common)
