@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from pydantic import SecretStr
 
 from services.core.settings import KafkaSettings
 from tests.e2e.conftest import Pipeline
+from tests.supervised import SupervisedProcesses
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLUSTER_SCRIPTS = REPO_ROOT / "deploy" / "cluster"
@@ -55,9 +54,11 @@ def read_exports(path: Path) -> dict[str, str]:
 
 
 @dataclass
-class Cluster:
+class Cluster(SupervisedProcesses):
     local_dir: Path
     settings: dict[str, str]
+
+    log_tail_lines: ClassVar[int] = 40
 
     @property
     def folder(self) -> Path:
@@ -66,6 +67,10 @@ class Cluster:
     @property
     def run_dir(self) -> Path:
         return self.local_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.folder / "log"
 
     def secret(self, name: str) -> str:
         return (self.folder / "secrets" / name).read_text().strip()
@@ -90,18 +95,6 @@ class Cluster:
             token=self.settings["GRANT_BRIDGE_TOKEN"],
             admin_token=self.settings["GRANT_STANDIN_ADMIN_TOKEN"],
         )
-
-    def pid(self, name: str) -> int | None:
-        try:
-            return int((self.run_dir / f"{name}.pid").read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-
-    def sigkill(self, name: str) -> int:
-        pid = self.pid(name)
-        assert pid is not None, name
-        os.kill(pid, signal.SIGKILL)
-        return pid
 
     def ctl(self, *args: str) -> str:
         """supervisorctl of the cluster (deploy/cluster/env.sh's cluster_ctl)."""
@@ -137,33 +130,8 @@ class Cluster:
         )
         return int(done.stdout.strip())
 
-    def log_tail(self, name: str, lines: int = 40) -> str:
-        path = self.folder / "log" / f"{name}.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return f"--- {name}\n" + "\n".join(text.splitlines()[-lines:])
-
     def logs(self, *names: str) -> str:
         return "\n".join(self.log_tail(name) for name in names or SERVICES)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
-
-
-def wait_until(check: Callable[[], bool], what: str, timeout_s: float, cluster: Cluster) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{cluster.logs()}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")

@@ -27,10 +27,11 @@ import asyncpg
 import pytest
 
 from services.core.scheme.check import check_file
-from tests.cluster.conftest import Cluster, alive, wait_until
+from tests.cluster.conftest import Cluster
 from tests.cluster.test_cluster_kafka import eventually
 from tests.e2e.test_exactly_once_claims import generate_file, ulns
 from tests.e2e.test_validator_rebalance_and_pause import check_outcome
+from tests.supervised import alive, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -34,9 +34,11 @@ from services.core.db import TRANSIENT_ERRORS
 from services.core.events import Topics
 from services.core.kafka import connection_options
 from services.core.scheme.check import CheckReport, check_file
-from tests.cluster.conftest import SERVICES, Cluster, alive, wait_until
+from tests import supervised
+from tests.cluster.conftest import SERVICES, Cluster
 from tests.e2e.test_exactly_once_claims import GeneratedFile, generate_file, grant_calls, ulns
 from tests.e2e.test_validator_rebalance_and_pause import check_outcome
+from tests.supervised import alive, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -98,11 +100,7 @@ async def status_of(cluster: Cluster, upload_id: str) -> str | None:
 
 
 async def eventually(check: Any, what: str, cluster: Cluster, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{cluster.logs()}")
-        await asyncio.sleep(0.5)
+    await supervised.eventually(check, what, cluster, timeout_s, poll_s=0.5)
 
 
 async def test_a_killed_leader_broker_loses_and_doubles_nothing_and_rejoins(

@@ -32,11 +32,12 @@ import pytest
 
 from services.core.db import TRANSIENT_ERRORS
 from services.core.scheme.check import CheckReport, check_file
-from tests.cluster.conftest import SERVICES, Cluster, alive, wait_until
+from tests.cluster.conftest import SERVICES, Cluster
 from tests.cluster.test_cluster_kafka import claims_of, eventually, status_of
 from tests.e2e.conftest import Pipeline
 from tests.e2e.test_exactly_once_claims import GeneratedFile, generate_file, grant_calls, ulns
 from tests.e2e.test_validator_rebalance_and_pause import check_outcome
+from tests.supervised import alive, wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(900)]
 

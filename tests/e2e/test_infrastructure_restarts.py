@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +48,7 @@ from tests.e2e.test_exactly_once_claims import (
     ulns,
 )
 from tests.e2e.test_validator_rebalance_and_pause import check_outcome
+from tests.supervised import SupervisedProcesses, alive, eventually, wait_until
 
 pytestmark = [pytest.mark.tier2, pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -85,7 +86,7 @@ def kafka_cache() -> Path:
 
 
 @dataclass
-class Stack:
+class Stack(SupervisedProcesses):
     """A copy of the local stack in `root`: its own ports, data, logs and supervisord."""
 
     root: Path
@@ -128,23 +129,6 @@ class Stack:
             VENV / "bin" / "supervisorctl", "-c", DEPLOY / "supervisord.conf", *args, timeout_s=120
         )
 
-    def pid(self, name: str) -> int | None:
-        try:
-            return int((self.run_dir / f"{name}.pid").read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-
-    def sigkill(self, name: str) -> int:
-        pid = self.pid(name)
-        assert pid is not None, name
-        os.kill(pid, signal.SIGKILL)
-        return pid
-
-    def log_tail(self, name: str, lines: int = 30) -> str:
-        path = self.log_dir / f"{name}.log"
-        text = path.read_text(errors="replace") if path.exists() else ""
-        return f"--- {name}\n" + "\n".join(text.splitlines()[-lines:])
-
     def logs(self) -> str:
         return "\n".join(self.log_tail(name) for name in ("postgres", "kafka", *SERVICES))
 
@@ -166,14 +150,6 @@ def port_open(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def wait_until(check: Callable[[], bool], what: str, timeout_s: float, stack: Stack) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{stack.logs()}")
-        time.sleep(0.2)
 
 
 def cluster_processes(data: Path) -> list[int]:
@@ -205,9 +181,9 @@ def stop_stack(stack: Stack) -> None:
     leftovers += cluster_processes((stack.root / "pg" / "data").resolve())
     deadline = time.monotonic() + 30
     for pid in leftovers:
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and alive(pid):
             time.sleep(0.1)
-        if _alive(pid):
+        if alive(pid):
             os.kill(pid, signal.SIGKILL)
     remove_shared_memory(stack.root / "pg" / "data" / "postmaster.pid")
 
@@ -220,19 +196,6 @@ def remove_shared_memory(postmaster_pid: Path) -> None:
     except (FileNotFoundError, IndexError):
         return
     subprocess.run(["ipcrm", "-m", segment], capture_output=True, check=False)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie of ours is not running any more.
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state != "Z"
 
 
 @pytest.fixture
@@ -336,16 +299,6 @@ async def gateway_ready(pipeline: Pipeline) -> bool | None:
             return response.status == 200
     except (aiohttp.ClientError, TimeoutError):
         return None
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], what: str, stack: Stack, timeout_s: float
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}\n{stack.logs()}")
-        await asyncio.sleep(0.2)
 
 
 async def fetchval(stack: Stack, sql: str, *args: Any) -> Any:
@@ -520,7 +473,7 @@ async def test_a_broker_killed_under_load_is_restarted_and_nothing_is_lost_or_do
     before = service_pids(stack)
 
     killed = stack.sigkill("kafka")
-    await asyncio.to_thread(wait_until, lambda: not _alive(killed), "the broker to die", 10, stack)
+    await asyncio.to_thread(wait_until, lambda: not alive(killed), "the broker to die", 10, stack)
     # Kafka is not a dependency of an upload: the gateway stays ready and takes the third file
     # into its outbox while the broker is away.
     assert await gateway_ready(uploads.pipeline) is True
