@@ -26,9 +26,9 @@ import aiohttp
 import asyncpg
 import pytest
 
-from services.core.scheme.check import check_file
 from tests.cluster.conftest import Cluster
 from tests.cluster.test_cluster_kafka import eventually
+from tests.e2e.outcomes_under_fault import offline_reports
 from tests.e2e.test_exactly_once_claims import generate_file, ulns
 from tests.e2e.test_validator_rebalance_and_pause import check_outcome
 from tests.supervised import alive, wait_until
@@ -94,11 +94,7 @@ async def test_a_gateway_killed_mid_upload_leaves_one_upload_per_idempotency_key
         generate_file(f"gateway-{n}.csv", ROWS, learners, empty_levy=10, not_eligible_levy=10)
         for n in (1, 2)
     ]
-    expected = []
-    for generated in files:
-        path = tmp_path / generated.name
-        path.write_bytes(generated.body)
-        expected.append(check_file(path, today=today))
+    expected = offline_reports(files, tmp_path, today)
     keys = [str(uuid.uuid4()) for _ in files]
     ports = (8181, 8182)
     idle = {port: await asyncio.to_thread(established, port) for port in ports}

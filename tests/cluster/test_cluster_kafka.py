@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import aiohttp
 import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
@@ -33,10 +32,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from services.core.db import TRANSIENT_ERRORS
 from services.core.events import Topics
 from services.core.kafka import connection_options
-from services.core.scheme.check import CheckReport, check_file
 from tests import supervised
 from tests.cluster.conftest import SERVICES, Cluster
-from tests.e2e.test_exactly_once_claims import GeneratedFile, generate_file, grant_calls, ulns
+from tests.e2e.outcomes_under_fault import calls_of_claims_held_once, creations, offline_reports
+from tests.e2e.test_exactly_once_claims import GeneratedFile, generate_file, ulns
 from tests.e2e.test_validator_rebalance_and_pause import check_outcome
 from tests.supervised import alive, wait_until
 
@@ -115,11 +114,7 @@ async def test_a_killed_leader_broker_loses_and_doubles_nothing_and_rejoins(
         generate_file(f"broker-{n}.csv", ROWS, learners, empty_levy=10, not_eligible_levy=10)
         for n in (1, 2, 3)
     ]
-    expected: list[CheckReport] = []
-    for generated in files:
-        path = tmp_path / generated.name
-        path.write_bytes(generated.body)
-        expected.append(check_file(path, today=today))
+    expected = offline_reports(files, tmp_path, today)
     before = {name: cluster.pid(name) for name in SERVICES}
 
     ids = [(await pipeline.upload(files[0].body, api_key, file_name=files[0].name))["upload_id"]]
@@ -163,19 +158,8 @@ async def test_a_killed_leader_broker_loses_and_doubles_nothing_and_rejoins(
     await eventually(settled, "every claim answered", cluster, 300)
     claims_s = time.monotonic() - killed_at
 
-    standin_claims = [c for upload_id in ids for c in await pipeline.standin_claims(upload_id)]
-    held = Counter((claim["upload_id"], claim["row_number"]) for claim in standin_claims)
-    assert [key for key, n in held.items() if n > 1] == [], "claimed more than once"
-    assert set(held) == eligible
-    async with aiohttp.ClientSession() as session:
-        calls = {
-            claim_id: claim_calls
-            for upload_id in ids
-            for claim_id, claim_calls in (await grant_calls(session, pipeline, upload_id)).items()
-        }
-    created = Counter(
-        claim_id for claim_id, c in calls.items() for call in c if call["stored_status"] == 201
-    )
+    calls = await calls_of_claims_held_once(pipeline, ids, eligible)
+    created = creations(calls)
     assert {claim_id for claim_id, n in created.items() if n == 1} == set(calls)
 
     after = {name: cluster.pid(name) for name in SERVICES}

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,11 +30,15 @@ import asyncpg
 import pytest
 
 from services.core.db import TRANSIENT_ERRORS
-from services.core.scheme.check import CheckReport, check_file
 from tests.cluster.conftest import SERVICES, Cluster
 from tests.cluster.test_cluster_kafka import claims_of, eventually, status_of
 from tests.e2e.conftest import Pipeline
-from tests.e2e.test_exactly_once_claims import GeneratedFile, generate_file, grant_calls, ulns
+from tests.e2e.outcomes_under_fault import (
+    calls_of_claims_held_once,
+    neither_created_once_nor_replayed,
+    offline_reports,
+)
+from tests.e2e.test_exactly_once_claims import GeneratedFile, generate_file, ulns
 from tests.e2e.test_validator_rebalance_and_pause import check_outcome
 from tests.supervised import alive, wait_until
 
@@ -82,11 +85,7 @@ async def test_a_killed_primary_is_replaced_by_its_standby_without_loss_or_resta
         generate_file(f"failover-{n}.csv", ROWS, learners, empty_levy=10, not_eligible_levy=10)
         for n in (1, 2, 3)
     ]
-    expected: list[CheckReport] = []
-    for generated in files:
-        path = tmp_path / generated.name
-        path.write_bytes(generated.body)
-        expected.append(check_file(path, today=today))
+    expected = offline_reports(files, tmp_path, today)
     before = {name: cluster.pid(name) for name in SERVICES}
 
     ids = [(await pipeline.upload(files[0].body, api_key, file_name=files[0].name))["upload_id"]]
@@ -142,33 +141,8 @@ async def test_a_killed_primary_is_replaced_by_its_standby_without_loss_or_resta
         return total == len(eligible) and pending == 0
 
     await eventually(settled, "every claim answered", cluster, 300)
-    standin_claims = [c for upload_id in ids for c in await pipeline.standin_claims(upload_id)]
-    held = Counter((claim["upload_id"], claim["row_number"]) for claim in standin_claims)
-    assert [key for key, n in held.items() if n > 1] == [], "claimed more than once"
-    assert set(held) == eligible
-    async with aiohttp.ClientSession() as session:
-        calls = {
-            claim_id: claim_calls
-            for upload_id in ids
-            for claim_id, claim_calls in (await grant_calls(session, pipeline, upload_id)).items()
-        }
-    created = Counter(
-        claim_id for claim_id, c in calls.items() for call in c if call["stored_status"] == 201
-    )
-    # Created by one call, or by a call whose store's answer was lost with the database and
-    # then replayed.
-    assert [
-        claim_id
-        for claim_id, claim_calls in calls.items()
-        if not (
-            created[claim_id] == 1
-            or (
-                created[claim_id] == 0
-                and any(call["stored_status"] is None for call in claim_calls)
-                and any(call["stored_status"] == 200 for call in claim_calls)
-            )
-        )
-    ] == []
+    calls = await calls_of_claims_held_once(pipeline, ids, eligible)
+    assert neither_created_once_nor_replayed(calls) == []
 
     after = {name: cluster.pid(name) for name in SERVICES}
     assert after == before, f"restarted: {[n for n in SERVICES if after[n] != before[n]]}"

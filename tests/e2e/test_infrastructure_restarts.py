@@ -38,12 +38,16 @@ import aiohttp
 import asyncpg
 import pytest
 
-from services.core.scheme.check import CheckReport, check_file
+from services.core.scheme.check import CheckReport
 from tests.e2e.conftest import Pipeline, free_port
+from tests.e2e.outcomes_under_fault import (
+    calls_of_claims_held_once,
+    neither_created_once_nor_replayed,
+    offline_reports,
+)
 from tests.e2e.test_exactly_once_claims import (
     GeneratedFile,
     generate_file,
-    grant_calls,
     resent_after_acceptance,
     ulns,
 )
@@ -349,11 +353,7 @@ async def three_uploads_under_way(stack: Stack, tmp_path: Path) -> Uploads:
         generate_file(f"cohort-{n}.csv", ROWS, learners, empty_levy=10, not_eligible_levy=10)
         for n in (1, 2, 3)
     ]
-    expected = []
-    for generated in files:
-        path = tmp_path / generated.name
-        path.write_bytes(generated.body)
-        expected.append(check_file(path, today=today))
+    expected = offline_reports(files, tmp_path, today)
     uploads = Uploads(pipeline, api_key, files, expected, [])
 
     first = await pipeline.upload(files[0].body, api_key, file_name=files[0].name)
@@ -411,39 +411,9 @@ async def check_everything(stack: Stack, uploads: Uploads, resent_at_most: int) 
         for row in generated.eligible_rows
     }
     await eventually(lambda: all_claims_settled(stack, len(eligible)), "claims settled", stack, 240)
-    standin_claims = [c for u in uploads.ids for c in await pipeline.standin_claims(u)]
-    held = Counter((claim["upload_id"], claim["row_number"]) for claim in standin_claims)
-    assert [key for key, n in held.items() if n > 1] == [], "claimed more than once"
-    assert set(held) == eligible
-
-    async with aiohttp.ClientSession() as session:
-        calls = {
-            claim_id: claim_calls
-            for upload_id in uploads.ids
-            for claim_id, claim_calls in (await grant_calls(session, pipeline, upload_id)).items()
-        }
+    calls = await calls_of_claims_held_once(pipeline, uploads.ids, eligible)
     assert len(calls) == len(eligible)
-    created = Counter(
-        claim_id
-        for claim_id, claim_calls in calls.items()
-        for call in claim_calls
-        if call["stored_status"] == 201
-    )
-    # Each claim created by exactly one call, or, when the database went down while the
-    # stand-in committed it, by a call whose store's answer was lost with the connection
-    # (`stored_status` None) and then replayed: `held` above shows it stored once either way.
-    assert [
-        claim_id
-        for claim_id, claim_calls in calls.items()
-        if not (
-            created[claim_id] == 1
-            or (
-                created[claim_id] == 0
-                and any(call["stored_status"] is None for call in claim_calls)
-                and any(call["stored_status"] == 200 for call in claim_calls)
-            )
-        )
-    ] == []
+    assert neither_created_once_nor_replayed(calls) == []
     resent = [claim_id for claim_id, c in calls.items() if resent_after_acceptance(c)]
     assert len(resent) <= resent_at_most, f"sent again after their acceptance: {resent[:5]}"
     return {
