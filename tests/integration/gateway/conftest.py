@@ -9,12 +9,12 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from gateway_helpers import ClientFactory, gateway_settings_for
 
-from services.upload_gateway.app import create_app, runner_options
-from services.upload_gateway.appkeys import SETTINGS
+from services.upload_gateway.app import create_app
 from services.upload_gateway.keys import NewKey, create_ato
+from tests.gateway_server import start_gateway
 
 
 @pytest.fixture
@@ -32,11 +32,7 @@ async def make_client(database_url: str, storage_root: Path) -> AsyncIterator[Cl
     ) -> TestClient[web.Request, web.Application]:
         if app is None:
             app = create_app(gateway_settings_for(database_url, storage_root, **overrides))
-        # The server as production runs it: the runner's options (timeouts, body decoding).
-        server = TestServer(app)
-        await server.start_server(**runner_options(app[SETTINGS]))
-        client = TestClient(server)
-        await client.start_server()
+        client = await start_gateway(app)
         clients.append(client)
         return client
 

@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 
 from services.core.events import Topics
@@ -30,12 +30,13 @@ from services.core.settings import (
 )
 from services.core.storage import StorageUnavailable, open_storage, upload_key
 from services.core.storage.s3 import S3Storage
-from services.upload_gateway.app import create_app, runner_options
+from services.upload_gateway.app import create_app
 from services.upload_gateway.keys import NewKey, create_ato
 from services.upload_gateway.settings import GatewaySettings
 from services.validator.chunk_worker import ChunkWorker
 from services.validator.planner import plan_upload
 from services.validator.settings import ValidatorSettings
+from tests.gateway_server import start_gateway
 from tests.s3_server import S3Server, closed_endpoint, s3_settings_for
 
 pytestmark = [
@@ -72,11 +73,7 @@ async def make_gateway(database_url: str) -> AsyncIterator[Callable[..., Any]]:
 
     async def make(storage: StorageSettings) -> Client:
         settings = GatewaySettings(run_outbox_relay=False, common=common_for(database_url, storage))
-        app = create_app(settings)
-        server = TestServer(app)
-        await server.start_server(**runner_options(settings))
-        client: Client = TestClient(server)
-        await client.start_server()
+        client = await start_gateway(create_app(settings))
         clients.append(client)
         return client
 
