@@ -28,7 +28,7 @@ from services.core.settings import (
     RetentionSettings,
     StorageSettings,
 )
-from services.core.storage import StorageUnavailable, open_storage, upload_key
+from services.core.storage import Storage, StorageUnavailable, open_storage, upload_key
 from services.core.storage.s3 import S3Storage
 from services.upload_gateway.app import create_app
 from services.upload_gateway.keys import NewKey, create_ato
@@ -105,6 +105,25 @@ def validator_settings(database_url: str, storage: StorageSettings) -> Validator
     return ValidatorSettings(common=common_for(database_url, storage), retry_delay_s=0.0)
 
 
+async def planned_upload(
+    gateway: Client,
+    ato: NewKey,
+    pool: asyncpg.Pool,
+    settings: ValidatorSettings,
+    storage: Storage,
+    body: bytes = VALID_CSV,
+) -> uuid.UUID:
+    """An upload sent through the gateway and planned into chunks for the validators."""
+    upload_id = uuid.UUID((await post(gateway, ato, body))[1]["upload_id"])
+    await plan_upload(pool, storage, settings, TOPICS, upload_id)
+    return upload_id
+
+
+async def validate_planned(pool: asyncpg.Pool, settings: ValidatorSettings) -> None:
+    """Every planned chunk validated by one worker, until none is left."""
+    await ChunkWorker(settings, pool, TOPICS, ReferenceCache(pool)).run_until_idle()
+
+
 async def upload_row(pool: asyncpg.Pool, upload_id: object) -> asyncpg.Record:
     async with pool.acquire() as connection:
         row = await connection.fetchrow("SELECT * FROM uploads WHERE upload_id = $1", upload_id)
@@ -133,7 +152,7 @@ async def test_an_upload_goes_into_the_bucket_and_is_validated_from_it(
 
     settings = validator_settings(database_url, s3_settings)
     await plan_upload(pool, open_storage(s3_settings), settings, TOPICS, upload_id)
-    await ChunkWorker(settings, pool, TOPICS, ReferenceCache(pool)).run_until_idle()
+    await validate_planned(pool, settings)
 
     row = await upload_row(pool, upload_id)
     assert (row["status"], row["size_bytes"]) == ("passed", len(VALID_CSV))
@@ -183,9 +202,8 @@ async def test_a_chunk_read_while_storage_is_down_is_retried_and_never_counted(
     s3_prefix: str,
 ) -> None:
     gateway = await make_gateway(s3_settings)
-    upload_id = uuid.UUID((await post(gateway, ato, VALID_CSV))[1]["upload_id"])
     settings = validator_settings(database_url, s3_settings)
-    await plan_upload(pool, open_storage(s3_settings), settings, TOPICS, upload_id)
+    upload_id = await planned_upload(gateway, ato, pool, settings, open_storage(s3_settings))
     worker = ChunkWorker(settings, pool, TOPICS, ReferenceCache(pool))
     worker.storage = open_storage(
         s3_settings_for(s3_server, s3_prefix, s3_endpoint=closed_endpoint())
@@ -215,13 +233,12 @@ async def test_a_missing_object_ends_the_upload_errored(
     s3_settings: StorageSettings,
 ) -> None:
     gateway = await make_gateway(s3_settings)
-    upload_id = uuid.UUID((await post(gateway, ato, VALID_CSV))[1]["upload_id"])
     settings = validator_settings(database_url, s3_settings)
     storage = open_storage(s3_settings)
-    await plan_upload(pool, storage, settings, TOPICS, upload_id)
+    upload_id = await planned_upload(gateway, ato, pool, settings, storage)
     assert await storage.delete(upload_key(upload_id)) is True
 
-    await ChunkWorker(settings, pool, TOPICS, ReferenceCache(pool)).run_until_idle()
+    await validate_planned(pool, settings)
 
     assert (await upload_row(pool, upload_id))["status"] == "errored"
 
@@ -239,10 +256,8 @@ async def test_a_purge_leaves_nothing_of_the_purged_uploads_in_the_bucket(
     upload_ids = []
     refused = HEADER + b"R2,NOPE," + ACHIEVED + b",Bo,Li,01/01/1990,,,,,\r\n"
     for body in (VALID_CSV, refused):
-        upload_id = uuid.UUID((await post(gateway, ato, body))[1]["upload_id"])
-        await plan_upload(pool, storage, settings, TOPICS, upload_id)
-        upload_ids.append(upload_id)
-    await ChunkWorker(settings, pool, TOPICS, ReferenceCache(pool)).run_until_idle()
+        upload_ids.append(await planned_upload(gateway, ato, pool, settings, storage, body))
+    await validate_planned(pool, settings)
     assert len(bucket_keys(s3_settings)) == 2
     decided = [await upload_row(pool, upload_id) for upload_id in upload_ids]
     later = max(row["validated_at"] for row in decided) + timedelta(days=31)
@@ -264,9 +279,8 @@ async def test_erasing_a_learner_deletes_their_uploads_objects(
     gateway = await make_gateway(s3_settings)
     settings = validator_settings(database_url, s3_settings)
     storage = open_storage(s3_settings)
-    upload_id = uuid.UUID((await post(gateway, ato, VALID_CSV))[1]["upload_id"])
-    await plan_upload(pool, storage, settings, TOPICS, upload_id)
-    await ChunkWorker(settings, pool, TOPICS, ReferenceCache(pool)).run_until_idle()
+    upload_id = await planned_upload(gateway, ato, pool, settings, storage)
+    await validate_planned(pool, settings)
     assert bucket_keys(s3_settings) == [f"uploads/{upload_id}.csv"]
 
     learner = Learner.of(ato.ato_id, IdentifierKind.ULN, "1000000043")
