@@ -178,55 +178,46 @@ def assert_logs_are_json_lines(stderr: list[str]) -> None:
         assert isinstance(json.loads(line), dict), line
 
 
-@pytest.mark.parametrize("argv", DATABASE_COMMANDS, ids=" ".join)
-def test_a_closed_database_port_is_reported_at_once(argv: list[str], runs: Runs) -> None:
+# Each command that needs PostgreSQL or Kafka, with the failure code and the server's name it
+# must answer with when that server cannot be reached.
+UNREACHABLE_SERVERS = [
+    *(
+        pytest.param(argv, "DATABASE_UNREACHABLE", "PostgreSQL", id=" ".join(argv))
+        for argv in DATABASE_COMMANDS
+    ),
+    *(
+        pytest.param(argv, "KAFKA_UNREACHABLE", "Kafka", id=" ".join(argv))
+        for argv in KAFKA_COMMANDS
+    ),
+]
+
+
+@pytest.mark.parametrize(("argv", "code", "server"), UNREACHABLE_SERVERS)
+def test_a_closed_port_is_reported_at_once(
+    argv: list[str], code: str, server: str, runs: Runs
+) -> None:
     status, failure, stderr = runs.of("closed", argv)
     assert status == 4
-    assert failure["code"] == "DATABASE_UNREACHABLE"
+    assert failure["code"] == code
     assert failure["exit_code"] == 4
     assert failure["message"].startswith(
-        f"PostgreSQL at 127.0.0.1:{runs.closed_port} could not be reached: "
+        f"{server} at 127.0.0.1:{runs.closed_port} could not be reached: "
     )
-    assert "achievements:achievements" not in failure["message"]  # the URL's password
+    assert "achievements:achievements" not in failure["message"]  # the database URL's password
     assert_logs_are_json_lines(stderr)
 
 
-@pytest.mark.parametrize("argv", DATABASE_COMMANDS, ids=" ".join)
-def test_a_database_that_never_answers_is_given_up_on(argv: list[str], runs: Runs) -> None:
+@pytest.mark.parametrize(("argv", "code", "server"), UNREACHABLE_SERVERS)
+def test_a_server_that_never_answers_is_given_up_on(
+    argv: list[str], code: str, server: str, runs: Runs
+) -> None:
     status, failure, stderr = runs.of("silent", argv)
     assert (status, failure) == (
         4,
         {
-            "code": "DATABASE_UNREACHABLE",
-            "message": f"PostgreSQL at 127.0.0.1:{runs.silent_port} could not be reached: no"
+            "code": code,
+            "message": f"{server} at 127.0.0.1:{runs.silent_port} could not be reached: no"
             " answer within 0.5 s (--connect-timeout)",
-            "exit_code": 4,
-        },
-    )
-    assert_logs_are_json_lines(stderr)
-
-
-@pytest.mark.parametrize("argv", KAFKA_COMMANDS, ids=" ".join)
-def test_a_closed_kafka_port_is_reported(argv: list[str], runs: Runs) -> None:
-    status, failure, stderr = runs.of("closed", argv)
-    assert status == 4
-    assert failure["code"] == "KAFKA_UNREACHABLE"
-    assert failure["exit_code"] == 4
-    assert failure["message"].startswith(
-        f"Kafka at 127.0.0.1:{runs.closed_port} could not be reached: "
-    )
-    assert_logs_are_json_lines(stderr)
-
-
-@pytest.mark.parametrize("argv", KAFKA_COMMANDS, ids=" ".join)
-def test_kafka_that_never_answers_is_given_up_on(argv: list[str], runs: Runs) -> None:
-    status, failure, stderr = runs.of("silent", argv)
-    assert (status, failure) == (
-        4,
-        {
-            "code": "KAFKA_UNREACHABLE",
-            "message": f"Kafka at 127.0.0.1:{runs.silent_port} could not be reached: no answer"
-            " within 0.5 s (--connect-timeout)",
             "exit_code": 4,
         },
     )
