@@ -4,6 +4,7 @@
 # Usage: deploy/tools/kustomize.sh DIR
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+source "$REPO_ROOT/deploy/tools/go-install-lib.sh"
 # The kustomize that kubectl 1.32 embeds.
 KUSTOMIZE_VERSION="${KUSTOMIZE_VERSION:-v5.5.0}"
 
@@ -12,15 +13,5 @@ if command -v kubectl >/dev/null 2>&1 && [[ -z "${KUSTOMIZE_STANDALONE:-}" ]]; t
 fi
 DIR="$REPO_ROOT/.local/cache/kustomize-$KUSTOMIZE_VERSION"
 BIN="$DIR/kustomize"
-if [[ ! -x "$BIN" ]]; then
-    GO="$(command -v go || true)"
-    [[ -z "$GO" && -x /usr/local/go/bin/go ]] && GO=/usr/local/go/bin/go
-    if [[ -z "$GO" ]]; then
-        apt-get update -q >/dev/null
-        apt-get install -y -q golang-go >/dev/null
-        GO="$(command -v go)"
-    fi
-    mkdir -p "$DIR"
-    GOBIN="$DIR" "$GO" install "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION" >&2
-fi
+go_install_once "$BIN" "sigs.k8s.io/kustomize/kustomize/v5@$KUSTOMIZE_VERSION"
 exec "$BIN" build "$1"
