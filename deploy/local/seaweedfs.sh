@@ -19,6 +19,7 @@
 # away a 7-minute build. Everything the server stores goes under .local/s3/, never .local/storage/.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
+source "$(dirname "$0")/seaweedfs-lib.sh"
 
 weed_path() { echo "$SEAWEEDFS_CACHE_DIR/weed"; }
 
@@ -62,31 +63,11 @@ path() { weed_path; }
 prepare() {
     build
     mkdir -p "$SEAWEEDFS_DIR/data" "$LOG_DIR"
-    # One identity, allowed everything in its buckets; the secret never leaves this file and
-    # the environment of the stack's processes.
-    umask 077
-    cat > "$SEAWEEDFS_DIR/s3.json" <<JSON
-{
-  "identities": [
-    {
-      "name": "achievements",
-      "credentials": [{"accessKey": "$S3_ACCESS_KEY_ID", "secretKey": "$S3_SECRET_ACCESS_KEY"}],
-      "actions": ["Admin", "Read", "List", "Tagging", "Write"]
-    }
-  ]
-}
-JSON
+    seaweedfs_write_identities "$SEAWEEDFS_DIR/s3.json" "$S3_SECRET_ACCESS_KEY"
 }
 
 run() {
-    exec "$(weed_path)" mini \
-        -dir="$SEAWEEDFS_DIR/data" \
-        -ip="$S3_HOST" -ip.bind="$S3_HOST" \
-        -s3.port="$S3_PORT" -s3.config="$SEAWEEDFS_DIR/s3.json" -bucket="$S3_BUCKET" \
-        -s3.port.iceberg=0 -s3.port.lance=0 -s3.iam=false -s3.autoCreateBucket=false \
-        -master.port="$SEAWEEDFS_MASTER_PORT" -volume.port="$SEAWEEDFS_VOLUME_PORT" \
-        -filer.port="$SEAWEEDFS_FILER_PORT" \
-        -webdav=false -admin.ui=false -admin.port.legacy=0 -master.telemetry=false
+    seaweedfs_exec_mini "$(weed_path)" "$SEAWEEDFS_DIR/data" "$S3_HOST" "$SEAWEEDFS_DIR/s3.json"
 }
 
 "${1:?usage: seaweedfs.sh build|prepare|run|path}"
