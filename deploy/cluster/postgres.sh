@@ -24,16 +24,8 @@ source "$(dirname "$0")/env.sh"
 
 SYNC_NAMES="ANY 1 (postgres_1, postgres_2)"
 
-# initdb refuses root and the server runs as `postgres`, which must reach its folder; a checkout
-# under a private home folder cannot be reached, so the nodes then live elsewhere.
 pg_root() {
-    local wanted="$CLUSTER_DIR/pg"
-    mkdir -p "$wanted"
-    if setpriv --reuid=postgres --regid=postgres --init-groups test -x "$wanted" 2>/dev/null; then
-        echo "$wanted"
-    else
-        echo "/var/lib/postgresql/achievements-cluster-$(pg_node_port 1)"
-    fi
+    pg_reachable_root "$CLUSTER_DIR/pg" "/var/lib/postgresql/achievements-cluster-$(pg_node_port 1)"
 }
 
 ROOT=$(pg_root)

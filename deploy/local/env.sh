@@ -68,6 +68,17 @@ pg_bin() {
     echo "$dir"
 }
 
+# initdb refuses root and the server runs as `postgres`, which must be able to reach its folder;
+# a checkout under a private home folder cannot be reached, so the data then lives elsewhere.
+pg_reachable_root() {  # wanted elsewhere
+    mkdir -p "$1"
+    if setpriv --reuid=postgres --regid=postgres --init-groups test -x "$1" 2>/dev/null; then
+        echo "$1"
+    else
+        echo "$2"
+    fi
+}
+
 wait_for_port() {  # host port seconds
     local host=$1 port=$2 seconds=$3 i
     for ((i = 0; i < seconds * 5; i++)); do

@@ -7,17 +7,7 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 
-# initdb refuses root and the server runs as `postgres`, which must be able to reach its folder;
-# a checkout under a private home folder cannot be reached, so the cluster then lives elsewhere.
-pg_root() {
-    local wanted="$LOCAL_DIR/pg"
-    mkdir -p "$wanted"
-    if setpriv --reuid=postgres --regid=postgres --init-groups test -x "$wanted" 2>/dev/null; then
-        echo "$wanted"
-    else
-        echo "/var/lib/postgresql/achievements-$PG_PORT"
-    fi
-}
+pg_root() { pg_reachable_root "$LOCAL_DIR/pg" "/var/lib/postgresql/achievements-$PG_PORT"; }
 
 install() {
     if [ -n "$(pg_bin)" ] && [ -x "$(pg_bin)/postgres" ]; then return 0; fi
