@@ -34,7 +34,12 @@ from services.core.events import Topics
 from services.core.kafka import connection_options
 from tests import supervised
 from tests.cluster.conftest import SERVICES, Cluster
-from tests.e2e.outcomes_under_fault import calls_of_claims_held_once, creations, offline_reports
+from tests.e2e.outcomes_under_fault import (
+    calls_of_claims_held_once,
+    creations,
+    eligible_achievements,
+    offline_reports,
+)
 from tests.e2e.test_exactly_once_claims import GeneratedFile, generate_file, ulns
 from tests.e2e.test_validator_rebalance_and_pause import check_outcome
 from tests.supervised import alive, wait_until
@@ -145,11 +150,7 @@ async def test_a_killed_leader_broker_loses_and_doubles_nothing_and_rejoins(
     for upload_id, report in zip(ids, expected, strict=True):
         await check_outcome(pipeline, upload_id, report)
 
-    eligible = {
-        (upload_id, row)
-        for upload_id, generated in zip(ids, files, strict=True)
-        for row in generated.eligible_rows
-    }
+    eligible = eligible_achievements(ids, files)
 
     async def settled() -> bool:
         total, _, pending = await claims_of(cluster, ids)

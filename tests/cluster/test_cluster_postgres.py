@@ -35,6 +35,7 @@ from tests.cluster.test_cluster_kafka import claims_of, eventually, status_of
 from tests.e2e.conftest import Pipeline
 from tests.e2e.outcomes_under_fault import (
     calls_of_claims_held_once,
+    eligible_achievements,
     neither_created_once_nor_replayed,
     offline_reports,
 )
@@ -130,11 +131,7 @@ async def test_a_killed_primary_is_replaced_by_its_standby_without_loss_or_resta
     for upload_id, report in zip(ids, expected, strict=True):
         await check_outcome(pipeline, upload_id, report)
 
-    eligible = {
-        (upload_id, row)
-        for upload_id, generated in zip(ids, files, strict=True)
-        for row in generated.eligible_rows
-    }
+    eligible = eligible_achievements(ids, files)
 
     async def settled() -> bool:
         total, _, pending = await claims_of(cluster, ids)

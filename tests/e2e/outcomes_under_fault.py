@@ -27,6 +27,18 @@ def offline_reports(files: Iterable[GeneratedFile], folder: Path, today: date) -
     return reports
 
 
+def eligible_achievements(
+    upload_ids: list[str], files: list[GeneratedFile]
+) -> set[tuple[str, int]]:
+    """(upload id, row number) of each achievement eligible for a claim, the files in the
+    order of their uploads."""
+    return {
+        (upload_id, row)
+        for upload_id, generated in zip(upload_ids, files, strict=True)
+        for row in generated.eligible_rows
+    }
+
+
 async def calls_of_claims_held_once(
     pipeline: Pipeline, upload_ids: list[str], eligible: set[tuple[str, int]]
 ) -> dict[str, list[dict[str, Any]]]:

@@ -42,6 +42,7 @@ from services.core.scheme.check import CheckReport
 from tests.e2e.conftest import Pipeline, free_port
 from tests.e2e.outcomes_under_fault import (
     calls_of_claims_held_once,
+    eligible_achievements,
     neither_created_once_nor_replayed,
     offline_reports,
 )
@@ -405,11 +406,7 @@ async def check_everything(stack: Stack, uploads: Uploads, resent_at_most: int) 
     for upload_id, expected in zip(uploads.ids, uploads.expected, strict=True):
         await check_outcome(pipeline, upload_id, expected)
 
-    eligible = {
-        (upload_id, row)
-        for upload_id, generated in zip(uploads.ids, uploads.files, strict=True)
-        for row in generated.eligible_rows
-    }
+    eligible = eligible_achievements(uploads.ids, uploads.files)
     await eventually(lambda: all_claims_settled(stack, len(eligible)), "claims settled", stack, 240)
     calls = await calls_of_claims_held_once(pipeline, uploads.ids, eligible)
     assert len(calls) == len(eligible)
