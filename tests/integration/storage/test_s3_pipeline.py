@@ -54,7 +54,13 @@ HEADER = (
 )
 # Two days before today: valid, and no ACHDATE_03 warning (more than 10 days before).
 ACHIEVED = (datetime.now(UTC).date() - timedelta(days=2)).strftime("%d/%m/%Y").encode()
-VALID_CSV = HEADER + b"R1,SMSTS-R," + ACHIEVED + b",Ann,Smith,01/01/1990,1000000043,,,,\r\n"
+# A course in the catalogue, a registered levy number: `passed`, as a spreadsheet writes it.
+VALID_CSV = (
+    HEADER
+    + b"R1,SD-WAH-101,"
+    + ACHIEVED
+    + ',Zoë,"O\'Brien, Siân",01/01/1990,1000000043,,,79049946,"PO 4471, cohort B"\r\n'.encode()
+)
 TOPICS = Topics("unused.")
 
 Client = TestClient[web.Request, web.Application]
