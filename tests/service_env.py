@@ -9,7 +9,15 @@ builds. The test process itself drops the project's variables at start (tests/co
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Mapping, MutableMapping
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Starting Python and a service's imports takes seconds; one still running after this took its
+# refusal for an outage: a failure, not a wait.
+SERVICE_EXIT_LIMIT_S = 60
 
 # What a Python process needs from its parent to run like the test process: where programs are,
 # a home folder, the locale (file names and stderr encoding), the time zone and a temporary folder.
@@ -55,3 +63,17 @@ def service_env(settings: Mapping[str, str]) -> dict[str, str]:
     `settings` (the test's own, each given explicitly)."""
     passed_on = {name: os.environ[name] for name in PASSED_ON if name in os.environ}
     return {**passed_on, **settings}
+
+
+def run_service(module: str, settings: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """`python -m MODULE` from the repository with `service_env(settings)`, run to its exit (a
+    service that refuses its settings), its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", module],
+        cwd=REPO_ROOT,
+        env=service_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=SERVICE_EXIT_LIMIT_S,
+        check=False,
+    )

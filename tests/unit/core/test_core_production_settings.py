@@ -4,8 +4,6 @@ verified TLS. Each refusal names the setting, never its value; a safe set is acc
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +23,7 @@ from services.grant_bridge.settings import GrantBridgeSettings
 from services.grant_standin.settings import Settings as StandinSettings
 from services.upload_gateway.settings import GatewaySettings
 from services.validator.settings import ValidatorSettings
-from tests.service_env import service_env
+from tests.service_env import run_service
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 PRODUCTION = DeploymentMode.PRODUCTION
@@ -220,15 +218,8 @@ def test_local_mode_keeps_the_local_stack_as_it_is(production: pytest.MonkeyPatc
 
 
 def test_a_validator_started_with_a_weak_key_exits_naming_it() -> None:
-    env = service_env({**SAFE_ENVIRONMENT, "RETENTION_KEY_SECRET": "CHANGE-ME"})
-    finished = subprocess.run(
-        [sys.executable, "-m", "services.validator"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    finished = run_service(
+        "services.validator", {**SAFE_ENVIRONMENT, "RETENTION_KEY_SECRET": "CHANGE-ME"}
     )
     assert finished.returncode == 2
     assert finished.stderr.strip().splitlines() == [

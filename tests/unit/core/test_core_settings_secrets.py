@@ -3,10 +3,6 @@ one line naming the setting, never its value."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from services.core.settings import (
@@ -17,9 +13,8 @@ from services.core.settings import (
 from services.grant_bridge.settings import GrantBridgeSettings
 from services.upload_gateway.settings import GatewaySettings
 from services.validator.settings import ValidatorSettings
-from tests.service_env import service_env
+from tests.service_env import run_service
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 REAL_URL = "postgresql://achievements:s3cret-pw@db.internal:5432/achievements?sslmode=verify-full"
 
 
@@ -127,21 +122,13 @@ def test_load_settings_ends_the_process_with_one_line(
 
 
 def test_a_service_started_outside_local_mode_without_its_token_exits() -> None:
-    env = service_env(
+    finished = run_service(
+        "services.grant_bridge",
         {
             "DATABASE_URL": REAL_URL,
             "KAFKA_SECURITY_PROTOCOL": "SSL",
             "GRANT_BRIDGE_GRANT_API_URL": "https://grants.example.test",
-        }
-    )
-    finished = subprocess.run(
-        [sys.executable, "-m", "services.grant_bridge"],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        },
     )
     assert finished.returncode == 2
     assert finished.stderr.strip().splitlines() == [
