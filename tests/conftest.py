@@ -1,5 +1,6 @@
 """Fixtures shared by the integration and end-to-end tests: a fresh database and a fresh set of
-topics for every test, on the real local PostgreSQL and Kafka (`make infra` starts them)."""
+topics for every test, on the real local PostgreSQL and Kafka (`make infra` starts them); and,
+for the TLS refusal tests at every level, certificates made per module."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from services.core.settings import (
     PostgresSettings,
 )
 from tests.service_env import strip_project_variables
+from tests.tls_server import Certificates, make_certificates
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -140,6 +142,13 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(settings)
     yield pool
     await pool.close()
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    """A CA, a server certificate it signed, and another CA that signed nothing of the server's:
+    made once per module (openssl), for the tests of TLS refusals."""
+    return make_certificates(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.service_env import service_env
-from tests.tls_server import Certificates, make_certificates, needs_openssl, tls_server
+from tests.tls_server import Certificates, needs_openssl, tls_server
 
 # Starting Python and the service's imports: seconds, not milliseconds.
 pytestmark = [pytest.mark.slow, needs_openssl]
@@ -20,11 +20,6 @@ pytestmark = [pytest.mark.slow, needs_openssl]
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # A process still running after this took the refusal for an outage: a failure, not a wait.
 PROCESS_LIMIT_S = 60
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
-    return make_certificates(tmp_path_factory.mktemp("tls"))
 
 
 async def _run(module: str, settings: dict[str, str]) -> tuple[int | None, list[str]]:

@@ -18,16 +18,11 @@ from services.core.settings import DeploymentMode, KafkaSettings
 from services.upload_gateway.app import create_app
 from services.upload_gateway.appkeys import RELAY
 from services.upload_gateway.relay import OutboxRelay
-from tests.tls_server import Certificates, make_certificates, needs_openssl, tls_server
+from tests.tls_server import Certificates, needs_openssl, tls_server
 
 pytestmark = [pytest.mark.stack, needs_openssl]
 
 NEVER_S = 20.0
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
-    return make_certificates(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture

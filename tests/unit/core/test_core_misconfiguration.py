@@ -28,15 +28,10 @@ from aiokafka.errors import (
 from services.core import db, kafka
 from services.core.misconfiguration import ConfigurationError, run_service, tls_refusal
 from services.core.settings import KafkaSettings, PostgresSettings
-from tests.tls_server import Certificates, make_certificates, needs_openssl, tls_server
+from tests.tls_server import Certificates, needs_openssl, tls_server
 
 # Bounds a test that, were the error taken for an outage, would wait for ever.
 NEVER_S = 20.0
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
-    return make_certificates(tmp_path_factory.mktemp("tls"))
 
 
 def _database_url(port: int, ca_file: Path) -> str:

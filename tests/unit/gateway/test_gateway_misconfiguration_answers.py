@@ -27,17 +27,12 @@ from services.upload_gateway.app import create_app
 from services.upload_gateway.appkeys import RELAY
 from services.upload_gateway.relay import OutboxRelay
 from services.upload_gateway.settings import GatewaySettings
-from tests.tls_server import Certificates, make_certificates, needs_openssl, tls_server
+from tests.tls_server import Certificates, needs_openssl, tls_server
 
 pytestmark = needs_openssl
 
 # Bounds a wait that, were the refusal taken for an outage, would last for ever.
 NEVER_S = 20.0
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
-    return make_certificates(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture

@@ -13,13 +13,8 @@ import pytest
 
 from services.core.misconfiguration import ConfigurationError
 from services.grant_bridge.grant_client import GrantClient, Transient
-from tests.tls_server import Certificates, make_certificates, needs_openssl, tls_server
+from tests.tls_server import Certificates, needs_openssl, tls_server
 from tests.unit.grant_bridge.test_bridge_own_claim import claim_data
-
-
-@pytest.fixture(scope="module")
-def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
-    return make_certificates(tmp_path_factory.mktemp("tls"))
 
 
 def _session(ca_file: Path) -> aiohttp.ClientSession:
