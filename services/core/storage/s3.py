@@ -14,10 +14,12 @@ the upload completes. Reads are byte ranges: a chunk task fetches its segments a
 from __future__ import annotations
 
 import asyncio
+import atexit
 import configparser
 import errno
 import io
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
@@ -172,8 +174,30 @@ class _RangeReader(io.RawIOBase):
         return len(got)
 
 
+# How long the process waits at exit for obstore's runtime threads to hand back their last
+# results. Such a thread delivers a result to asyncio (a write to the loop's self-pipe, the GIL
+# let go for it), then takes the GIL again to finish: if the interpreter is finalizing by then,
+# CPython ends the thread with pthread_exit, which cannot unwind through Rust frames, and the
+# whole process aborts (SIGABRT) after its work is done. Seen at about one exit in ten after a
+# put. Waiting here, before finalization starts and with the GIL released, lets them finish.
+RUNTIME_SETTLE_S = 0.1
+_settle_registered = False
+
+
+def _let_runtime_threads_settle() -> None:
+    time.sleep(RUNTIME_SETTLE_S)
+
+
+def _settle_at_exit() -> None:
+    global _settle_registered
+    if not _settle_registered:
+        atexit.register(_let_runtime_threads_settle)
+        _settle_registered = True
+
+
 class S3Storage:
     def __init__(self, settings: StorageSettings, store: S3Store | None = None) -> None:
+        _settle_at_exit()
         self.settings = settings
         self.store = store or make_store(settings)
         self._part_bytes = settings.s3_part_bytes
