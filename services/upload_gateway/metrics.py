@@ -75,6 +75,9 @@ def route_label(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+CLIENT_CLOSED_REQUEST = 499
+
+
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     metrics = request.app[METRICS]
@@ -84,6 +87,11 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         response = await handler(request)
         status = response.status
         return response
+    except asyncio.CancelledError:
+        # The client went away and the handler was cancelled (after a streamed report's last
+        # byte, too): not a server error. nginx's code for a request the client closed.
+        status = CLIENT_CLOSED_REQUEST
+        raise
     finally:
         route = route_label(request)
         elapsed_s = time.perf_counter() - started

@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 import pytest
+import structlog
 from gateway_helpers import Client, insert_upload
 
 from services import cli
@@ -17,6 +20,15 @@ from services.cli.api_key import API_KEY_VARIABLE
 from services.upload_gateway.keys import NewKey
 
 LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
+
+
+@pytest.fixture(autouse=True)
+def gateway_logs_on_stderr() -> Iterator[None]:
+    """The in-process gateway logs from the event loop's thread while the command prints from
+    its own: on one stream, a log line could land inside a JSON line. Its logs go to stderr."""
+    structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
+    yield
+    structlog.reset_defaults()
 
 
 async def run_cli(
