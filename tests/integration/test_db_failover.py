@@ -81,9 +81,14 @@ async def test_a_session_the_server_ended_is_transient_and_replaced(
     finally:
         await admin.close()
 
-    with pytest.raises(db.TRANSIENT_ERRORS) as raised:
+    # Whether the first use meets the dead session depends on whether asyncpg read the server's
+    # goodbye before it: either it fails, and transiently, or the pool already replaced it.
+    met: BaseException | None = None
+    try:
         await _select_one(one_connection_pool, settings)
-    assert db.is_transient(raised.value)
+    except Exception as error:
+        met = error
+    assert met is None or db.is_transient(met), type(met).__name__
 
     async with db.connection(one_connection_pool, settings) as held:
         assert await held.fetchval("SELECT pg_backend_pid()") != old_pid
