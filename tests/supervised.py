@@ -9,28 +9,29 @@ import asyncio
 import os
 import signal
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import ClassVar
 
 
-class SupervisedProcesses:
+class SupervisedProcesses(ABC):
     """The processes of one stack: pid files in `run_dir`, logs in `log_dir`."""
 
     # How many lines of a process's log a failure shows by default.
     log_tail_lines: ClassVar[int] = 30
 
     @property
-    def run_dir(self) -> Path:
-        raise NotImplementedError
+    @abstractmethod
+    def run_dir(self) -> Path: ...
 
     @property
-    def log_dir(self) -> Path:
-        raise NotImplementedError
+    @abstractmethod
+    def log_dir(self) -> Path: ...
 
+    @abstractmethod
     def logs(self) -> str:
         """The tails of the logs a failure shows."""
-        raise NotImplementedError
 
     def pid(self, name: str) -> int | None:
         try:
