@@ -60,7 +60,7 @@ def status_message(
         case UploadState.PASSED:
             return "The data is valid"
         case UploadState.PASSED_WITH_WARNINGS:
-            return "The data is valid, with warnings: see the error report."
+            return "The data is valid, with warnings: see the problems found."
         case UploadState.PARTIALLY_ACCEPTED:
             return "Some rows have errors and were not accepted; the valid rows were accepted."
         case UploadState.FAILED:

@@ -275,10 +275,10 @@ async def test_an_ato_follows_the_guide_from_sign_in_to_the_data_is_valid(
     await table.wait_for()
     row = table.locator("tbody tr").first
     cells = [await cell.inner_text() for cell in await row.locator("td").all()]
-    assert cells[:3] == ["3", "G ULN", "ULN_03"]
-    assert cells[4] != "1000000044"
-    assert "*" in cells[4]
-    assert await page.locator("#upload-status").inner_text() == "partially accepted"
+    assert cells[:4] == ["3", "G ULN", "Error", "ULN_03"]
+    assert cells[5] != "1000000044"
+    assert "*" in cells[5]
+    assert await page.locator("#upload-status").inner_text() == "Partly accepted"
     async with page.expect_download() as report:
         await page.get_by_role("link", name="Download the problems as CSV").click()
     assert (await report.value).suggested_filename.endswith("-errors.csv")

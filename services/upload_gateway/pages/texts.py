@@ -197,23 +197,25 @@ UPLOAD: Final = {
 
 RESULT: Final = {
     "status": "Status",
-    "rows": "Rows",
+    "rows": "Rows in the file",
+    "rows_valid": "Rows accepted",
     "rows_invalid": "Rows with errors",
     "rows_warned": "Rows with warnings",
     "file_name": "File name",
     "received": "Received",
     "problems": "Problems found",
-    "problems_intro": "Correct these rows in your file and upload it again. Values are"
-    " partly hidden to protect learners' details.",
+    "problems_intro": "Errors stop a row being accepted; warnings do not. Values are partly"
+    " hidden to protect learners' details.",
     "row": "Row",
     "column": "Column",
+    "severity": "Type",
     "code": "Code",
     "message": "Message",
     "value": "Value (partly hidden)",
     "download_errors": "Download the problems as CSV",
     "more_problems": "Only the first {shown} problems are listed here; the CSV has them all.",
     "truncated": (
-        "There are {total} problems in all. The report keeps the first {stored}, by row;"
+        "There are {total} problems in all. The list keeps the first {stored}, by row;"
         " {left_out} more are not listed. Fix these, then upload the file again to see the rest."
     ),
     "in_progress": "The file is still being checked. This page shows the result once it is done.",
@@ -223,6 +225,29 @@ RESULT: Final = {
     "not_found": "There is no such upload for your organisation.",
     "refused_title": "The file was refused",
     "advice_title": "How to save your file as CSV",
+    "next_title": "What to do next",
+    "download_rows_to_fix_csv": "Download the rows to fix (CSV file)",
+    "download_rows_to_fix_xlsx": "Download the rows to fix (Excel workbook)",
+}
+
+# What to do next, by the upload's outcome: the advice must fit what was accepted.
+NEXT_STEPS: Final = {
+    UploadState.PARTIALLY_ACCEPTED.value: (
+        "The rows without errors were accepted. The rows with errors were not.",
+        "Download the rows to fix: a file with only the rows that have errors, in the"
+        " template's columns. Correct those rows, then upload that file.",
+        "Do not upload your whole file again: the rows already accepted would be refused as"
+        " duplicates (DUP_02).",
+    ),
+    UploadState.FAILED.value: (
+        "Nothing was accepted.",
+        "Correct the rows listed under 'Problems found' in your file, then upload the whole"
+        " file again.",
+    ),
+    UploadState.PASSED_WITH_WARNINGS.value: (
+        "Every row was accepted. Warnings do not stop a row being accepted, but read them:"
+        " a row without a registered levy number, for example, gets no grant payment.",
+    ),
 }
 
 # Plain words for a file refused because it is not CSV text (a workbook, a UTF-16 export).
@@ -236,8 +261,20 @@ EXPORT_ADVICE: Final = (
 )
 ADVICE_CODES: Final = frozenset({Code.FILE_01.value, Code.FILE_06.value})
 
-# How each status reads on the page: the words, without the underscores.
-STATUS_WORDS: Final = {status.value: status.value.replace("_", " ") for status in UploadState}
+# How each status reads on the page, as a labelled tag (the API keeps the states' own names).
+STATUS_WORDS: Final = {
+    UploadState.RECEIVED.value: "Received",
+    UploadState.VALIDATING.value: "Being checked",
+    UploadState.REJECTED.value: "Refused",
+    UploadState.FAILED.value: "Failed",
+    UploadState.PARTIALLY_ACCEPTED.value: "Partly accepted",
+    UploadState.PASSED_WITH_WARNINGS.value: "Passed with warnings",
+    UploadState.PASSED.value: "Passed",
+    UploadState.ERRORED.value: "Not checked",
+}
+
+# How each severity of a problem reads in the problems table.
+SEVERITY_WORDS: Final = {"error": "Error", "warning": "Warning"}
 
 ERRORS: Final = {
     "csrf": "The form had expired or did not come from this site. Go back, reload the page and"

@@ -24,7 +24,7 @@ from services.core.audit import AuditKind
 from services.core.logging import get_logger
 from services.core.reference_store import read_from_database
 from services.core.scheme.columns import COLUMNS
-from services.core.states import ACCEPTING, FINAL
+from services.core.states import ACCEPTING, FINAL, UploadState
 from services.upload_gateway import handlers, issues, uploads
 from services.upload_gateway.appkeys import PRINCIPAL, SETTINGS, database
 from services.upload_gateway.auth import Principal
@@ -61,6 +61,7 @@ WORKBOOK_FILE_NAME = "bulk-achievements-guided-template.xlsx"
 SCHEME_FILE_NAME = "bulk-achievements-csv-scheme.html"
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 FINAL_STATUSES = frozenset(state.value for state in FINAL)
+COUNTED_STATUSES = FINAL_STATUSES - {UploadState.REJECTED.value, UploadState.ERRORED.value}
 
 PageHandler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 
@@ -399,6 +400,12 @@ async def result(request: web.Request, session: Session) -> web.StreamResponse:
         column_letters={spec.header: spec.letter for spec in COLUMNS},
         accepting=found.status in ACCEPTING,
         refresh_s=RESULT_REFRESH_S,
+        # Row counts mean something once the rows were checked: not for a refused file.
+        counted=found.status in COUNTED_STATUSES,
+        next_steps=texts.NEXT_STEPS.get(found.status, ()),
+        # The rows to fix hold learners' details: offered only to whoever may upload them again.
+        rows_to_fix=found.status == UploadState.PARTIALLY_ACCEPTED
+        and getattr(session, "may_submit", True),
     )
 
 

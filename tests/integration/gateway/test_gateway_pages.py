@@ -420,7 +420,9 @@ async def test_a_passed_upload_shows_status_rows_file_name_and_the_data_is_valid
 
     html = await (await browser.get(f"/ato/uploads/{upload_id}")).text()
 
-    assert re.search(r'id="upload-status"><strong[^>]*>passed</strong>', html)
+    assert re.search(
+        r'id="upload-status"><strong class="tag status-tag status-passed">Passed</strong>', html
+    )
     assert '<dd id="upload-rows">8</dd>' in html
     assert '<dd id="upload-file-name">june.csv</dd>' in html
     assert "The data is valid" in html
@@ -451,6 +453,10 @@ async def test_a_failed_upload_shows_the_problems_table_and_its_csv(
 
     assert 'id="problems"' in html
     assert '<dd id="upload-rows-invalid">1</dd>' in html
+    assert '<dd id="upload-rows-valid">0</dd>' in html  # failed: nothing accepted
+    assert '<strong class="tag severity-tag severity-error">Error</strong>' in html
+    assert "upload the whole file again" in html
+    assert 'id="rows-to-fix"' not in html
     assert "<td>3</td>" in html
     assert "G ULN" in html
     assert "<code>ULN_03</code>" in html

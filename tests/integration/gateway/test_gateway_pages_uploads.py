@@ -87,7 +87,7 @@ async def test_my_uploads_shows_status_and_counts_and_a_bad_page_number_is_the_f
     assert upload_ids_listed(html) == [str(upload_id)]
     row = html.split(f'data-upload-id="{upload_id}">', 1)[1].split("</tr>", 1)[0]
     assert "june.csv" in row
-    assert "partially accepted" in row
+    assert ">Partly accepted</strong>" in row
     cells = re.findall(r'<td class="numeric">(\d+)</td>', row)
     assert cells == ["9", "7", "2"]
     assert f'href="/ato/uploads/{upload_id}"' in row
