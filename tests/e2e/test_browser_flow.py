@@ -235,7 +235,7 @@ async def test_an_ato_follows_the_guide_from_sign_in_to_the_data_is_valid(
     await upload_through_the_page(steps, sample, "all_or_nothing", "terms")
     await page.wait_for_url("**/ato/uploads/*", timeout=120_000)
     await page.locator("#upload-message").wait_for()
-    assert await page.locator("#upload-status").inner_text() == "passed"
+    assert await page.locator("#upload-status").inner_text() == "Passed"
     assert await page.locator("#upload-rows").inner_text() == "8"
     assert await page.locator("#upload-file-name").inner_text() == sample.name
     assert await page.locator("#upload-message").inner_text() == "The data is valid"
@@ -354,6 +354,6 @@ async def test_without_javascript_the_upload_is_a_form_post_and_the_result_page_
     await page.wait_for_url("**/ato/uploads/*")
     # The page reloads itself until the outcome shows.
     await page.locator("#upload-message", has_text="The data is valid").wait_for(timeout=120_000)
-    assert await page.locator("#upload-status").inner_text() == "passed"
+    assert await page.locator("#upload-status").inner_text() == "Passed"
     assert await page.locator("#upload-file-name").inner_text() == sample.name
     assert await page.locator('meta[http-equiv="refresh"]').count() == 0
