@@ -212,6 +212,37 @@ SCHEMAS: dict[str, Schema] = {
             "items": {"type": "array", "items": _ref("Achievement")},
         },
     },
+    "Course": {
+        "type": "object",
+        "required": ["code", "title", "grant_amount_pence", "open", "valid_from", "valid_to"],
+        "properties": {
+            "code": _STRING,
+            "title": _STRING,
+            "grant_amount_pence": {**_INT, "description": "The grant for an achievement."},
+            "open": {
+                "type": "boolean",
+                "description": "Achievements dated today (UK time) are approved for it.",
+            },
+            "valid_from": {"type": "string", "format": "date"},
+            "valid_to": _nullable({"type": "string", "format": "date"}),
+        },
+    },
+    "CourseList": {
+        "type": "object",
+        "required": ["reference_version", "as_of", "courses"],
+        "properties": {
+            "reference_version": {
+                **_INT,
+                "description": "The catalogue version an upload planned now is checked against.",
+            },
+            "as_of": {
+                "type": "string",
+                "format": "date",
+                "description": "The UK date `open` is decided on.",
+            },
+            "courses": {"type": "array", "items": _ref("Course")},
+        },
+    },
     "Readiness": {
         "type": "object",
         "required": ["status", "checks"],
@@ -317,6 +348,15 @@ OPERATIONS: dict[str, Schema] = {
         "summary": "The technical CSV scheme: columns, rules and codes.",
         "tags": ["documents"],
         "responses": {"200": _json("The scheme.", {"type": "object"})},
+    },
+    "courses": {
+        "summary": "The short duration course codes: title, grant amount and whether each is"
+        " open, from the live course catalogue.",
+        "tags": ["documents"],
+        "responses": {
+            "200": _json("The catalogue, by code.", _ref("CourseList")),
+            "503": _error("The database is temporarily unavailable."),
+        },
     },
     "events_schema": {
         "summary": "JSON Schema of the events on Kafka.",

@@ -8,7 +8,7 @@ from aiohttp import hdrs, web
 from aiohttp.http import HttpVersion11
 from aiohttp.typedefs import Handler
 
-from services.upload_gateway import handlers, health, metrics, openapi
+from services.upload_gateway import course_list, handlers, health, metrics, openapi
 from services.upload_gateway.errors import json_error
 
 
@@ -28,6 +28,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/v1/openapi.json", openapi.openapi_handler, "openapi", public=True),
     Endpoint("GET", "/v1/template.csv", handlers.template_csv, "template_csv", public=True),
     Endpoint("GET", "/v1/scheme", handlers.scheme, "scheme", public=True),
+    Endpoint("GET", "/v1/courses", course_list.courses, "courses", public=True),
     Endpoint("GET", "/v1/events/schema", handlers.events_schema, "events_schema", public=True),
     Endpoint("POST", "/v1/uploads", handlers.create_upload, "create_upload"),
     Endpoint("GET", "/v1/uploads", handlers.list_uploads, "list_uploads"),

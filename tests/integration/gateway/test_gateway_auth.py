@@ -13,6 +13,7 @@ PUBLIC = [
     "/metrics",
     "/v1/template.csv",
     "/v1/scheme",
+    "/v1/courses",
     "/v1/events/schema",
     "/v1/openapi.json",
 ]

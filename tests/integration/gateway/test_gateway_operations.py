@@ -178,3 +178,30 @@ async def test_the_scheme_and_the_events_schema_are_json(client: Client) -> None
     events = await client.get("/v1/events/schema")
     assert events.status == 200
     assert "upload.received" in await events.text()
+
+
+async def test_the_course_list_is_the_live_catalogue_with_titles_grants_and_open(
+    client: Client, pool: asyncpg.Pool
+) -> None:
+    version = await pool.fetchval("SELECT version FROM reference_versions WHERE id = 1")
+    catalogue = await pool.fetch(
+        "SELECT code, title, grant_pence FROM courses WHERE version = $1 ORDER BY code", version
+    )
+
+    response = await client.get("/v1/courses")
+
+    assert response.status == 200
+    body = await response.json()
+    assert body["reference_version"] == version
+    assert [(c["code"], c["title"], c["grant_amount_pence"]) for c in body["courses"]] == [
+        (row["code"], row["title"], row["grant_pence"]) for row in catalogue
+    ]
+    working_at_height = next(c for c in body["courses"] if c["code"] == "SD-WAH-101")
+    assert working_at_height == {
+        "code": "SD-WAH-101",
+        "title": "Working at height",
+        "grant_amount_pence": 6000,
+        "open": True,
+        "valid_from": "2018-04-01",
+        "valid_to": None,
+    }
