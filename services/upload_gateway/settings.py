@@ -7,6 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.core.scheme.file_inspection import DEFAULT_SIZE_LIMIT_BYTES
 from services.core.settings import CommonSettings, SchemeLimits
+from services.upload_gateway.portal_settings import PortalSettings
 
 # Free space kept on the storage volume beyond one file of the largest size.
 DISK_MARGIN_BYTES = 1024 * 1024 * 1024
@@ -39,6 +40,11 @@ class GatewaySettings(BaseSettings):
     # How long SIGTERM waits for requests in flight (a large upload) before closing: well
     # under a cluster's default 30 s grace, so the relay and the pool still close in time.
     shutdown_timeout_s: float = Field(default=20.0, gt=0)
+    # The pages' sign-in with the ATO's API key, for ATOs without the portal: off by default, as
+    # each person signs in through the portal (`GATEWAY_PORTAL_*`). The API keeps its keys.
+    pages_api_key_sign_in: bool = False
+    # The portal's hand-off (its keys, issuer, audience): `GATEWAY_PORTAL_*` variables.
+    portal: PortalSettings = Field(default_factory=PortalSettings)
     # The file size limit (FILE_03) and row limit: `SCHEME_*` variables, shared with the validator.
     limits: SchemeLimits = Field(default_factory=SchemeLimits)
     common: CommonSettings = Field(default_factory=CommonSettings)
