@@ -47,7 +47,7 @@ from services.cli.failures import CommandFailed, ExitCode, usage
 from services.cli.options import CONTEXT_SETTINGS
 from services.cli.output import report_failure
 from services.cli.settings import DEFAULT_CONNECT_TIMEOUT_S
-from services.core.logging import configure_logging
+from services.core.logging import LogOutput, configure_logging
 
 PACKAGE: Final = "achievements-pipeline"
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -113,7 +113,7 @@ def achievements(ctx: click.Context, connect_timeout_s: float | None, log_level:
     context = ctx.ensure_object(CliContext)
     context.connect_timeout_option_s = connect_timeout_s
     if context.configures_logging:
-        configure_logging("achievements", log_level)
+        configure_logging("achievements", log_level, LogOutput())
 
 
 for _command in (

@@ -2,33 +2,48 @@
 
 On a terminal the lines are readable and in colour; anywhere else (a file, a pipe, a container's
 log collector) they are JSON lines, one object each, the libraries' lines too. `LOG_FORMAT`
-(`json` or `console`) overrides the choice, e.g. JSON on a terminal to test a log pipeline.
+(`json` or `console`) overrides the choice, e.g. JSON on a terminal to test a log pipeline;
+`NO_COLOR` (any value) keeps a terminal's lines plain JSON too.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import sys
-from typing import Final, TextIO
+from typing import Final, Literal, TextIO
 
 import structlog
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOG_FORMAT_VARIABLE: Final = "LOG_FORMAT"
 
 
-def wants_console(stream: TextIO, override: str | None = None) -> bool:
-    """Readable colour output for a terminal; JSON otherwise, or as `override` says."""
-    choice = (override or "").strip().lower()
-    if choice in ("json", "console"):
-        return choice == "console"
-    return stream.isatty() and "NO_COLOR" not in os.environ
+class LogOutput(BaseSettings):
+    """How the lines look: the conventional unprefixed variables."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    log_format: Literal["json", "console"] | None = Field(
+        default=None, validation_alias=LOG_FORMAT_VARIABLE
+    )
+    # https://no-color.org: set to anything, colour is off.
+    no_color: str | None = Field(default=None, validation_alias="NO_COLOR")
 
 
-def configure_logging(service: str, level: str = "INFO", console: bool | None = None) -> None:
-    """`console`: None decides by the output (`wants_console`)."""
+def wants_console(stream: TextIO, output: LogOutput) -> bool:
+    """Readable colour output for a terminal; JSON otherwise, or as `LOG_FORMAT` says."""
+    if output.log_format is not None:
+        return output.log_format == "console"
+    return stream.isatty() and output.no_color is None
+
+
+def configure_logging(
+    service: str, level: str = "INFO", output: LogOutput | None = None, console: bool | None = None
+) -> None:
+    """`console`: None decides by the output and the settings (`wants_console`)."""
     if console is None:
-        console = wants_console(sys.stderr, os.environ.get(LOG_FORMAT_VARIABLE))
+        console = wants_console(sys.stderr, output if output is not None else LogOutput())
     # Locals off: a frame's locals are a row's cells, i.e. learner data.
     tracebacks = structlog.processors.ExceptionRenderer(
         structlog.tracebacks.ExceptionDictTransformer(show_locals=False)

@@ -245,7 +245,9 @@ class KafkaSettings(BaseSettings, DeploymentModeField):
         return self
 
 
-# Where uploaded files live: the storage package owns its settings (folder or S3).
+# Where uploaded files live (folder or S3), and how log lines look (LOG_FORMAT, NO_COLOR): the
+# storage package and the logging module own those settings.
+from services.core.logging import LogOutput  # noqa: E402
 from services.core.storage.settings import StorageSettings as StorageSettings  # noqa: E402
 
 
@@ -258,6 +260,7 @@ class CommonSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     storage: StorageSettings = Field(default_factory=StorageSettings)
     log_level: str = "INFO"
+    log_output: LogOutput = Field(default_factory=LogOutput)
 
 
 class SchemeLimits(BaseSettings):

@@ -159,7 +159,7 @@ async def _drain_outbox(pool: asyncpg.Pool, producer: AIOKafkaProducer) -> None:
 
 async def main() -> None:
     settings = load_settings(GrantBridgeSettings, "bridge")
-    configure_logging("bridge", settings.common.log_level)
+    configure_logging("bridge", settings.common.log_level, settings.common.log_output)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

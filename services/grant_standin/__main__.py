@@ -50,7 +50,7 @@ async def serve(settings: Settings, tls: TlsSettings | None = None) -> None:
 def main() -> None:
     settings = load_settings(Settings, "grant-standin")
     tls = load_settings(TlsSettings, "grant-standin")
-    configure_logging("grant-standin", settings.log_level)
+    configure_logging("grant-standin", settings.log_level, settings.log_output)
     asyncio.run(serve(settings, tls))
 
 

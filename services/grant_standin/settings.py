@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.core.logging import LogOutput
 from services.core.settings import (
     DeploymentModeField,
     SslModeField,
@@ -53,6 +54,7 @@ class Settings(BaseSettings, FaultFields, SslModeField, DeploymentModeField):
     # A batch of 500 claims with long names and notes stays well under this.
     max_request_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     log_level: str = "INFO"
+    log_output: LogOutput = Field(default_factory=LogOutput)
 
     @model_validator(mode="after")
     def _secrets(self) -> Settings:

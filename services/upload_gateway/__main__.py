@@ -97,7 +97,7 @@ async def serve(settings: GatewaySettings) -> None:
 
 def main() -> None:
     settings = load_settings(GatewaySettings, "gateway")
-    configure_logging("gateway", settings.common.log_level)
+    configure_logging("gateway", settings.common.log_level, settings.common.log_output)
     asyncio.run(serve(settings))
 
 

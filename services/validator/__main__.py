@@ -206,5 +206,5 @@ async def main(settings: ValidatorSettings) -> None:
 
 if __name__ == "__main__":
     settings = load_settings(ValidatorSettings, "validator")
-    configure_logging("validator", settings.common.log_level)
+    configure_logging("validator", settings.common.log_level, settings.common.log_output)
     run_service(main(settings), "validator")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.core.logging import wants_console
+from services.core.logging import LogOutput, wants_console
 
 REPO = Path(__file__).parents[2]
 PROGRAM = """
@@ -51,12 +51,16 @@ def run(console: bool) -> str:
 
 def test_a_terminal_gets_colour_and_anything_else_json(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NO_COLOR", raising=False)
-    assert wants_console(Terminal())
-    assert not wants_console(io.StringIO())
-    assert not wants_console(Terminal(), "json")
-    assert wants_console(io.StringIO(), "console")
+    monkeypatch.delenv("LOG_FORMAT", raising=False)
+    assert wants_console(Terminal(), LogOutput())
+    assert not wants_console(io.StringIO(), LogOutput())
+    monkeypatch.setenv("LOG_FORMAT", "json")
+    assert not wants_console(Terminal(), LogOutput())
+    monkeypatch.setenv("LOG_FORMAT", "console")
+    assert wants_console(io.StringIO(), LogOutput())
+    monkeypatch.delenv("LOG_FORMAT")
     monkeypatch.setenv("NO_COLOR", "1")
-    assert not wants_console(Terminal())
+    assert not wants_console(Terminal(), LogOutput())
 
 
 def test_console_lines_are_coloured_and_show_no_locals() -> None:

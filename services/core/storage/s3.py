@@ -23,7 +23,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import obstore
@@ -34,6 +33,7 @@ from obstore.exceptions import (
     UnauthenticatedError,
 )
 from obstore.store import S3Store
+from pydantic import SecretStr
 
 from services.core.logging import get_logger
 from services.core.scheme.record_scanner import Opener
@@ -87,20 +87,24 @@ def _call(step: Callable[[], T]) -> T:
         raise _unavailable(error) from None
 
 
-def shared_credentials(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """The access key from the shared credentials file, unless the AWS variables give one."""
-    env = os.environ if environ is None else environ
-    if env.get("AWS_ACCESS_KEY_ID"):
-        return {}  # the store reads the variables itself
-    file = Path(env.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials")).expanduser()
+def credentials(settings: StorageSettings) -> dict[str, str]:
+    """The access key the settings give: the AWS variables, else the shared credentials file's
+    profile; none means the platform's own credentials."""
+    if settings.aws_access_key_id:
+        given = {
+            "access_key_id": settings.aws_access_key_id,
+            "secret_access_key": _secret(settings.aws_secret_access_key),
+            "session_token": _secret(settings.aws_session_token),
+        }
+        return {name: value for name, value in given.items() if value}
+    file = settings.aws_shared_credentials_file.expanduser()
     if not file.is_file():
         return {}
     parser = configparser.ConfigParser()
     parser.read(file)
-    profile = env.get("AWS_PROFILE", "default")
-    if not parser.has_section(profile):
+    if not parser.has_section(settings.aws_profile):
         return {}
-    section = parser[profile]
+    section = parser[settings.aws_profile]
     found = {
         "access_key_id": section.get("aws_access_key_id", ""),
         "secret_access_key": section.get("aws_secret_access_key", ""),
@@ -109,12 +113,16 @@ def shared_credentials(environ: dict[str, str] | None = None) -> dict[str, str]:
     return {name: value for name, value in found.items() if value}
 
 
+def _secret(value: SecretStr | None) -> str:
+    return "" if value is None else value.get_secret_value()
+
+
 def make_store(settings: StorageSettings) -> S3Store:
     config: S3Config = {"region": settings.s3_region}
     if settings.s3_endpoint:
         config["endpoint"] = settings.s3_endpoint
     config["virtual_hosted_style_request"] = not settings.s3_path_style
-    config.update(shared_credentials())  # type: ignore[typeddict-item]
+    config.update(credentials(settings))  # type: ignore[typeddict-item]
     client: ClientConfig = {
         "connect_timeout": timedelta(seconds=settings.s3_connect_timeout_s),
         "timeout": timedelta(seconds=settings.s3_timeout_s),

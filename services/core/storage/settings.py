@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -47,6 +47,19 @@ class StorageSettings(BaseSettings):
     s3_timeout_s: float = 60.0
     s3_max_retries: int = 2
     s3_retry_timeout_s: float = 10.0
+
+    # The usual AWS variables, read here with the rest of the settings: nothing below the
+    # settings reads the environment. Left unset, the S3 client falls back to the platform's own
+    # credentials (a web identity token, the instance metadata).
+    aws_access_key_id: str | None = Field(default=None, validation_alias="AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: SecretStr | None = Field(
+        default=None, validation_alias="AWS_SECRET_ACCESS_KEY"
+    )
+    aws_session_token: SecretStr | None = Field(default=None, validation_alias="AWS_SESSION_TOKEN")
+    aws_shared_credentials_file: Path = Field(
+        default=Path("~/.aws/credentials"), validation_alias="AWS_SHARED_CREDENTIALS_FILE"
+    )
+    aws_profile: str = Field(default="default", validation_alias="AWS_PROFILE")
 
     @model_validator(mode="after")
     def _s3_complete(self) -> StorageSettings:

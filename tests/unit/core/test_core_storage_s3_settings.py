@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from services.core.storage import StorageSettings
-from services.core.storage.s3 import S3Storage, shared_credentials
+from services.core.storage.s3 import S3Storage, credentials
 
 REPO = Path(__file__).parents[3]
 
@@ -47,29 +47,40 @@ def test_the_settings_come_from_storage_variables(monkeypatch: pytest.MonkeyPatc
 
 
 def test_credentials_come_from_the_shared_file_when_the_variables_give_none(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
     file = tmp_path / "credentials"
     file.write_text(
         "[default]\naws_access_key_id = AKIDEFAULT\naws_secret_access_key = s1\n\n"
         "[pipeline]\naws_access_key_id = AKIPIPE\naws_secret_access_key = s2\n"
         "aws_session_token = t2\n"
     )
-    environ = {"AWS_SHARED_CREDENTIALS_FILE": str(file)}
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(file))
 
-    assert shared_credentials(environ) == {
+    assert credentials(StorageSettings()) == {
         "access_key_id": "AKIDEFAULT",
         "secret_access_key": "s1",
     }
-    assert shared_credentials({**environ, "AWS_PROFILE": "pipeline"}) == {
+    monkeypatch.setenv("AWS_PROFILE", "pipeline")
+    assert credentials(StorageSettings()) == {
         "access_key_id": "AKIPIPE",
         "secret_access_key": "s2",
         "session_token": "t2",
     }
-    # The variables win: the store reads them itself.
-    assert shared_credentials({**environ, "AWS_ACCESS_KEY_ID": "AKIVAR"}) == {}
-    assert shared_credentials({**environ, "AWS_PROFILE": "absent"}) == {}
-    assert shared_credentials({"AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}) == {}
+    monkeypatch.setenv("AWS_PROFILE", "absent")
+    assert credentials(StorageSettings()) == {}
+    # The variables win over the file.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIVAR")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "svar")
+    assert credentials(StorageSettings()) == {
+        "access_key_id": "AKIVAR",
+        "secret_access_key": "svar",
+    }
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    assert credentials(StorageSettings()) == {}
 
 
 def test_the_folder_backend_never_loads_the_s3_client() -> None:
