@@ -80,7 +80,7 @@ async def run(settings: GrantBridgeSettings, stop: asyncio.Event) -> None:
         session = new_session(
             token=settings.token.get_secret_value(),
             timeout_s=settings.client_timeout_s,
-            max_connections=settings.single_concurrency,
+            max_connections=max(settings.single_concurrency, settings.max_in_flight),
         )
         try:
             forwarder = Forwarder(

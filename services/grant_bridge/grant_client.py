@@ -26,6 +26,8 @@ BATCH_NAMESPACE = uuid.UUID("0b9e7d5c-3a1f-5e2d-8c4b-6a9f1e3d5c7b")
 
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+# The reason of a `Transient` answer to a 429.
+RATE_LIMITED = "RATE_LIMITED"
 ALREADY_CLAIMED = "ALREADY_CLAIMED"
 # A 409 ALREADY_CLAIMED naming our own claim id without its amount: an earlier send of this very
 # claim was stored. `GrantClient` reads the amount with GET /v1/claims/{id}; until it has it the
@@ -140,7 +142,7 @@ def classify(
     if status == 422:
         return Refused(_code(body) or "INVALID_CLAIM")
     if status == 429:
-        return Transient("RATE_LIMITED", parse_retry_after(retry_after))
+        return Transient(RATE_LIMITED, parse_retry_after(retry_after))
     if status in TRANSIENT_STATUSES:
         return Transient(f"HTTP_{status}", parse_retry_after(retry_after))
     # 400, 404...: a contract problem. Waiting keeps every claim; the breaker stops the

@@ -44,6 +44,9 @@ class GrantBridgeSettings(BaseSettings, DeploymentModeField):
     batch_size: int = Field(default=MAX_BATCH_SIZE, ge=1, le=MAX_BATCH_SIZE)
     # Single claims in flight at once when batching is off (or a batch falls back to singles).
     single_concurrency: int = Field(default=8, ge=1)
+    # Batch requests in flight at once, at most: the next batch is leased and sent while the
+    # others are out. Halved on a 429, grown back slowly (in_flight.py).
+    max_in_flight: int = Field(default=4, ge=1)
 
     # How long a leased claim is reserved for one bridge; must outlive one request.
     lease_s: float = Field(default=60.0, gt=0)
