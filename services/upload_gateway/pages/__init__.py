@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.upload_gateway.pages import my_uploads, views
+from services.upload_gateway.pages import courses, my_uploads, views
 from services.upload_gateway.pages.site import (
     PAGES_CLOCK,
     PAGES_ROUTER,
@@ -37,6 +37,8 @@ def _router() -> web.UrlDispatcher:
         ("GET", "/submit", views.submit),
         ("GET", "/scheme", views.scheme),
         ("GET", "/template.csv", views.template_csv),
+        ("GET", "/template-header.csv", views.template_header_csv),
+        ("GET", "/courses", courses.course_list_page),
         ("GET", "/template.xlsx", views.template_xlsx),
         ("GET", "/upload", views.upload_form),
         ("POST", "/upload", views.upload),

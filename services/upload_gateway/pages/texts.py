@@ -23,6 +23,7 @@ TITLES: Final = {
     "my_uploads": "My uploads",
     "achievements": "Accepted achievements",
     "error": "Something went wrong",
+    "courses": "Short duration course codes",
 }
 
 SIGN_IN: Final = {
@@ -52,11 +53,16 @@ SUBMIT: Final = {
     "scheme": "Download technical CSV scheme and guidance notes",
     "scheme_hint": "Every column, its format and an example, and every check with its message.",
     "blank": "Download blank CSV file",
-    "blank_hint": "The header row only, in template order.",
+    "blank_hint": "The template's header row with a guidance note above each column. The"
+    " notes start with # and are skipped when the file is checked, so you can leave them in.",
+    "header_only": "Download the header row only",
+    "header_only_hint": "For your own system's export: the header row and nothing else.",
     "workbook": "Download guided template (Excel workbook)",
     "workbook_hint": "A guidance note above each column, mandatory columns in blue, the"
     " identifier group in yellow and course codes to choose from. Save it as CSV before"
     " uploading.",
+    "courses": "See the list of short duration course codes",
+    "courses_hint": "Each course code with its title, grant amount and whether it is open.",
     "upload": "Upload a new bulk achievement",
     "upload_hint": "Send a CSV file and watch it being checked.",
     "signed_in_as": "Signed in for",
@@ -88,7 +94,7 @@ SCHEME: Final = {
 REQUIRED_WORDS: Final = {
     "yes": "Mandatory",
     "no": "Optional",
-    "no (see warnings)": "Optional (recommended)",
+    "no (see warnings)": "Optional but recommended",
     "one of G, H, I": "At least one of ULN, NINumber, CITBIndividualId",
 }
 
@@ -107,20 +113,18 @@ POLICY_LABELS: Final = {
 # (required, format, example).
 COLUMN_NOTES: Final = {
     Column.PROVIDER_REFERENCE: "Your own reference for the row, if you keep one.",
-    Column.COURSE_CODE: "Choose the short duration course code from the list (the live course"
-    " catalogue).",
+    Column.COURSE_CODE: "In the guided template, choose it from the drop-down.",
     Column.ACHIEVEMENT_DATE: "The day the learner achieved the course; not in the future.",
     Column.LEARNER_FORENAME: "As on the learner's record.",
     Column.LEARNER_SURNAME: "As on the learner's record.",
     Column.DATE_OF_BIRTH: "The learner must be at least 15 on the achievement date.",
-    Column.ULN: "Unique Learner Number. Give at least one of ULN, NINumber and"
-    " CITBIndividualId (the yellow columns).",
-    Column.NI_NUMBER: "National Insurance number. Give at least one of the yellow columns.",
-    Column.CITB_INDIVIDUAL_ID: "CITB individual id. Give at least one of the yellow columns.",
+    Column.ULN: "The learner's Unique Learner Number.",
+    Column.NI_NUMBER: "The learner's National Insurance number.",
+    Column.CITB_INDIVIDUAL_ID: "The learner's CITB individual id.",
     Column.EMPLOYER_LEVY_NUMBER: "The employer's CITB levy registration number: it automates"
     " the employer's grant payment. Without it no grant is claimed.",
-    Column.NOTES: "Optional. Passed on to the employer grant payment system: ask the levy"
-    " paying employer what, if anything, they need here.",
+    Column.NOTES: "Passed on to the employer grant payment system: ask the levy paying"
+    " employer what, if anything, they need here.",
 }
 
 # Examples of a valid value per column; a test checks that a row of them passes the checks.
@@ -138,12 +142,41 @@ EXAMPLES: Final = {
     Column.NOTES: "PO 4471",
 }
 
+# Each column's format in plain words, for the guidance notes above the columns (the technical
+# scheme page keeps the exact formats the checks use).
+FORMAT_WORDS: Final = {
+    Column.PROVIDER_REFERENCE: "Up to 50 characters",
+    Column.COURSE_CODE: "A short duration course code from the list of course codes",
+    Column.ACHIEVEMENT_DATE: "A date as dd/mm/yyyy",
+    Column.LEARNER_FORENAME: "Up to 100 characters",
+    Column.LEARNER_SURNAME: "Up to 100 characters",
+    Column.DATE_OF_BIRTH: "A date as dd/mm/yyyy",
+    Column.ULN: "10 digits",
+    Column.NI_NUMBER: "Two letters, six digits and a final letter A, B, C or D",
+    Column.CITB_INDIVIDUAL_ID: "5 to 12 letters and digits",
+    Column.EMPLOYER_LEVY_NUMBER: "7 to 9 digits, with a letter in front if the number has one",
+    Column.NOTES: "Up to 255 characters",
+}
+
+# The guidance rows above the header, in the blank CSV file and the guided template: the first
+# cell of each starts with "#", so the checks skip them (scheme section 9).
+GUIDANCE_MARK: Final = "# "
+GUIDANCE_INTRO: Final = (
+    "Guidance notes: rows whose first cell starts with # are skipped when the file is checked,"
+    " so you can leave them in. Keep the header row below them exactly as it is, then enter one"
+    " achievement per row. Course codes: see the list of short duration course codes on the"
+    " Submit Bulk Achievements pages."
+)
+
 WORKBOOK_INSTRUCTIONS: Final = (
     "1. If a yellow 'read only' or 'Protected view' bar shows at the top, click 'Enable editing'.",
-    "2. Go to the 'Achievements' sheet. Keep its first row (the headers) exactly as it is.",
-    "3. Point at a header to read its guidance note. Blue headers are mandatory. Yellow"
-    " headers are the identifier group: fill in at least one of them in every row.",
-    "4. Choose each course code from the drop-down list in column B.",
+    "2. Go to the 'Achievements' sheet. Above each column is its guidance note. Keep the"
+    " header row (row 3) exactly as it is; the notes above it start with # and are skipped"
+    " when the file is checked, so you can leave them in.",
+    "3. Blue headers are mandatory. Yellow headers are the identifier group: fill in at"
+    " least one of them in every row.",
+    "4. Choose each course code from the drop-down list in column B. The 'Course codes'"
+    " sheet lists every code with its title and grant amount.",
     "5. The columns are formatted as text so that dates keep their form and long numbers"
     " (ULN) keep all their digits: type dates as dd/mm/yyyy.",
     "6. To save: stay on the 'Achievements' sheet, then choose File > Save As (or Export)"
@@ -158,12 +191,18 @@ WORKBOOK: Final = {
     "instructions_title": "How to use this template and save it as CSV",
     "legend_required": "Blue header: mandatory column.",
     "legend_identifier": "Yellow header: at least one of these in every row.",
-    "courses_sheet": "Courses",
+    "courses_sheet": "Course codes",
     "data_sheet": "Achievements",
     "instructions_sheet": "How to save as CSV",
     "course_prompt_title": "Course code",
-    "course_prompt": "Choose a course code from the catalogue.",
-    "course_error": "Choose a course code from the list.",
+    "course_prompt": "Choose a course code from the list. The 'Course codes' sheet gives each"
+    " code's title.",
+    "course_error": "Choose a course code from the list. The 'Course codes' sheet lists them.",
+    "courses_code": "Course code",
+    "courses_title": "Title",
+    "courses_grant": "Grant (£)",
+    "courses_from": "Approved from",
+    "courses_to": "Approved until (empty: no end date)",
 }
 
 TERMS: Final = (
@@ -248,6 +287,25 @@ NEXT_STEPS: Final = {
         "Every row was accepted. Warnings do not stop a row being accepted, but read them:"
         " a row without a registered levy number, for example, gets no grant payment.",
     ),
+}
+
+COURSES: Final = {
+    "intro": "Enter the course code in column B of your file. These are the short duration"
+    " courses an achievement can be recorded for, with the grant paid to the employer for each"
+    " achievement.",
+    "open_meaning": "Open: an achievement dated today ({today}) can be recorded for the course."
+    " An achievement dated while a course was open can still be recorded after it closes.",
+    "caption": "Short duration course codes, by code",
+    "code": "Course code",
+    "title": "Title",
+    "grant": "Grant",
+    "open": "Open",
+    "yes": "Open",
+    "no": "Closed",
+    "open_until": "until {until}",
+    "opens_on": "opens on {on}",
+    "closed_on": "closed after {on}",
+    "none": "The course list is empty at the moment. Try again later.",
 }
 
 # Plain words for a file refused because it is not CSV text (a workbook, a UTF-16 export).

@@ -22,18 +22,18 @@ from aiohttp.http_exceptions import HttpProcessingError
 from services.core import audit
 from services.core.audit import AuditKind
 from services.core.logging import get_logger
-from services.core.reference_store import read_from_database
 from services.core.scheme.columns import COLUMNS
 from services.core.states import ACCEPTING, FINAL, UploadState
 from services.upload_gateway import handlers, issues, uploads
 from services.upload_gateway.appkeys import PRINCIPAL, SETTINGS, database
 from services.upload_gateway.auth import Principal
 from services.upload_gateway.bodies import read_small_body
+from services.upload_gateway.course_list import read_course_list
 from services.upload_gateway.domain_errors import DomainError, NotFound, TermsNotAccepted
 from services.upload_gateway.errors import ApiError, answer_for
 from services.upload_gateway.intake import POLICIES, is_multipart
 from services.upload_gateway.pages import sessions, texts
-from services.upload_gateway.pages.guidance import scheme_view
+from services.upload_gateway.pages.guidance import guided_csv, scheme_view
 from services.upload_gateway.pages.sessions import Session
 from services.upload_gateway.pages.site import (
     CSRF_FIELD,
@@ -58,6 +58,7 @@ ISSUES_SHOWN = 500
 RESULT_REFRESH_S = 3  # how often a result page still in progress reloads itself (no script)
 MAX_CSRF_FIELD_BYTES = 256
 WORKBOOK_FILE_NAME = "bulk-achievements-guided-template.xlsx"
+GUIDED_CSV_FILE_NAME = "bulk-achievements-blank-file.csv"
 SCHEME_FILE_NAME = "bulk-achievements-csv-scheme.html"
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 FINAL_STATUSES = frozenset(state.value for state in FINAL)
@@ -234,16 +235,27 @@ async def scheme(request: web.Request, session: Session) -> web.StreamResponse:
 
 @page
 async def template_csv(request: web.Request, session: Session) -> web.StreamResponse:
+    """The guide's "blank CSV file": the guidance notes above the header row."""
+    return web.Response(
+        text=guided_csv(),
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{GUIDED_CSV_FILE_NAME}"'},
+    )
+
+
+@page
+async def template_header_csv(request: web.Request, session: Session) -> web.StreamResponse:
+    """The header row only, as the API's template, for an ATO's own system's export."""
     return await handlers.template_csv(request)
 
 
 @page
 async def template_xlsx(request: web.Request, session: Session) -> web.StreamResponse:
     async with database(request.app) as connection:
-        _, reference = await read_from_database(connection)
-    codes = sorted(course.code for course in reference.courses())
+        catalogue = await read_course_list(connection)
     return web.Response(
-        body=build_workbook(codes),
+        body=build_workbook(catalogue.courses),
         content_type=XLSX_TYPE,
         headers={"Content-Disposition": f'attachment; filename="{WORKBOOK_FILE_NAME}"'},
     )

@@ -24,6 +24,7 @@ from services.core.scheme.scheme_document import template_csv
 from services.upload_gateway.app import create_app
 from services.upload_gateway.appkeys import SETTINGS
 from services.upload_gateway.keys import NewKey, revoke_key
+from services.upload_gateway.pages.guidance import guided_csv
 from services.upload_gateway.pages.site import PAGES_CLOCK
 from services.upload_gateway.pages.workbook import BLUE, YELLOW
 
@@ -258,6 +259,8 @@ async def test_the_submit_page_offers_the_guides_four_choices(browser: Client, a
     for text, href in (
         ("Download technical CSV scheme and guidance notes", "/ato/scheme"),
         ("Download blank CSV file", "/ato/template.csv"),
+        ("Download the header row only", "/ato/template-header.csv"),
+        ("See the list of short duration course codes", "/ato/courses"),
         ("Download guided template", "/ato/template.xlsx"),
         ("Upload a new bulk achievement", "/ato/upload"),
     ):
@@ -289,14 +292,45 @@ async def test_the_scheme_page_lists_columns_in_template_order_and_every_code(
     assert download.headers["Content-Disposition"].startswith("attachment;")
 
 
-async def test_the_blank_csv_is_the_apis_template(browser: Client, ato: NewKey) -> None:
+async def test_the_blank_csv_has_the_notes_above_the_header_and_the_header_only_is_the_apis(
+    browser: Client, ato: NewKey
+) -> None:
     await sign_in(browser, ato)
 
-    response = await browser.get("/ato/template.csv")
+    blank = await browser.get("/ato/template.csv")
+    header_only = await browser.get("/ato/template-header.csv")
 
-    assert response.status == 200
-    assert await response.text() == template_csv()
-    assert response.headers["Content-Disposition"].startswith("attachment;")
+    assert blank.status == 200
+    assert await blank.text() == guided_csv()
+    assert blank.headers["Content-Disposition"] == (
+        'attachment; filename="bulk-achievements-blank-file.csv"'
+    )
+    assert header_only.status == 200
+    assert await header_only.text() == template_csv()
+    assert header_only.headers["Content-Disposition"].startswith("attachment;")
+
+
+async def test_the_course_list_page_shows_the_live_catalogue_with_titles_grants_and_open(
+    browser: Client, ato: NewKey, pool: asyncpg.Pool
+) -> None:
+    await sign_in(browser, ato)
+    version = await pool.fetchval("SELECT version FROM reference_versions WHERE id = 1")
+    codes = [
+        row["code"]
+        for row in await pool.fetch(
+            "SELECT code FROM courses WHERE version = $1 ORDER BY code", version
+        )
+    ]
+
+    html = await (await browser.get("/ato/courses")).text()
+
+    assert re.findall(r'data-course-code="([^"]+)"', html) == codes
+    row = html.split('data-course-code="SD-WAH-101">', 1)[1].split("</tr>", 1)[0]
+    assert "<td>Working at height</td>" in row
+    assert '<td class="numeric">£60.00</td>' in row
+    assert ">Open</strong>" in row
+    scheme = await (await browser.get("/ato/scheme")).text()
+    assert 'href="/ato/courses"' in scheme
 
 
 async def test_the_guided_workbook_has_notes_colours_a_catalogue_drop_down_and_text_columns(
@@ -310,41 +344,50 @@ async def test_the_guided_workbook_has_notes_colours_a_catalogue_drop_down_and_t
     body = await response.read()
     assert body.startswith(XLSX_SIGNATURE)
     workbook = openpyxl.load_workbook(io.BytesIO(body))
-    assert workbook.sheetnames[0] == "How to save as CSV"
+    assert workbook.sheetnames[0] == "Achievements"
+    assert workbook.active is not None
+    assert workbook.active.title == "Achievements"
+    assert workbook.defined_names["AchievementsTemplateVersion"].attr_text == '"1.2"'
     instructions = " ".join(
-        str(cell.value) for row in workbook.worksheets[0].iter_rows() for cell in row if cell.value
+        str(cell.value)
+        for row in workbook["How to save as CSV"].iter_rows()
+        for cell in row
+        if cell.value
     )
     assert "CSV UTF-8" in instructions
     sheet = workbook["Achievements"]
-    assert [cell.value for cell in sheet[1]] == [spec.header for spec in COLUMNS]
-    assert sheet.max_row == 1  # nothing but the header row goes into the CSV
-    for spec in COLUMNS:
-        header = sheet[f"{spec.letter}1"]
-        assert header.comment is not None
-        assert spec.header in header.comment.text
+    assert str(sheet["A1"].value).startswith("# ")
+    assert str(sheet["A2"].value).startswith("# ")
+    assert [cell.value for cell in sheet[3]] == [spec.header for spec in COLUMNS]
+    assert sheet.max_row == 3  # the notes and the header, nothing else
+    for position, spec in enumerate(COLUMNS):
+        assert spec.header in str(sheet[2][position].value)
+        header = sheet[f"{spec.letter}3"]
         colour = header.fill.start_color.rgb if header.fill.fill_type == "solid" else None
         expected = {"yes": BLUE}.get(spec.required, YELLOW if "one of" in spec.required else None)
         assert colour == expected, spec.header
         assert sheet.column_dimensions[spec.letter].number_format == "@", spec.header
-    assert "levy registration number" in sheet["J1"].comment.text
-    assert "grant payment system" in sheet["K1"].comment.text
+    assert "levy registration number" in str(sheet["J2"].value)
+    assert "grant payment system" in str(sheet["K2"].value)
     (validation,) = sheet.data_validations.dataValidation
     assert validation.type == "list"
-    assert str(validation.sqref).startswith("B2:B")
+    assert str(validation.sqref).startswith("B4:B")
     sheet_name, cells = validation.formula1.split("!")
     courses = workbook[sheet_name.strip("'")]
     first, last = (int(ref.lstrip("$A")) for ref in cells.split(":"))
-    listed = [courses.cell(row=row, column=1).value for row in range(first, last + 1)]
+    listed = [
+        (courses.cell(row=row, column=1).value, courses.cell(row=row, column=2).value)
+        for row in range(first, last + 1)
+    ]
     version = await pool.fetchval("SELECT version FROM reference_versions WHERE id = 1")
     catalogue = [
-        row["code"]
+        (row["code"], row["title"])
         for row in await pool.fetch(
-            "SELECT code FROM courses WHERE version = $1 ORDER BY code", version
+            "SELECT code, title FROM courses WHERE version = $1 ORDER BY code", version
         )
     ]
     assert catalogue
     assert listed == catalogue
-    assert courses.sheet_state == "hidden"
 
 
 async def test_an_upload_from_the_page_needs_the_csrf_header_and_is_the_apis_upload(

@@ -14,7 +14,8 @@ from services.core.scheme.check import check_file
 from services.core.scheme.codes import UploadStatus
 from services.core.scheme.columns import COLUMNS, Column
 from services.core.scheme.reference import bundled_reference
-from services.upload_gateway.pages.guidance import scheme_view
+from services.upload_gateway.course_list import course_list
+from services.upload_gateway.pages.guidance import guided_csv, scheme_view
 from services.upload_gateway.pages.texts import EXAMPLES
 from services.upload_gateway.pages.workbook import build_workbook
 
@@ -40,15 +41,19 @@ def test_the_scheme_view_is_the_scheme_document_with_an_example_per_column() -> 
     assert [c["kind"] for c in view["columns"]].count("identifier") == 3
 
 
-def test_the_workbook_filled_in_and_saved_as_csv_is_accepted(tmp_path: Path) -> None:
-    codes = sorted(course.code for course in bundled_reference().courses())
-    workbook = openpyxl.load_workbook(io.BytesIO(build_workbook(codes)))
+def test_the_workbook_filled_in_and_saved_as_csv_with_its_notes_is_accepted(
+    tmp_path: Path,
+) -> None:
+    catalogue = course_list(1, bundled_reference().courses())
+    workbook = openpyxl.load_workbook(io.BytesIO(build_workbook(catalogue.courses)))
     sheet = workbook["Achievements"]
+    assert [cell.value for cell in sheet[3]] == [spec.header for spec in COLUMNS]
     for position, spec in enumerate(COLUMNS, start=1):
-        cell = sheet.cell(row=2, column=position, value=EXAMPLES[spec.column])
+        cell = sheet.cell(row=4, column=position, value=EXAMPLES[spec.column])
         cell.number_format = sheet.column_dimensions[spec.letter].number_format
     path = tmp_path / "saved.csv"
-    # What "Save as CSV UTF-8" writes for the data sheet: its cells as text, row by row.
+    # What "Save as CSV UTF-8" writes for the sheet in view: its cells as text, row by row,
+    # the guidance rows above the header included.
     with path.open("w", newline="", encoding="utf-8-sig") as file:
         writer = csv.writer(file, lineterminator="\r\n")
         for row in sheet.iter_rows(values_only=True):
@@ -57,4 +62,16 @@ def test_the_workbook_filled_in_and_saved_as_csv_is_accepted(tmp_path: Path) -> 
     report = check_file(path, today=EXAMPLE_DAY)
 
     assert report.status is UploadStatus.PASSED, report.issues
-    assert EXAMPLES[Column.COURSE_CODE] in codes
+    assert report.rows_total == 1
+    assert EXAMPLES[Column.COURSE_CODE] in {course.code for course in catalogue.courses}
+
+
+def test_the_blank_csv_file_with_a_row_added_under_its_notes_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "blank.csv"
+    row = ",".join(EXAMPLES[spec.column] for spec in COLUMNS)
+    path.write_text(guided_csv() + row + "\r\n", encoding="utf-8", newline="")
+
+    report = check_file(path, today=EXAMPLE_DAY)
+
+    assert report.status is UploadStatus.PASSED, report.issues
+    assert [issue.row for issue in report.issues] == []
