@@ -11,6 +11,7 @@ from typing import Any
 class SignedIn:
     ato_id: str = "ATO-7EC4FB26"
     csrf_token: str = "csrf-token"
+    may_submit: bool = True  # a submitter's session; a viewer's hides the upload and withdrawals
 
 
 def page_context(**context: Any) -> dict[str, Any]:
