@@ -349,7 +349,7 @@ async def purge(
     recorded in `purge_runs` as started at `now` and finished when it ends (`now` plus the
     time it took), whether it succeeded or raised, and in the audit trail as `operator_id`'s
     when given. A dry run changes nothing and is not recorded."""
-    cutoff = now - timedelta(days=settings.days)
+    cutoff = now - settings.period
     report = PurgeReport(dry_run=dry_run, cutoff=cutoff.isoformat())
     if dry_run:
         await _preview(pool, storage, settings, cutoff, now, report)

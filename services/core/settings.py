@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -294,6 +295,9 @@ class RetentionSettings(BaseSettings, DeploymentModeField):
     # RETENTION_DAYS: an upload's file, masked values and learner fields are kept this long
     # after its outcome (the later of validated and withdrawn).
     days: int = Field(default=30, gt=0)
+    # RETENTION_SECONDS: a retention shorter than a day, for tests and the soak run (which must
+    # see purges within its hour); it replaces `days` when set, and is refused in production.
+    seconds: int | None = Field(default=None, gt=0)
     # RETENTION_KEY_SECRET: the HMAC key of the purged duplicate keys. Required unless
     # DEPLOYMENT_MODE=local, at least 32 bytes and no example value; changing it makes the purged
     # keys unmatchable (DUP_02 misses them).
@@ -309,4 +313,15 @@ class RetentionSettings(BaseSettings, DeploymentModeField):
     @model_validator(mode="after")
     def _secrets_outside_local(self) -> RetentionSettings:
         require_strong_key(self, "key_secret", "RETENTION_KEY_SECRET", DEV_RETENTION_KEY_SECRET)
+        if self.seconds is not None and self.deployment_mode is DeploymentMode.PRODUCTION:
+            raise ValueError(
+                "RETENTION_SECONDS is for tests and the soak run: production keeps RETENTION_DAYS"
+            )
         return self
+
+    @property
+    def period(self) -> timedelta:
+        """How long after its outcome an upload's learner data is kept."""
+        if self.seconds is not None:
+            return timedelta(seconds=self.seconds)
+        return timedelta(days=self.days)

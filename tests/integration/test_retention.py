@@ -236,6 +236,21 @@ async def test_nothing_is_purged_before_the_retention_period_nor_an_unsettled_cl
     assert await where_found(pool, list(LEARNER.values())) == []
 
 
+async def test_a_retention_in_seconds_purges_within_the_hour(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    upload = await accept(pool, tmp_path, csv_file(LEARNER_ROW))
+    storage = FolderStorage(tmp_path)
+    ten_minutes = RetentionSettings(seconds=600, batch_size=2, upload_batch_size=2)
+    outcome = upload["validated_at"]
+
+    early = await purge(pool, storage, ten_minutes, outcome + timedelta(seconds=599))
+    assert early.uploads_purged == 0
+    late = await purge(pool, storage, ten_minutes, outcome + timedelta(seconds=601))
+    assert late.uploads_purged == 1
+    assert not storage.path(FolderStorage.key_for(upload["upload_id"])).exists()
+
+
 async def test_dup_02_still_fires_for_a_re_upload_of_a_purged_achievement(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
@@ -394,6 +409,9 @@ def test_the_hash_key_is_required_outside_local_mode(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("RETENTION_DAYS", "90")
     settings = RetentionSettings()
     assert settings.days == 90
+    monkeypatch.setenv("RETENTION_SECONDS", "600")
+    with pytest.raises(ValidationError, match="RETENTION_SECONDS is for tests"):
+        RetentionSettings()
     assert settings.key_secret.get_secret_value() == "a-real-secret-of-32-bytes-from-the-vault"
 
 
