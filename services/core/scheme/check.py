@@ -7,8 +7,10 @@ with its own storage, batching and database-side duplicate rules.
 from __future__ import annotations
 
 import os
+import tempfile
 from collections import Counter
 from collections.abc import Generator, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Final
@@ -48,6 +50,12 @@ from services.core.scheme.validation import (
     RowValidator,
     duplicate_issue,
 )
+from services.core.scheme.workbook_records import (
+    SIGNATURE_BYTES,
+    WorkbookEncoding,
+    has_workbook_signature,
+    write_sheet_csv,
+)
 
 # The bulk pass takes the planned chunks together up to these bounds: its frames of one chunk
 # are what the check holds in memory at once (a few times the chunk's bytes), and each chunk
@@ -69,7 +77,8 @@ class CheckReport(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     file_name: str
-    encoding: Encoding | None  # None when the file was refused before it could be decoded
+    # None when the file was refused before it could be decoded; `xlsx` for the guided workbook
+    encoding: Encoding | WorkbookEncoding | None
     status: UploadStatus
     rows_total: int
     rows_valid: int
@@ -108,6 +117,47 @@ def check_file(
     if (size_bytes := os.stat(path).st_size) > size_limit_bytes:
         return _rejected(file_name, None, size_error(size_bytes, size_limit_bytes))
     open_binary = path_opener(path)
+    with open_binary() as stream:
+        head = stream.read(SIGNATURE_BYTES)
+    checks = _Checks(today, policy, reference, size_limit_bytes, row_limit, fallbacks)
+    if has_workbook_signature(head):
+        return _check_workbook(open_binary, file_name, checks)
+    return _check_csv(open_binary, file_name, checks)
+
+
+@dataclass(frozen=True, slots=True)
+class _Checks:
+    """What `check_file` was asked, passed on to the reading of a CSV or a workbook."""
+
+    today: date
+    policy: Policy
+    reference: ReferenceData
+    size_limit_bytes: int
+    row_limit: int
+    fallbacks: Counter[str] | None
+
+
+def _check_workbook(open_binary: Opener, file_name: str, checks: _Checks) -> CheckReport:
+    """Section 9: the guided workbook's Achievements sheet written out as CSV records (row
+    numbers the sheet's), then checked exactly as a CSV file; any other workbook, or one past
+    the ZIP bounds, is refused before it is read."""
+    with tempfile.TemporaryDirectory(prefix="achievements-check-") as folder:
+        sheet_csv = Path(folder) / "achievements.csv"
+        with sheet_csv.open("wb") as out:
+            error = write_sheet_csv(open_binary, out, size_limit_bytes=checks.size_limit_bytes)
+        if error is not None:
+            return _rejected(file_name, None, error)
+        report = _check_csv(path_opener(sheet_csv), file_name, checks)
+    return report.model_copy(update={"encoding": WorkbookEncoding.XLSX})
+
+
+def _check_csv(open_binary: Opener, file_name: str, checks: _Checks) -> CheckReport:
+    today, policy, reference = checks.today, checks.policy, checks.reference
+    size_limit_bytes, row_limit, fallbacks = (
+        checks.size_limit_bytes,
+        checks.row_limit,
+        checks.fallbacks,
+    )
     with open_binary() as stream:
         inspection = inspect_stream(stream, size_limit_bytes=size_limit_bytes)
     encoding = inspection.encoding
@@ -272,7 +322,9 @@ def _validate_chunks(
     return rows_total, rows_invalid, rows_warned, issues
 
 
-def _rejected(file_name: str, encoding: Encoding | None, error: FileError | None) -> CheckReport:
+def _rejected(
+    file_name: str, encoding: Encoding | WorkbookEncoding | None, error: FileError | None
+) -> CheckReport:
     """A refused file: every count 0 and no issues (section 8)."""
     if error is None:
         raise ValueError("a rejected file needs its file error")
