@@ -23,11 +23,12 @@ import argparse
 import asyncio
 import contextlib
 import os
+import resource
 import socket
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -65,16 +66,53 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def _backends_cpu_s(pool: asyncpg.Pool, databases: list[str]) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend serving the bench's databases (the server
+    runs on this machine)."""
+    pids = await pool.fetch(
+        "SELECT pid FROM pg_stat_activity WHERE datname = ANY($1::text[])", databases
+    )
+    found: dict[int, float] = {}
+    for row in pids:
+        with contextlib.suppress(OSError):
+            found[row["pid"]] = _cpu_s(row["pid"])
+    return found
+
+
 @dataclass
 class StandIn:
     process: asyncio.subprocess.Process
     url: str
 
-    @contextlib.contextmanager
-    def cpu_share(self, into: dict[str, float]) -> Iterator[None]:
-        cpu, wall = _cpu_s(self.process.pid), time.perf_counter()
+    @contextlib.asynccontextmanager
+    async def cpu_share(
+        self, into: dict[str, float], pool: asyncpg.Pool, databases: list[str]
+    ) -> AsyncIterator[None]:
+        """Per stage: the stand-in's, this process's and the databases' backends' CPU seconds,
+        and the stand-in's share of one core."""
+        standin, own = _cpu_s(self.process.pid), _own_cpu_s()
+        backends = await _backends_cpu_s(pool, databases)
+        wall = time.perf_counter()
         yield
-        into["standin_core"] = (_cpu_s(self.process.pid) - cpu) / (time.perf_counter() - wall)
+        wall = time.perf_counter() - wall
+        into["standin_cpu_s"] = _cpu_s(self.process.pid) - standin
+        into["standin_core"] = into["standin_cpu_s"] / wall
+        into["own_cpu_s"] = _own_cpu_s() - own
+        after = await _backends_cpu_s(pool, databases)
+        into["postgres_cpu_s"] = sum(cpu - backends.get(pid, 0.0) for pid, cpu in after.items())
+
+
+def _cpu_line(figures: dict[str, float]) -> str:
+    return (
+        f"    CPU s: stand-in {figures['standin_cpu_s']:.1f} ({figures['standin_core']:.0%} of a"
+        f" core), this process {figures['own_cpu_s']:.1f}, PostgreSQL backends"
+        f" {figures['postgres_cpu_s']:.1f}"
+    )
 
 
 async def _start_standin(dsn: str) -> StandIn:
@@ -224,11 +262,14 @@ async def bridge(
         forwarder = Forwarder(settings, pool, GrantClient(session, standin.url), Topics("bench."))
         started = time.perf_counter()
         running = asyncio.create_task(forwarder.run(stop))
-        # Polled on the side: the forwarder is timed as the service runs it.
-        while await pool.fetchval("SELECT count(*) FROM grant_claims WHERE state = 'pending'"):
+        # Polled on the side, cheaply (the first pending claim ends the scan): the forwarder is
+        # timed as the service runs it.
+        while await pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM grant_claims WHERE state = 'pending')"
+        ):
             if running.done():
                 running.result()
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.02)
         elapsed_s = time.perf_counter() - started
         stop.set()
         await running
@@ -267,13 +308,14 @@ async def main(arguments: argparse.Namespace) -> None:
         print(f"{claims} claims a stage, batches of {batch_size}, {in_flight} requests in flight")
         try:
             figures: dict[str, float] = {}
-            with standin.cpu_share(figures):
+            databases = [pipeline_db, standin_db]
+            async with standin.cpu_share(figures, pool, databases):
                 elapsed_s = await raw_client(standin, claims, batch_size, in_flight)
             figures["raw"] = claims / elapsed_s
             print(
-                f"stand-in alone (raw client): {elapsed_s:6.2f} s, {figures['raw']:6.0f} claims/s,"
-                f" stand-in at {figures['standin_core']:.0%} of a core"
+                f"stand-in alone (raw client): {elapsed_s:6.2f} s, {figures['raw']:6.0f} claims/s"
             )
+            print(_cpu_line(figures))
             modes = [("bridge", True, 1_000_000_000)]
             if arguments.single:
                 modes.append(("bridge, single claims", False, 2_000_000_000))
@@ -292,15 +334,15 @@ async def main(arguments: argparse.Namespace) -> None:
                         postgres=PostgresSettings(database_url=database_url(pipeline_db))
                     ),
                 )
-                with standin.cpu_share(figures):
+                async with standin.cpu_share(figures, pool, databases):
                     elapsed_s, requests = await bridge(settings, pool, standin, claims)
                 once = await _sent_once(standin, upload_id, claims)
                 figures[mode] = claims / elapsed_s
                 print(
                     f"{mode}: {elapsed_s:6.2f} s, {figures[mode]:6.0f} claims/s first claim to"
-                    f" last, {requests} requests, stand-in at {figures['standin_core']:.0%} of a"
-                    f" core, each claim sent once: {'yes' if once else 'NO'}"
+                    f" last, {requests} requests, each claim sent once: {'yes' if once else 'NO'}"
                 )
+                print(_cpu_line(figures))
             print(f"bridge / stand-in alone: {figures['bridge'] / figures['raw']:.2f}")
         finally:
             await pool.close()

@@ -1,12 +1,14 @@
-"""The audit trail: who did what to which upload, and when (migrations 0008 and 0015,
+"""The audit trail: who did what to which upload, and when (migrations 0008, 0015 and 0016,
 `audit_events`).
 
-A row holds a kind, the ATO, the API key, the upload and the time: identifiers only, never a
-learner's data, a file name or a key's secret, so the trail can be kept longer than the data
-it describes (docs/retention.md). An operator's action (services/core/operators.py) also names
-the operator and its target, each in a typed column: an upload, an ATO, a key, an operator, a
-dead letter, a purge run, or the internal id of one learner's request (never the learner's
-identifier). `operator_actions` reads them back for `achievements audit`.
+A row holds a kind, the ATO, the API key or the person signed in through the portal (their
+portal subject and display name: the ATO's staff, never a learner), the upload and the time:
+identifiers only, never a learner's data, a file name or a key's secret, so the trail can be
+kept longer than the data it describes (docs/retention.md). An operator's action
+(services/core/operators.py) also names the operator and its target, each in a typed column: an
+upload, an ATO, a key, an operator, a dead letter, a purge run, or the internal id of one
+learner's request (never the learner's identifier). `operator_actions` reads them back for
+`achievements audit`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from enum import StrEnum
 from typing import Any, Final
 
 import asyncpg
+
+from services.core.people import Person
 
 
 class AuditKind(StrEnum):
@@ -92,18 +96,31 @@ async def record(
     key_id: uuid.UUID | None,
     upload_id: uuid.UUID | None,
     at: datetime,
+    person: Person | None = None,
 ) -> None:
     """Appends one event, in the caller's transaction if it has one (so an action that rolls
-    back leaves no trace claiming it happened)."""
+    back leaves no trace claiming it happened). Who acted is the API key, or the `person`
+    signed in through the portal (their subject and display name)."""
     await connection.execute(
-        "INSERT INTO audit_events (kind, ato_id, key_id, upload_id, occurred_at)"
-        " VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO audit_events (kind, ato_id, key_id, upload_id, occurred_at, person_subject,"
+        " person_name) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         kind.value,
         ato_id,
         key_id,
         upload_id,
         at,
+        person.subject if person is not None else None,
+        person.name if person is not None else None,
     )
+
+
+def actor_of(row: dict[str, Any] | asyncpg.Record) -> str:
+    """Who an ATO's event names: `person:<subject> (<name>)`, `key:<uuid>`, or `-`."""
+    if row["person_subject"] is not None:
+        return f"{Person(row['person_subject'], row['person_name']).actor} ({row['person_name']})"
+    if row["key_id"] is not None:
+        return f"key:{row['key_id']}"
+    return "-"
 
 
 async def record_many(

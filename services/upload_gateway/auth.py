@@ -14,6 +14,7 @@ from aiohttp.typedefs import Handler
 
 from services.core import audit
 from services.core.audit import AuditKind
+from services.core.people import Person
 from services.upload_gateway.appkeys import KEY_USE, PRINCIPAL, PUBLIC_ROUTES, database
 from services.upload_gateway.errors import ApiError
 from services.upload_gateway.keys import owner_of_key
@@ -34,7 +35,10 @@ class Principal:
 
     ato_id: str
     default_policy: str
-    key_id: uuid.UUID  # the API key it signed in with (the audit trail's "who")
+    # Who acts, as the audit trail names them: the API key it signed in with, or (the pages
+    # signed in through the portal) no key and the person.
+    key_id: uuid.UUID | None
+    person: Person | None = None
 
 
 def utc_now() -> datetime:

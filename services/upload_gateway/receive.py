@@ -83,6 +83,7 @@ async def receive_upload(request: web.Request, who: Principal) -> Received:
                 stored=stored,
                 idempotency_key=idempotency_key,
                 terms_accepted_at=terms_accepted_at,
+                uploaded_by=who.person,
             )
             if created:  # in the upload's transaction: no upload without its audit row
                 await audit.record(
@@ -92,6 +93,7 @@ async def receive_upload(request: web.Request, who: Principal) -> Received:
                     who.key_id,
                     upload.upload_id,
                     datetime.now(UTC),
+                    who.person,
                 )
     except DomainError as error:
         await discard(storage, storage_key)

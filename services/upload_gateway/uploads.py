@@ -20,6 +20,7 @@ import asyncpg
 from services.core import grant_states
 from services.core.events import ClaimWithdrawn, Topics, UploadReceived, UploadWithdrawn
 from services.core.outbox import enqueue, enqueue_many
+from services.core.people import Person
 from services.core.states import ACCEPTING, UploadState
 from services.core.storage import StoredFile
 from services.upload_gateway.domain_errors import (
@@ -39,7 +40,8 @@ _COLUMNS = (
     "upload_id, file_name, size_bytes, sha256, policy, status, encoding, rows_total, rows_valid,"
     " rows_invalid, rows_warned, rows_processed, counts_by_code, file_error_code,"
     " file_error_message, received_at, upload_date, terms_accepted_at, validation_started_at,"
-    " validated_at, withdrawn_at, reference_version"
+    " validated_at, withdrawn_at, reference_version, uploaded_by_subject, uploaded_by_name,"
+    " withdrawn_by_name"
 )
 
 
@@ -105,6 +107,11 @@ class Upload:
     withdrawn_at: datetime | None
     # The course catalogue and levy register version every row was checked against.
     reference_version: int | None
+    # The person who uploaded it and who withdrew it, signed in through the portal (an API
+    # client, or the pages signed in with a key: None). Shown in the pages, not in the API.
+    uploaded_by_subject: str | None = None
+    uploaded_by_name: str | None = None
+    withdrawn_by_name: str | None = None
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Upload:
@@ -168,6 +175,7 @@ async def record_upload(
     stored: StoredFile,
     idempotency_key: str | None,
     terms_accepted_at: datetime,
+    uploaded_by: Person | None = None,
 ) -> tuple[Upload, bool]:
     """(upload, created). A retry with the same key and bytes returns the first upload.
 
@@ -178,9 +186,10 @@ async def record_upload(
     async with connection.transaction():
         row = await connection.fetchrow(
             "INSERT INTO uploads (upload_id, ato_id, file_name, size_bytes, sha256, policy,"
-            " storage_key, idempotency_key, terms_accepted_at, upload_date)"
+            " storage_key, idempotency_key, terms_accepted_at, upload_date, uploaded_by_subject,"
+            " uploaded_by_name)"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9,"
-            " (now() AT TIME ZONE 'Europe/London')::date)"
+            " (now() AT TIME ZONE 'Europe/London')::date, $10, $11)"
             f" ON CONFLICT (ato_id, idempotency_key) DO NOTHING RETURNING {_COLUMNS}",
             upload_id,
             ato_id,
@@ -191,6 +200,8 @@ async def record_upload(
             stored.storage_key,
             idempotency_key,
             terms_accepted_at,
+            uploaded_by.subject if uploaded_by is not None else None,
+            uploaded_by.name if uploaded_by is not None else None,
         )
         if row is None:
             winner = await connection.fetchrow(
@@ -263,13 +274,18 @@ async def list_uploads(
     offset: int,
     cursor: str | None,
     status: str | None,
+    uploaded_by_subject: str | None = None,
 ) -> tuple[list[Upload], str | None]:
-    """Newest first; one row more than asked tells whether there is a next page."""
+    """Newest first; one row more than asked tells whether there is a next page. With
+    `uploaded_by_subject`, only the uploads that person made."""
     conditions = ["ato_id = $1"]
     args: list[Any] = [ato_id]
     if status is not None:
         args.append(status)
         conditions.append(f"status = ${len(args)}")
+    if uploaded_by_subject is not None:
+        args.append(uploaded_by_subject)
+        conditions.append(f"uploaded_by_subject = ${len(args)}")
     if cursor is not None:
         received_at, upload_id = decode_cursor(cursor)
         args.extend([received_at, upload_id])
@@ -287,7 +303,11 @@ async def list_uploads(
 
 
 async def withdraw_upload(
-    connection: asyncpg.Connection, topics: Topics, ato_id: str, upload_id: uuid.UUID
+    connection: asyncpg.Connection,
+    topics: Topics,
+    ato_id: str,
+    upload_id: uuid.UUID,
+    by: Person | None = None,
 ) -> Upload:
     """Withdraws every achievement of an upload, or none: all must still be withdrawable.
 
@@ -306,8 +326,11 @@ async def withdraw_upload(
         if withdrawal.blocked:
             raise AmendmentWindowClosed()
         row = await connection.fetchrow(
-            f"UPDATE uploads SET withdrawn_at = now() WHERE upload_id = $1 RETURNING {_COLUMNS}",
+            "UPDATE uploads SET withdrawn_at = now(), withdrawn_by_subject = $2,"
+            f" withdrawn_by_name = $3 WHERE upload_id = $1 RETURNING {_COLUMNS}",
             upload_id,
+            by.subject if by is not None else None,
+            by.name if by is not None else None,
         )
         if row is None:  # locked above, in this transaction: a broken invariant
             raise RuntimeError("a locked upload was not there to mark withdrawn")

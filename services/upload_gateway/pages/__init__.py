@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.upload_gateway.pages import courses, my_uploads, views
+from services.upload_gateway.pages import courses, my_uploads, portal_sign_in, views
 from services.upload_gateway.pages.site import (
     PAGES_CLOCK,
     PAGES_ROUTER,
@@ -32,6 +32,7 @@ def _router() -> web.UrlDispatcher:
         ("GET", "/", views.home),
         ("GET", "/sign-in", views.sign_in_form),
         ("POST", "/sign-in", views.sign_in),
+        ("POST", "/sign-in/portal", portal_sign_in.hand_off),
         ("POST", "/sign-out", views.sign_out),
         ("GET", "/signed-out", views.signed_out),
         ("GET", "/submit", views.submit),
@@ -73,4 +74,5 @@ def setup(app: web.Application, clock: Clock = utc_now) -> None:
     app[PAGES_CLOCK] = clock
     app[PAGES_TEMPLATES] = templates()
     app[PAGES_STATIC] = static_files()
+    portal_sign_in.setup(app)
     app.middlewares.append(pages_middleware)

@@ -38,7 +38,14 @@ from services.upload_gateway.pages.site import (
     url,
     utc_now,
 )
-from services.upload_gateway.pages.views import csrf_refused, log, own_upload, page, read_form
+from services.upload_gateway.pages.views import (
+    csrf_refused,
+    log,
+    own_upload,
+    page,
+    read_form,
+    submitter_page,
+)
 
 UPLOADS_PER_PAGE = 20
 ACHIEVEMENTS_PER_PAGE = 50
@@ -112,6 +119,8 @@ def _refused(
 @page
 async def my_uploads(request: web.Request, session: Session) -> web.StreamResponse:
     number = _page_number(request)
+    # `?mine=1`: only the uploads the signed-in person made (the default is the ATO's).
+    mine = session.person is not None and request.query.get("mine") == "1"
     async with database(request.app) as connection:
         found, next_cursor = await uploads.list_uploads(
             connection,
@@ -120,7 +129,11 @@ async def my_uploads(request: web.Request, session: Session) -> web.StreamRespon
             offset=(number - 1) * UPLOADS_PER_PAGE,
             cursor=None,
             status=None,
+            uploaded_by_subject=session.person.subject
+            if mine and session.person is not None
+            else None,
         )
+    filter_query = "&mine=1" if mine else ""
     rows = [
         {
             "upload": upload,
@@ -136,18 +149,22 @@ async def my_uploads(request: web.Request, session: Session) -> web.StreamRespon
         session=session,
         rows=rows,
         number=number,
-        previous=url(f"/uploads?page={number - 1}") if number > 1 else None,
-        next=url(f"/uploads?page={number + 1}") if next_cursor is not None else None,
+        mine=mine,
+        previous=url(f"/uploads?page={number - 1}{filter_query}") if number > 1 else None,
+        next=url(f"/uploads?page={number + 1}{filter_query}") if next_cursor is not None else None,
     )
 
 
 # An upload's achievements.
 
 
-def _withdrawable(achievement: achievements.Achievement, upload: uploads.Upload) -> bool:
+def _withdrawable(
+    achievement: achievements.Achievement, upload: uploads.Upload, session: Session
+) -> bool:
     """Whether to offer the withdrawal: the API's own check decides when it is posted."""
     return (
-        upload.withdrawn_at is None
+        session.may_submit
+        and upload.withdrawn_at is None
         and achievement.grant_state in WITHDRAWABLE
         and achievement.release_at > utc_now()
     )
@@ -181,7 +198,7 @@ async def upload_achievements(request: web.Request, session: Session) -> web.Str
             "window_open": item.release_at > utc_now() and item.grant_state in WITHDRAWABLE,
             "window": _window_words(item),
             "withdraw": f"{base}/{item.achievement_id}/withdraw?page={number}"
-            if _withdrawable(item, found)
+            if _withdrawable(item, found, session)
             else None,
         }
         for item in items
@@ -194,7 +211,8 @@ async def upload_achievements(request: web.Request, session: Session) -> web.Str
         upload=found,
         received=_when(found.received_at),
         withdrawn_at=_when(found.withdrawn_at) if found.withdrawn_at else None,
-        can_withdraw_upload=found.withdrawn_at is None
+        can_withdraw_upload=session.may_submit
+        and found.withdrawn_at is None
         and found.status in ACCEPTING
         and any(row["window_open"] for row in rows),
         status_words=texts.STATUS_WORDS.get(found.status, found.status),
@@ -222,13 +240,14 @@ async def _audit(
         session.key_id,
         upload_id,
         request.app[PAGES_CLOCK](),
+        session.person,
     )
 
 
 # Withdrawing the whole upload.
 
 
-@page
+@submitter_page
 async def confirm_upload_withdrawal(request: web.Request, session: Session) -> web.StreamResponse:
     found = await own_upload(request, session)
     if found is None:
@@ -251,7 +270,7 @@ async def confirm_upload_withdrawal(request: web.Request, session: Session) -> w
     )
 
 
-@page
+@submitter_page
 async def withdraw_upload(request: web.Request, session: Session) -> web.StreamResponse:
     form = await read_form(request)
     if not sessions.same_token(session.csrf_token, form.get(CSRF_FIELD)):
@@ -262,7 +281,7 @@ async def withdraw_upload(request: web.Request, session: Session) -> web.StreamR
     try:
         async with database(request.app) as connection, connection.transaction():
             await uploads.withdraw_upload(
-                connection, request.app[TOPICS], session.ato_id, upload_id
+                connection, request.app[TOPICS], session.ato_id, upload_id, session.person
             )
             await _audit(request, connection, AuditKind.UPLOAD_WITHDRAWN, session, upload_id)
     except NotFound:
@@ -278,7 +297,7 @@ async def withdraw_upload(request: web.Request, session: Session) -> web.StreamR
 # Withdrawing one achievement.
 
 
-@page
+@submitter_page
 async def confirm_achievement_withdrawal(
     request: web.Request, session: Session
 ) -> web.StreamResponse:
@@ -321,7 +340,7 @@ async def confirm_achievement_withdrawal(
     )
 
 
-@page
+@submitter_page
 async def withdraw_achievement(request: web.Request, session: Session) -> web.StreamResponse:
     form = await read_form(request)
     if not sessions.same_token(session.csrf_token, form.get(CSRF_FIELD)):

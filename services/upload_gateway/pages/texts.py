@@ -453,3 +453,54 @@ WITHDRAWAL_REFUSALS: Final = {
     "ALREADY_WITHDRAWN": ("already_title", "already"),
     "UPLOAD_NOT_ACCEPTED": ("not_accepted_title", "not_accepted"),
 }
+
+# Signing in through the portal, CITB's sign-in for each person of an ATO; and with the
+# organisation's API key, where that is turned on for an ATO without the portal.
+PORTAL_SIGN_IN: Final = {
+    "intro": "Each person signs in through the CITB portal with their own account. Your"
+    " organisation's uploads and your own actions are then shown under your name.",
+    "link": "Sign in through the portal",
+    "not_set_up": "Sign-in through the portal is not set up for this service yet. Contact CITB"
+    " support.",
+    "key_intro": "If your organisation has no portal account, sign in with its API key instead.",
+    "key_off": "Sign-in with an API key is turned off. Sign in through the portal.",
+    "signed_in_title": "You are signed in",
+    "signed_in": "You are signed in as {name}.",
+    "continue": "Continue to Submit Bulk Achievements",
+    "refused_title": "You could not be signed in",
+    "again": "Go back to the portal and sign in again. If it happens again, contact CITB"
+    " support.",
+}
+
+# Why the portal's sign-in was refused, by the refusal (portal_tokens.Refusal), in plain words.
+PORTAL_REFUSALS: Final = {
+    "expired": "The sign-in link from the portal had expired. It lasts a few minutes.",
+    "not_yet_valid": "The sign-in from the portal could not be checked: the clocks disagree.",
+    "too_long_lived": "The sign-in from the portal could not be checked.",
+    "replayed": "This sign-in from the portal has already been used. Each one works once.",
+    "unknown_ato": "Your organisation is not registered to upload bulk achievements yet."
+    " Contact CITB support.",
+    "keys_unavailable": "The portal's sign-in cannot be checked at the moment. Try again in a"
+    " few minutes.",
+}
+PORTAL_REFUSED_DEFAULT: Final = "The sign-in from the portal could not be checked."
+
+# A viewer's refusal: the portal gives them the role that only sees statuses and problems.
+VIEWER: Final = {
+    "title": "You cannot do this",
+    "body": "You can see your organisation's uploads and their problems, but not upload,"
+    " withdraw or download the rows to fix. Ask whoever manages your organisation's portal"
+    " accounts to give you the submitter role.",
+    "role_viewer": "viewer",
+    "role_submitter": "submitter",
+}
+
+# The people of an ATO in its pages: who uploaded a file, who withdrew it.
+PEOPLE: Final = {
+    "uploaded_by": "Uploaded by",
+    "by_api": "Your organisation's system",
+    "withdrawn_by": "Withdrawn by {name}.",
+    "only_mine": "Show only the uploads I made",
+    "all_uploads": "Show all your organisation's uploads",
+    "signed_in_as": "Signed in as {name}",
+}

@@ -67,7 +67,7 @@ COUNTED_STATUSES = FINAL_STATUSES - {UploadState.REJECTED.value, UploadState.ERR
 PageHandler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 
 
-def _cookie_flags() -> dict[str, Any]:
+def cookie_flags() -> dict[str, Any]:
     # Secure, HTTP-only, same-site only, and sent to the pages alone (never to the API).
     return {"secure": True, "httponly": True, "samesite": "Strict", "path": url()}
 
@@ -76,8 +76,11 @@ async def _session(request: web.Request) -> tuple[str, Session] | None:
     token = request.cookies.get(SESSION_COOKIE)
     if not token:
         return None
+    key_sessions = request.app[SETTINGS].pages_api_key_sign_in
     async with database(request.app) as connection:
-        session = await sessions.resume(connection, token, request.app[PAGES_CLOCK]())
+        session = await sessions.resume(
+            connection, token, request.app[PAGES_CLOCK](), key_sessions=key_sessions
+        )
     return (token, session) if session is not None else None
 
 
@@ -114,6 +117,34 @@ def endpoint(handler: PageHandler) -> Callable[[web.Request], Awaitable[web.Stre
     return wrapper
 
 
+def viewer_refused(request: web.Request, session: Session) -> web.Response:
+    """What a `viewer` meets on a page that changes something or holds learners' data."""
+    log.info("page_viewer_refused")
+    return render(
+        request,
+        "message.html",
+        403,
+        title=texts.VIEWER["title"],
+        body=[texts.VIEWER["body"]],
+        session=session,
+        link=(url("/uploads"), texts.NAV["my_uploads"]),
+    )
+
+
+def submitter_page(
+    handler: PageHandler,
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """A page only a session that may submit (`Session.may_submit`) reaches: upload, withdraw,
+    the rows to fix. A `viewer` gets a 403 page in plain words."""
+
+    async def allowed(request: web.Request, session: Session) -> web.StreamResponse:
+        if not session.may_submit:
+            return viewer_refused(request, session)
+        return await handler(request, session)
+
+    return page(allowed)
+
+
 async def read_form(request: web.Request) -> dict[str, str]:
     """A small urlencoded form, read whole within the API's body bounds (size and timeout)."""
     if request.content_type != "application/x-www-form-urlencoded":
@@ -145,6 +176,7 @@ def _sign_in_page(
 ) -> web.Response:
     csrf = secrets.token_urlsafe(32)
     notice = texts.SIGN_IN["expired"] if request.query.get("expired") == "1" else None
+    settings = request.app[SETTINGS]
     response = render(
         request,
         "sign_in.html",
@@ -153,8 +185,10 @@ def _sign_in_page(
         csrf=csrf,
         error=error,
         notice=notice,
+        api_key_sign_in=settings.pages_api_key_sign_in,
+        portal_url=settings.portal.sign_in_url,
     )
-    response.set_cookie(SIGN_IN_COOKIE, csrf, max_age=SIGN_IN_FORM_TTL_S, **_cookie_flags())
+    response.set_cookie(SIGN_IN_COOKIE, csrf, max_age=SIGN_IN_FORM_TTL_S, **cookie_flags())
     return response
 
 
@@ -165,6 +199,8 @@ async def sign_in_form(request: web.Request) -> web.StreamResponse:
 
 
 async def sign_in(request: web.Request) -> web.StreamResponse:
+    if not request.app[SETTINGS].pages_api_key_sign_in:
+        return _sign_in_page(request, 403, texts.PORTAL_SIGN_IN["key_off"])
     form = await read_form(request)
     if not sessions.same_token(request.cookies.get(SIGN_IN_COOKIE, ""), form.get(CSRF_FIELD)):
         return _sign_in_page(request, 403, texts.SIGN_IN["form_expired"])
@@ -179,7 +215,7 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     token, session = opened
     log.info("page_signed_in", ato_id=session.ato_id, key_id=str(session.key_id))
     response = see_other(url("/submit"))
-    response.set_cookie(SESSION_COOKIE, token, **_cookie_flags())
+    response.set_cookie(SESSION_COOKIE, token, **cookie_flags())
     response.del_cookie(SIGN_IN_COOKIE, path=url(), secure=True, httponly=True, samesite="Strict")
     return response
 
@@ -293,7 +329,7 @@ def _upload_page(
     )
 
 
-@page
+@submitter_page
 async def upload_form(request: web.Request, session: Session) -> web.StreamResponse:
     return _upload_page(request, session)
 
@@ -312,7 +348,12 @@ async def _upload_by_script(request: web.Request, session: Session) -> web.Strea
     if not sessions.same_token(session.csrf_token, request.headers.get(CSRF_HEADER)):
         log.info("page_csrf_refused")
         raise ApiError(403, "CSRF_REFUSED", texts.ERRORS["csrf"])
-    request[PRINCIPAL] = Principal(session.ato_id, session.default_policy, session.key_id)
+    if not session.may_submit:
+        log.info("page_viewer_refused")
+        raise ApiError(403, "ROLE_REFUSED", texts.VIEWER["body"])
+    request[PRINCIPAL] = Principal(
+        session.ato_id, session.default_policy, session.key_id, session.person
+    )
     return await handlers.create_upload(request)
 
 
@@ -339,13 +380,13 @@ async def _leading_csrf_field(request: web.Request) -> str | None:
     return data.decode("utf-8", errors="replace")
 
 
-@page
+@submitter_page
 async def _upload_by_form(request: web.Request, session: Session) -> web.StreamResponse:
     """The upload without script: the API's own `receive_upload`, then the result page (303)."""
     token = await _leading_csrf_field(request)
     if not sessions.same_token(session.csrf_token, token):
         return csrf_refused(request)
-    who = Principal(session.ato_id, session.default_policy, session.key_id)
+    who = Principal(session.ato_id, session.default_policy, session.key_id, session.person)
     try:
         received = await receive_upload(request, who)
     except DomainError as error:
@@ -445,6 +486,7 @@ async def errors_csv(request: web.Request, session: Session) -> web.StreamRespon
             session.key_id,
             found.upload_id,
             request.app[PAGES_CLOCK](),
+            session.person,
         )
         size = await issues.report_size(connection, found.upload_id, found.issues_total)
         await issues.write_csv_report(response, connection, found.upload_id, size)

@@ -58,8 +58,10 @@ def clock() -> FakeClock:
 @pytest.fixture
 async def browser(database_url: str, storage_root: Path, clock: FakeClock) -> AsyncIterator[Client]:
     """The gateway with an injected clock, and a client whose cookie jar behaves as a browser's
-    on a secure origin (it keeps and sends the Secure cookies)."""
-    app = create_app(gateway_settings_for(database_url, storage_root))
+    on a secure origin (it keeps and sends the Secure cookies). The pages' API-key sign-in is
+    turned on (as for an ATO without the portal): these tests sign in with a key; the portal's
+    sign-in has its own (test_gateway_portal_sign_in.py)."""
+    app = create_app(gateway_settings_for(database_url, storage_root, pages_api_key_sign_in=True))
     app[PAGES_CLOCK] = clock
     port = _free_port()
     jar = CookieJar(unsafe=True, treat_as_secure_origin=f"http://127.0.0.1:{port}")

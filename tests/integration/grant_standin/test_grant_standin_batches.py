@@ -8,7 +8,13 @@ from typing import Any
 
 import asyncpg
 from aiohttp.test_utils import TestClient
-from standin_helpers import AUTH, COURSE_GRANT_PENCE, claim_body, key_headers
+from standin_helpers import (
+    AUTH,
+    COURSE_GRANT_PENCE,
+    INELIGIBLE_LEVY,
+    claim_body,
+    key_headers,
+)
 
 Client = TestClient[Any, Any]
 
@@ -56,6 +62,81 @@ async def test_a_batch_answers_each_claim_in_order_with_mixed_results(
     ]
     assert results[4]["body"]["message"].startswith("achievement_date:")
     assert await db.fetchval("SELECT count(*) FROM claims") == 2
+
+
+async def test_a_batch_of_unrelated_claims_answers_each_as_if_sent_alone(
+    client: Client, db: asyncpg.Connection
+) -> None:
+    """Distinct keys and achievements: the batch is answered a statement per step for all of
+    its claims, with the answers each claim gets alone."""
+    earlier = claim_body()
+    await client.post("/v1/claims", json=earlier, headers=key_headers(earlier["claim_id"]))
+    stored_elsewhere = claim_body()
+    await client.post("/v1/claims", json=stored_elsewhere, headers=key_headers("another-key"))
+    refused_before = claim_body(course_code="NOPE-1")
+    await post_batch(client, [refused_before], key="batch-0")
+    new = claim_body()
+    same_achievement = claim_body(learner={"uln": stored_elsewhere["learner"]["uln"]})
+    changed = {**earlier, "notes": "changed"}
+    ineligible = claim_body(levy_registration_number=INELIGIBLE_LEVY)
+    # Another learner's claim under the claim id already stored under another key.
+    same_claim_id = claim_body(claim_id=stored_elsewhere["claim_id"])
+    by_ni_number = claim_body(learner={"uln": None, "ni_number": "ab 12 34 56 c"})
+
+    status, answer = await post_batch(
+        client,
+        [
+            new,
+            same_achievement,
+            refused_before,
+            same_claim_id,
+            ineligible,
+            by_ni_number,
+            changed,
+        ],
+    )
+
+    assert status == 207
+    results = answer["results"]
+    assert [(r["claim_id"], r["status"]) for r in results] == [
+        (new["claim_id"], 201),
+        (same_achievement["claim_id"], 409),
+        (refused_before["claim_id"], 422),
+        (same_claim_id["claim_id"], 422),
+        (ineligible["claim_id"], 422),
+        (by_ni_number["claim_id"], 201),
+        (earlier["claim_id"], 409),
+    ]
+    assert results[0]["body"]["grant_amount_pence"] == COURSE_GRANT_PENCE
+    assert results[1]["body"] == {
+        "code": "ALREADY_CLAIMED",
+        "existing_claim_id": stored_elsewhere["claim_id"],
+    }
+    assert [r["body"]["code"] for r in results[2:5]] == [
+        "UNKNOWN_COURSE",
+        "INVALID_CLAIM",
+        "LEVY_NOT_ELIGIBLE",
+    ]
+    assert results[3]["body"]["message"].startswith("claim_id:")
+    assert results[6]["body"]["code"] == "IDEMPOTENCY_KEY_REUSED"
+    stored = await db.fetch("SELECT claim_id, ni_number FROM claims ORDER BY claim_id")
+    assert [(r["claim_id"], r["ni_number"]) for r in stored] == sorted(
+        [
+            (earlier["claim_id"], None),
+            (stored_elsewhere["claim_id"], None),
+            (new["claim_id"], None),
+            (by_ni_number["claim_id"], "AB123456C"),
+        ]
+    )
+    # Each answer is kept under its key and replayed as it was.
+    again = claim_body()
+    status, replayed = await post_batch(
+        client, [new, same_achievement, ineligible, again], key="batch-2"
+    )
+    assert [r["status"] for r in replayed["results"]] == [200, 409, 422, 201]
+    assert [r["body"] for r in replayed["results"][:3]] == [r["body"] for r in results[:2]] + [
+        results[4]["body"]
+    ]
 
 
 async def test_a_batch_claim_is_stored_under_its_claim_id_as_key(client: Client) -> None:

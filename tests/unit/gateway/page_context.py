@@ -12,6 +12,7 @@ class SignedIn:
     ato_id: str = "ATO-7EC4FB26"
     csrf_token: str = "csrf-token"
     may_submit: bool = True  # a submitter's session; a viewer's hides the upload and withdrawals
+    may_submit: bool = True  # a submitter's session; a viewer's hides the upload and withdrawals
 
 
 def page_context(**context: Any) -> dict[str, Any]:

@@ -1,0 +1,395 @@
+"""Each person signs in through the portal: its hand-off token posted to `/ato/sign-in/portal`,
+checked against the portal's JWKS (served over HTTP here, as the portal stand-in serves it), its
+`jti` spent in PostgreSQL, and the session then naming the person and their role in the
+audit trail, the uploads and their withdrawals. A viewer sees and changes nothing."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+import test_gateway_pages
+from aiohttp import ClientResponse, CookieJar, web
+from aiohttp.test_utils import TestClient, TestServer
+from gateway_helpers import (
+    VALID_CSV,
+    Client,
+    gateway_settings_for,
+    insert_achievement,
+    insert_upload,
+)
+from test_gateway_pages import START, FakeClock, hidden_csrf, set_cookies
+
+from services.core.people import Person, Role
+from services.portal_standin.tokens import SigningKey, jwks, mint, new_signing_key
+from services.upload_gateway.app import create_app
+from services.upload_gateway.keys import NewKey
+from services.upload_gateway.pages.site import PAGES_CLOCK
+from services.upload_gateway.portal_settings import PortalSettings
+
+ISSUER = "http://127.0.0.1/portal"
+AUDIENCE = "achievements-upload-gateway"
+PRIYA = Person("p-0001", "Priya Shah")
+TOM = Person("p-0002", "Tom Evans")
+
+clock = test_gateway_pages.clock
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Portal:
+    """The portal's JWKS served over HTTP (its key can be rotated), and its tokens."""
+
+    def __init__(self) -> None:
+        self.key = new_signing_key("k1")
+        self.reads = 0
+
+    async def serve_jwks(self, request: web.Request) -> web.Response:
+        self.reads += 1
+        return web.json_response(jwks([self.key]))
+
+    def token(self, person: Person, role: Role, ato_id: str, **changes: object) -> str:
+        arguments: dict[str, object] = {
+            "issuer": ISSUER,
+            "audience": AUDIENCE,
+            "person": person,
+            "role": role,
+            "ato_id": ato_id,
+            "now": START,
+            "lifetime_s": 60,
+        }
+        arguments.update(changes)
+        return mint(self.key, **arguments)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def portal() -> AsyncIterator[tuple[Portal, str]]:
+    found = Portal()
+    app = web.Application()
+    app.router.add_get("/.well-known/jwks.json", found.serve_jwks)
+    server = TestServer(app, host="127.0.0.1", port=_free_port())
+    await server.start_server()
+    yield found, str(server.make_url("/.well-known/jwks.json"))
+    await server.close()
+
+
+MakeBrowser = Callable[..., Awaitable[Client]]
+
+
+@pytest.fixture
+async def make_browser(
+    database_url: str, storage_root: Path, clock: FakeClock, portal: tuple[Portal, str]
+) -> AsyncIterator[MakeBrowser]:
+    """Browsers on one gateway whose pages take the portal's hand-off (API-key sign-in off,
+    as by default)."""
+    _, jwks_url = portal
+    settings = gateway_settings_for(
+        database_url,
+        storage_root,
+        portal=PortalSettings(
+            jwks_url=jwks_url,
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            sign_in_url="http://127.0.0.1/portal/sign-in",
+            # An unknown key id reads the keys again at once (rotation, tried below).
+            jwks_refetch_min_interval_s=0,
+            deployment_mode="local",
+        ),
+    )
+    app = create_app(settings)
+    app[PAGES_CLOCK] = clock
+    port = _free_port()
+    server = TestServer(app, host="127.0.0.1", port=port)
+    await server.start_server()
+    clients: list[Client] = []
+
+    async def make() -> Client:
+        jar = CookieJar(unsafe=True, treat_as_secure_origin=f"http://127.0.0.1:{port}")
+        client: Client = TestClient(server, cookie_jar=jar)
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+    await server.close()
+
+
+async def hand_off(browser: Client, token: str) -> ClientResponse:
+    return await browser.post("/ato/sign-in/portal", data={"token": token}, allow_redirects=False)
+
+
+async def signed_in_as(
+    make_browser: MakeBrowser, portal: tuple[Portal, str], person: Person, role: Role, ato: NewKey
+) -> Client:
+    browser = await make_browser()
+    response = await hand_off(browser, portal[0].token(person, role, ato.ato_id))
+    assert response.status == 200, await response.text()
+    return browser
+
+
+async def test_a_person_handed_off_by_the_portal_gets_a_session_naming_them(
+    make_browser: MakeBrowser, portal: tuple[Portal, str], ato: NewKey, pool: asyncpg.Pool
+) -> None:
+    browser = await make_browser()
+    token = portal[0].token(PRIYA, Role.SUBMITTER, ato.ato_id, token_id="jti-1")
+
+    response = await hand_off(browser, token)
+
+    assert response.status == 200
+    html = await response.text()
+    assert '<meta http-equiv="refresh" content="0; url=/ato/submit">' in html
+    assert "You are signed in as Priya Shah." in html
+    assert token not in html
+    cookie = set_cookies(response)["ato_session"]
+    flags = {part.strip().lower() for part in cookie.split(";")[1:]}
+    assert {"httponly", "secure", "samesite=strict", "path=/ato"} <= flags
+    rows = await pool.fetch(
+        "SELECT ato_id, key_id, person_subject, person_name, role, expires_at FROM page_sessions"
+    )
+    assert [tuple(row.values()) for row in rows] == [
+        (ato.ato_id, None, "p-0001", "Priya Shah", "submitter", START + timedelta(minutes=30))
+    ]
+    uses = await pool.fetch("SELECT token_id, expires_at FROM portal_token_uses")
+    assert [tuple(row.values()) for row in uses] == [("jti-1", START + timedelta(seconds=90))]
+    assert portal[0].reads == 1
+    page = await (await browser.get("/ato/submit")).text()
+    assert '<span id="signed-in-person">Priya Shah</span>' in page
+    assert 'href="/ato/upload"' in page
+
+
+async def test_a_token_is_taken_once(
+    make_browser: MakeBrowser, portal: tuple[Portal, str], ato: NewKey, pool: asyncpg.Pool
+) -> None:
+    token = portal[0].token(PRIYA, Role.SUBMITTER, ato.ato_id)
+    assert (await hand_off(await make_browser(), token)).status == 200
+
+    replayed = await hand_off(await make_browser(), token)
+
+    assert replayed.status == 401
+    assert "already been used" in await replayed.text()
+    assert "ato_session" not in set_cookies(replayed)
+    assert await pool.fetchval("SELECT count(*) FROM page_sessions") == 1
+
+
+async def test_expired_wrongly_signed_and_unknown_ato_tokens_are_refused_with_a_clear_page(
+    make_browser: MakeBrowser,
+    portal: tuple[Portal, str],
+    ato: NewKey,
+    pool: asyncpg.Pool,
+) -> None:
+    found, _ = portal
+    browser = await make_browser()
+    expired = found.token(PRIYA, Role.SUBMITTER, ato.ato_id, now=START - timedelta(minutes=5))
+    impostor = mint(
+        SigningKey("k1", new_signing_key().private_key),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        person=PRIYA,
+        role=Role.SUBMITTER,
+        ato_id=ato.ato_id,
+        now=START,
+    )
+    unknown_ato = found.token(PRIYA, Role.SUBMITTER, "ATO-NOSUCH1", token_id="jti-unknown")
+
+    answers = {
+        name: await hand_off(browser, token)
+        for name, token in (
+            ("expired", expired),
+            ("impostor", impostor),
+            ("unknown_ato", unknown_ato),
+            ("garbage", "not-a-token"),
+        )
+    }
+
+    assert {name: answer.status for name, answer in answers.items()} == {
+        "expired": 401,
+        "impostor": 401,
+        "unknown_ato": 403,
+        "garbage": 401,
+    }
+    assert "had expired" in await answers["expired"].text()
+    assert "not registered" in await answers["unknown_ato"].text()
+    for answer in answers.values():
+        assert "ato_session" not in set_cookies(answer)
+        assert "Sign in through the portal" in await answer.text()
+    assert await pool.fetchval("SELECT count(*) FROM page_sessions") == 0
+    # A refused sign-in spends no token: the unknown ATO's may be used once it is registered.
+    assert await pool.fetchval("SELECT count(*) FROM portal_token_uses") == 0
+
+
+async def test_the_token_is_never_taken_from_a_url(
+    make_browser: MakeBrowser, portal: tuple[Portal, str], ato: NewKey
+) -> None:
+    browser = await make_browser()
+    token = portal[0].token(PRIYA, Role.SUBMITTER, ato.ato_id)
+
+    in_url = await browser.get(f"/ato/sign-in/portal?token={token}", allow_redirects=False)
+    in_query_of_post = await browser.post(
+        f"/ato/sign-in/portal?token={token}", allow_redirects=False
+    )
+
+    assert in_url.status == 405
+    assert in_query_of_post.status == 401
+    assert "ato_session" not in set_cookies(in_query_of_post)
+
+
+async def test_used_tokens_are_forgotten_once_they_could_no_longer_pass(
+    make_browser: MakeBrowser,
+    portal: tuple[Portal, str],
+    ato: NewKey,
+    pool: asyncpg.Pool,
+    clock: FakeClock,
+) -> None:
+    first = portal[0].token(PRIYA, Role.SUBMITTER, ato.ato_id, token_id="old")
+    assert (await hand_off(await make_browser(), first)).status == 200
+    clock.advance(timedelta(minutes=2))
+    second = portal[0].token(
+        TOM, Role.VIEWER, ato.ato_id, token_id="new", now=START + timedelta(minutes=2)
+    )
+
+    assert (await hand_off(await make_browser(), second)).status == 200
+
+    assert [r["token_id"] for r in await pool.fetch("SELECT token_id FROM portal_token_uses")] == [
+        "new"
+    ]
+
+
+async def test_api_key_sign_in_is_off_by_default_and_the_page_offers_the_portal(
+    make_browser: MakeBrowser, ato: NewKey, pool: asyncpg.Pool
+) -> None:
+    browser = await make_browser()
+
+    form = await browser.get("/ato/sign-in")
+    html = await form.text()
+
+    assert 'name="api_key"' not in html
+    assert '<a class="button" id="portal-sign-in" href="http://127.0.0.1/portal/sign-in">' in html
+    posted = await browser.post(
+        "/ato/sign-in", data={"csrf_token": "x", "api_key": ato.api_key}, allow_redirects=False
+    )
+    assert posted.status == 403
+    assert "turned off" in await posted.text()
+    assert await pool.fetchval("SELECT count(*) FROM page_sessions") == 0
+
+
+async def test_an_upload_and_its_withdrawal_name_the_person_in_the_trail_and_my_uploads(
+    make_browser: MakeBrowser, portal: tuple[Portal, str], ato: NewKey, pool: asyncpg.Pool
+) -> None:
+    browser = await signed_in_as(make_browser, portal, PRIYA, Role.SUBMITTER, ato)
+    csrf = hidden_csrf(await (await browser.get("/ato/upload")).text())
+    posted = await browser.post(
+        "/ato/upload",
+        data={
+            "csrf_token": csrf,
+            "file": io.BytesIO(VALID_CSV),
+            "policy": "valid_rows",
+            "terms_accepted": "true",
+        },
+        allow_redirects=False,
+    )
+    assert posted.status == 303
+    uploaded = await pool.fetchrow(
+        "SELECT upload_id, uploaded_by_subject, uploaded_by_name FROM uploads"
+    )
+    assert (uploaded["uploaded_by_subject"], uploaded["uploaded_by_name"]) == (
+        "p-0001",
+        "Priya Shah",
+    )
+    # Someone else's upload of the ATO (through the API): listed, but not under "mine".
+    other = await insert_upload(pool, ato.ato_id, rows_valid=1, file_name="api.csv")
+    await insert_achievement(pool, other, ato.ato_id)
+    listed = await (await browser.get("/ato/uploads")).text()
+    assert re.findall(r'<td class="uploaded-by">([^<]+)</td>', listed) == [
+        "Your organisation&#39;s system",  # the newer one
+        "Priya Shah",
+    ]
+    mine = await (await browser.get("/ato/uploads?mine=1")).text()
+    assert re.findall(r'<tr data-upload-id="([^"]+)">', mine) == [str(uploaded["upload_id"])]
+
+    confirm = await (await browser.get(f"/ato/uploads/{other}/withdraw")).text()
+    withdrawn = await browser.post(
+        f"/ato/uploads/{other}/withdraw",
+        data={"csrf_token": hidden_csrf(confirm)},
+        allow_redirects=False,
+    )
+    assert withdrawn.status == 303
+    assert await pool.fetchval(
+        "SELECT withdrawn_by_name FROM uploads WHERE upload_id = $1", other
+    ) == ("Priya Shah")
+    after = await (await browser.get(withdrawn.headers["Location"])).text()
+    assert "Withdrawn by Priya Shah." in after
+    trail = await pool.fetch(
+        "SELECT kind, upload_id, key_id, person_subject, person_name FROM audit_events"
+        " WHERE kind IN ('upload_received', 'upload_withdrawn') ORDER BY event_id"
+    )
+    assert [tuple(row.values()) for row in trail] == [
+        ("upload_received", uploaded["upload_id"], None, "p-0001", "Priya Shah"),
+        ("upload_withdrawn", other, None, "p-0001", "Priya Shah"),
+    ]
+
+
+async def test_a_viewer_sees_uploads_and_problems_but_cannot_upload_or_withdraw(
+    make_browser: MakeBrowser, portal: tuple[Portal, str], ato: NewKey, pool: asyncpg.Pool
+) -> None:
+    browser = await signed_in_as(make_browser, portal, TOM, Role.VIEWER, ato)
+    upload_id = await insert_upload(pool, ato.ato_id, rows_valid=1)
+    achievement_id = await insert_achievement(pool, upload_id, ato.ato_id)
+
+    submit = await (await browser.get("/ato/submit")).text()
+    listed = await browser.get("/ato/uploads")
+    result = await browser.get(f"/ato/uploads/{upload_id}")
+    achievements = await (await browser.get(f"/ato/uploads/{upload_id}/achievements")).text()
+    csrf = hidden_csrf(submit)
+    refused = {
+        "upload form": await browser.get("/ato/upload", allow_redirects=False),
+        "upload by script": await browser.post(
+            "/ato/upload", data=VALID_CSV, headers={"X-CSRF-Token": csrf}
+        ),
+        "confirm upload withdrawal": await browser.get(f"/ato/uploads/{upload_id}/withdraw"),
+        "withdraw upload": await browser.post(
+            f"/ato/uploads/{upload_id}/withdraw", data={"csrf_token": csrf}
+        ),
+        "withdraw achievement": await browser.post(
+            f"/ato/uploads/{upload_id}/achievements/{achievement_id}/withdraw",
+            data={"csrf_token": csrf},
+        ),
+    }
+
+    assert 'href="/ato/upload"' not in submit
+    assert (listed.status, result.status) == (200, 200)
+    assert 'href="/ato/upload"' not in await result.text()
+    assert "/withdraw" not in achievements
+    assert {name: answer.status for name, answer in refused.items()} == dict.fromkeys(refused, 403)
+    assert "submitter role" in await refused["upload form"].text()
+    body = json.loads(await refused["upload by script"].text())
+    assert body["code"] == "ROLE_REFUSED"
+    assert await pool.fetchval("SELECT count(*) FROM uploads") == 1
+    assert await pool.fetchval("SELECT withdrawn_at FROM uploads") is None
+
+
+async def test_the_portals_rotated_key_is_read_again_from_its_jwks(
+    make_browser: MakeBrowser, portal: tuple[Portal, str], ato: NewKey
+) -> None:
+    found, _ = portal
+    before = await hand_off(await make_browser(), found.token(PRIYA, Role.VIEWER, ato.ato_id))
+    assert before.status == 200
+    found.key = new_signing_key("k2")  # the portal rotates its key
+
+    rotated = await hand_off(await make_browser(), found.token(PRIYA, Role.VIEWER, ato.ato_id))
+
+    assert rotated.status == 200
+    assert found.reads == 2
