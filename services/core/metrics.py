@@ -30,6 +30,11 @@ PlatformCollector(registry=REGISTRY)
 
 # Seconds: from a quick chunk to a 200 MB upload decided.
 _DURATION_BUCKETS: Final = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800)
+# Seconds of one step of a small upload's path (`PIPELINE_STEP`): milliseconds matter there.
+_STEP_BUCKETS: Final = (
+    *(0.001, 0.0025, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.25),
+    *(0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
 _REQUEST_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 # --- Kafka consumers (services/core/consumer.py) ------------------------------------------------
@@ -125,6 +130,17 @@ CHUNK_DURATION: Final = Histogram(
     "Time to validate and write one chunk task.",
     registry=REGISTRY,
     buckets=_DURATION_BUCKETS,
+)
+# Where a small upload's time goes, hop by hop (bench/bench_latency.py reads it): the outbox
+# relay (commit to Kafka's acknowledgement), the Kafka delivery (the producer's timestamp to the
+# planner's handler), the planning, the chunk queue (planned to leased), a chunk (validated and
+# written) and the decision. Buckets fine enough for a 20-row upload's milliseconds.
+PIPELINE_STEP: Final = Histogram(
+    "pipeline_step_seconds",
+    "Time an upload or event spent in one step of the pipeline, by step.",
+    ["step"],
+    registry=REGISTRY,
+    buckets=_STEP_BUCKETS,
 )
 CHUNK_TASKS: Final = Gauge(
     "validator_chunk_tasks",

@@ -18,8 +18,10 @@ from services.core.metrics import (
     OUTBOX_OLDEST_AGE,
     OUTBOX_PUBLISHED,
     OUTBOX_RELAY_FAILURES,
+    PIPELINE_STEP,
 )
 from services.core.misconfiguration import ConfigurationError
+from services.core.wakeups import OUTBOX_WRITTEN, Wakeups, announce
 
 log = get_logger()
 
@@ -42,6 +44,13 @@ async def enqueue_many(
         await connection.executemany(
             "INSERT INTO outbox (topic, key, event_type, payload) VALUES ($1, $2, $3, $4)", rows
         )
+        await announce_written(connection)
+
+
+async def announce_written(connection: asyncpg.Connection) -> None:
+    """Wakes the relays at the commit of the transaction that wrote outbox rows; every writer
+    of the outbox calls it (`enqueue_many` does)."""
+    await announce(connection, OUTBOX_WRITTEN)
 
 
 # The schema's generated `outbox.slot` column has this many values (migration 0007).
@@ -139,11 +148,17 @@ class Relay:
             for row in rows
         ]
         await asyncio.gather(*futures)
-        await connection.execute(
-            "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])",
+        waited = await connection.fetchval(
+            "WITH sent AS (UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])"
+            " RETURNING created_at)"
+            " SELECT coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)::float8"
+            " FROM sent",
             [row["id"] for row in rows],
         )
         OUTBOX_PUBLISHED.inc(len(rows))
+        # The oldest row's wait from its transaction to Kafka's acknowledgement (the wake-up,
+        # the round and the send), by the database's clock.
+        PIPELINE_STEP.labels("outbox_relay").observe(waited)
         return len(rows)
 
     async def _connect(self) -> asyncpg.Connection:
@@ -184,13 +199,19 @@ async def run_relay(
     pool: asyncpg.Pool,
     producer: AIOKafkaProducer,
     stop: asyncio.Event,
-    idle_sleep_s: float = 0.2,
+    idle_sleep_s: float = 2.0,
 ) -> None:
     """Relays until `stop` is set. A send that fails leaves the rows unsent for the next round;
-    a refusal no round can get past (a setting: `ConfigurationError`) ends it."""
+    a refusal no round can get past (a setting: `ConfigurationError`) ends it.
+
+    An idle relay sleeps until a writer's commit notifies it (`announce_written`), or for
+    `idle_sleep_s` at most: the poll that remains for rows written while the listening
+    connection was down, and for slots another relay let go."""
     relay = Relay(pool, producer)
+    wakeups = Wakeups(pool, OUTBOX_WRITTEN)
     try:
         while not stop.is_set():
+            mark = wakeups.mark(OUTBOX_WRITTEN)
             try:
                 sent = await relay.relay_once()
             except ConfigurationError:
@@ -209,9 +230,9 @@ async def run_relay(
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=1)
             if sent == 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=idle_sleep_s)
+                await wakeups.wait(OUTBOX_WRITTEN, mark, idle_sleep_s, stop)
     finally:
+        await wakeups.close()
         await relay.close()
 
 
