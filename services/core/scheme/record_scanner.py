@@ -27,7 +27,8 @@ Speed comes from never parsing an ordinary record field by field in Python:
   those among quote-free lines (a quoted field every few dozen lines, as most files have)
   one regex match each inside the same step, the lines around them measured as above; where a
   quote comes every other line (notes a spreadsheet quoted), 64 records, quoted or not, are
-  matched by one regex (`_dense_records`);
+  matched by one regex that takes the bytes between two quotes or line breaks in one step
+  and leaves counting the cells to a count of the batch's delimiters (`_dense_records`);
 - only a record near a bound, at the end of the buffer or at the end of the file is looked at
   on its own in Python.
 
@@ -93,6 +94,9 @@ _QUOTED_BATCH_RECORDS: Final = 64
 # A step holding a quote for at least every this many lines (a quoted field every other line)
 # is taken in batches (`_dense_records`).
 _DENSE_QUOTES_LINES: Final = 2
+# Batches with too many delimiters to match without counting cells after which a file's batches
+# are matched cell by cell only.
+_WIDE_BATCHES_TRIED: Final = 4
 
 _UTF8_BOM: Final = b"\xef\xbb\xbf"
 _UTF8_CONTINUATION: Final = bytes(range(0x80, 0xC0))  # not the first byte of a character
@@ -160,6 +164,7 @@ class _Patterns:
     record_count: re.Pattern[bytes]
     quoted_full_batch: re.Pattern[bytes]  # exactly _QUOTED_BATCH_RECORDS records
     dense_batch: re.Pattern[bytes]  # the same without the look-ahead for blank runs
+    dense_loose_batch: re.Pattern[bytes]  # the same records without counting their cells
     quoted_batch: tuple[re.Pattern[bytes], ...]  # index n: 1 to 2**n records
 
 
@@ -188,6 +193,19 @@ def _patterns(delimiter: str, blank_run_bytes: int) -> _Patterns:
     long_run = blank_byte + rb"{" + str(blank_run_bytes).encode() + rb"}|" + blank_byte + rb"*+\Z"
     any_record = fields + rb"(?:\r\n?|\n)"
     record = rb"(?!" + long_run + rb")" + any_record
+    # The same records in steps that cost the regex engine less: the bytes up to the next `"`
+    # or line break taken at once, delimiters included, instead of field by field. A `"` where
+    # a field starts (after a delimiter or a line break, or at the start of the buffer, which is
+    # a record's) opens a quoted field; any other `"` is an ordinary character, as in the csv
+    # module. Cells are not counted: `_dense_records` counts the delimiters of a batch instead.
+    ordinary = rb'[^"\r\n]*+'
+    not_field_start = rb"[^" + d + rb"\r\n]"  # a byte after which no field starts
+    quoted_field = rb"(?<!" + not_field_start + rb')"[^"]*+(?:""[^"]*+)*+"'
+    other_quote = rb"(?<=" + not_field_start + rb')"'
+    loose_record = (
+        ordinary + rb"(?:(?:" + quoted_field + rb"|" + other_quote + rb")" + ordinary + rb")*+"
+        rb"(?:\r\n?|\n)"
+    )
     return _Patterns(
         delimiter=delimiter.encode("ascii")[0],
         # Blank lines, each with its line breaks (an empty line is all line break).
@@ -205,6 +223,9 @@ def _patterns(delimiter: str, blank_run_bytes: int) -> _Patterns:
         record_count=re.compile(any_record + rb"()"),
         dense_batch=re.compile(
             rb"(?:" + any_record + rb"){" + str(_QUOTED_BATCH_RECORDS).encode() + rb"}+"
+        ),
+        dense_loose_batch=re.compile(
+            rb"(?:" + loose_record + rb"){" + str(_QUOTED_BATCH_RECORDS).encode() + rb"}+"
         ),
         quoted_full_batch=re.compile(
             rb"(?:" + record + rb"){" + str(_QUOTED_BATCH_RECORDS).encode() + rb"}+"
@@ -298,6 +319,8 @@ class _Scanner:
         # step it last gave up on, so no byte is matched in vain more than once.
         self._quotes_retry = 0
         self._dense_retry = 0  # the same for `_dense_records`
+        # Batches of `_dense_records` with too many delimiters to leave their cells uncounted.
+        self._wide_batches = 0
         self.blank_skipped = 0
         # The chunk being planned: its closed segments, the open one, its size so far.
         self.chunks: list[ChunkPlan] = []
@@ -567,13 +590,25 @@ class _Scanner:
         buffer, start = self._buffer, self._pos
         stop = self._safe_end(min(limit, start + self._chunk_room_bytes(), start + MAX_FIELD_CHARS))
         batches = (self._chunk_rows - self._chunk_records) // _QUOTED_BATCH_RECORDS
-        match_batch = self._patterns.dense_batch.match
+        patterns = self._patterns
         end, records = start, 0
         for _ in range(batches):
-            match = match_batch(buffer, end, stop)
-            if match is None:
+            if self._wide_batches < _WIDE_BATCHES_TRIED:
+                batch_end = _match_end(patterns.dense_loose_batch, buffer, end, stop)
+                # A batch of fewer delimiters than a record may have holds no record past the
+                # bound; another is matched again cell by cell. In a file where that keeps
+                # happening (a wide one), only cell by cell: trying both costs more.
+                if (
+                    batch_end > end
+                    and buffer.count(patterns.delimiter, end, batch_end) >= MAX_RECORD_CELLS
+                ):
+                    self._wide_batches += 1
+                    batch_end = _match_end(patterns.dense_batch, buffer, end, stop)
+            else:
+                batch_end = _match_end(patterns.dense_batch, buffer, end, stop)
+            if batch_end == end:
                 break
-            end = match.end()
+            end = batch_end
             records += _QUOTED_BATCH_RECORDS
         if end == start or (
             self._long_blank_run(_line_separator(buffer, start, end), start, end, limit) < end

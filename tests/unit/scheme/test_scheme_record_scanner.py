@@ -901,3 +901,41 @@ def test_a_file_quoting_every_other_line_is_planned_in_batches() -> None:
     assert result == expected
     assert [chunk.records for chunk in result.chunks] == [20_000, 10_000]
     assert 0 < calls < 30_000 // 64  # batches of records, not one step each
+
+
+def _dense_file(middle: str, rows: int = 400) -> bytes:
+    """A file quoting a field every other line, with `middle` as the record in its middle."""
+    lines = [f'r{i},"x, ""y""",c\r\n' if i % 2 else f"r{i},b,c\r\n" for i in range(rows)]
+    lines[rows // 2] = middle
+    return ("h\r\n" + "".join(lines)).encode()
+
+
+def test_a_record_of_too_many_cells_among_dense_quotes_is_file_01() -> None:
+    data = _dense_file(",".join("x" * 1001) + "\r\n")
+    message = error_of(scan(data, ",")).message
+    assert "row 202 " in message
+    assert "1,000 cells" in message
+
+
+def test_a_file_wider_than_a_batch_allows_is_planned_as_record_by_record() -> None:
+    """Batches of 600-cell records hold more delimiters than one record may have: their cells
+    are counted record by record (`_dense_records`), and the plan does not change."""
+    wide = ",".join("c" * 600)
+    rows = [f'{wide},"x, ""y""\r\nz"\r\n' if i % 2 else f"{wide}\r\n" for i in range(300)]
+    data = ("h\r\n" + "".join(rows)).encode()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        expected = _plan_record_by_record(monkeypatch, data, ",", {})
+    result = scan(data, ",")
+    assert result == expected
+    assert result.error is None
+    assert result.records == 300
+    _agrees_with_the_csv_module(data.decode(), Encoding.UTF_8, ",", _DEFAULT_OPTIONS)
+
+
+_DEFAULT_OPTIONS = {
+    "block_bytes": 1 << 20,
+    "chunk_bytes": 1 << 22,
+    "chunk_rows": 20_000,
+    "blank_run_bytes": 4096,
+    "chunk_segments": 256,
+}
