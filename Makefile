@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STACK := deploy/local/stack.sh
 CLUSTER := deploy/cluster/cluster.sh
 
-.PHONY: run test test-tier2 up down infra status venv lint typecheck bench clean \
+.PHONY: run test test-tier2 up down infra status venv lint typecheck bench soak clean \
 	cluster cluster-failover cluster-rebuild-standby cluster-test
 
 PYTHON311 := $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
@@ -22,7 +22,7 @@ venv: $(VENV)/.installed
 
 # The local stack and the tests run in local mode: the development password and tokens are
 # accepted only there (deploy/local/env.sh sets it too for the stack's own scripts).
-run test test-tier2 up infra bench: export DEPLOYMENT_MODE ?= local
+run test test-tier2 up infra bench soak: export DEPLOYMENT_MODE ?= local
 
 ## set-up if needed, the whole stack, then a demo upload end to end
 # The demo holds claims for a short amendment window instead of two days.
@@ -99,6 +99,14 @@ bench: venv
 	@deploy/local/seaweedfs.sh build
 	@$(STACK) infra
 	@$(PY) bench/bench_scale.py
+
+## an hour (DURATION=1h, or 30m, 600...) of steady load with withdrawals and purges; judges
+## whether memory, descriptors, work tables, dead tuples or lag grow in the second half, and
+## plots each figure into docs/soak.png (bench/soak.py). Holds the machine's stack: not in CI.
+DURATION ?= 1h
+soak: venv
+	@$(STACK) infra
+	@$(PY) bench/soak.py --duration $(DURATION)
 
 clean: down
 	rm -rf .local

@@ -31,6 +31,7 @@ import io
 import itertools
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -41,7 +42,8 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -95,6 +97,22 @@ def letters(number: int) -> str:
             return text
 
 
+# As spreadsheets write them: accented names, and notes that the CSV writer must quote (a comma,
+# doubled quotes, a line break), on about half the rows.
+FORENAMES = ("Zoë", "Siân", "José", "Anaïs", "Björn", "Mary-Jane", "Seán", "Łukasz")
+SURNAMES = ("Núñez", "O'Brien", "Dvořák", "Müller", "Le Bihan", "García", "Smith", "Ørsted")
+NOTES = (
+    "PO 4471, cohort B",
+    "",
+    'Learner said "thanks" at the end',
+    "",
+    "Resit booked\nfor the practical",
+    "",
+    "Paid by card",
+    "",
+)
+
+
 @dataclass
 class File:
     path: Path
@@ -138,8 +156,8 @@ def write_file(
                 Column.PROVIDER_REFERENCE: f"{path.stem}-{row_number}",
                 Column.COURSE_CODE: courses[index % len(courses)],
                 Column.ACHIEVEMENT_DATE: (today - timedelta(days=1 + index % 8)).isoformat(),
-                Column.LEARNER_FORENAME: f"Learner {letters(index)}",
-                Column.LEARNER_SURNAME: f"Testperson {letters(index // 7)}",
+                Column.LEARNER_FORENAME: f"{FORENAMES[index % len(FORENAMES)]} {letters(index)}",
+                Column.LEARNER_SURNAME: SURNAMES[index % len(SURNAMES)] + letters(index // 7),
                 Column.DATE_OF_BIRTH: date(
                     1970 + index % 30, 1 + index % 12, 1 + index % 28
                 ).isoformat(),
@@ -147,7 +165,7 @@ def write_file(
                 Column.NI_NUMBER: "",
                 Column.CITB_INDIVIDUAL_ID: "",
                 Column.EMPLOYER_LEVY_NUMBER: levy,
-                Column.NOTES: "",
+                Column.NOTES: NOTES[index % len(NOTES)],
             }
             writer.writerow([record[column] for column in Column])
             if index % 5_000 == 0:
@@ -174,10 +192,10 @@ class Services:
     env: dict[str, str]
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def start(self, name: str, module: str, **extra: str) -> None:
+    def start(self, name: str, module: str, *args: str, **extra: str) -> None:
         with (self.scratch / f"{name}.log").open("ab") as log:
             self.processes[name] = subprocess.Popen(
-                [sys.executable, "-m", module],
+                [sys.executable, "-m", module, *args],
                 cwd=REPO_ROOT,
                 env={**self.env, **extra},
                 stdout=log,
@@ -230,19 +248,25 @@ async def probe(
     stop: asyncio.Event,
     figures: Probe,
 ) -> None:
-    """One request at a time, alternating /healthz and an upload's status."""
-    turn = itertools.cycle(keys_and_ids)
+    """One request at a time, alternating /healthz and an upload's status, as the portal reads
+    them: the uploads in turn, `keys_and_ids` growing while uploads are sent."""
+    turn = 0
     async with aiohttp.ClientSession() as session:
         while not stop.is_set():
-            api_key, upload_id = next(turn)
-            for url, headers, into in (
-                (f"{gateway_url}/healthz", {}, figures.healthz_ms),
-                (
-                    f"{gateway_url}/v1/uploads/{upload_id}",
-                    {"Authorization": f"Bearer {api_key}"},
-                    figures.upload_ms,
-                ),
-            ):
+            targets: list[tuple[str, dict[str, str], list[float]]] = [
+                (f"{gateway_url}/healthz", {}, figures.healthz_ms)
+            ]
+            if keys_and_ids:
+                api_key, upload_id = keys_and_ids[turn % len(keys_and_ids)]
+                turn += 1
+                targets.append(
+                    (
+                        f"{gateway_url}/v1/uploads/{upload_id}",
+                        {"Authorization": f"Bearer {api_key}"},
+                        figures.upload_ms,
+                    )
+                )
+            for url, headers, into in targets:
                 started = time.perf_counter()
                 try:
                     async with session.get(url, headers=headers) as response:
@@ -255,7 +279,7 @@ async def probe(
             await asyncio.sleep(interval_s)
 
 
-def percentiles(values: list[float]) -> dict[str, float]:
+def percentiles(values: list[float], target_ms: float = TARGET_MS) -> dict[str, float]:
     if len(values) < 2:
         return {"n": len(values)}
     cuts = statistics.quantiles(values, n=100, method="inclusive")
@@ -265,43 +289,142 @@ def percentiles(values: list[float]) -> dict[str, float]:
         "p95_ms": round(cuts[94], 1),
         "p99_ms": round(cuts[98], 1),
         "max_ms": round(max(values), 1),
-        "over_100ms": sum(1 for v in values if v > TARGET_MS),
+        f"over_{target_ms:g}ms": sum(1 for v in values if v > target_ms),
     }
 
 
-# --- The run -------------------------------------------------------------------------------------
+# --- The stack under load --------------------------------------------------------------------
+
+
+@dataclass
+class LoadStack:
+    """The services of one run, as processes on the local stack's PostgreSQL and Kafka, with a
+    database, a topic prefix and a storage folder of their own, all removed afterwards."""
+
+    scratch: Path
+    pipeline_dsn: str
+    standin_dsn: str
+    kafka: KafkaSettings
+    gateway_url: str
+    standin_url: str
+    keys: list[Any]
+    services: Services
+
+    @classmethod
+    @asynccontextmanager
+    async def started(
+        cls,
+        atos: int,
+        *,
+        window_s: float,
+        validators: int = 2,
+        keep_logs: bool = False,
+        extra_env: dict[str, str] | None = None,
+    ) -> AsyncIterator[LoadStack]:
+        run_id = uuid.uuid4().hex[:8]
+        scratch = Path(tempfile.mkdtemp(prefix=f"bench-load-{run_id}-"))
+        pipeline_db, standin_db = f"bench_load_{run_id}", f"bench_load_standin_{run_id}"
+        kafka = KafkaSettings(topic_prefix=f"bench-load-{run_id}.")
+        topics = Topics(kafka.topic_prefix)
+        services = Services(scratch, {})
+        try:
+            for name in (pipeline_db, standin_db):
+                await admin(f"CREATE DATABASE {name}")
+            await migrate_dsn(database_url(pipeline_db))
+            await migrate_dsn(database_url(standin_db), "services.grant_standin.migrations")
+            connection = await asyncpg.connect(database_url(pipeline_db))
+            try:
+                await load_into_database(connection)
+                keys = [
+                    await create_ato(connection, f"Load ATO {n}", "valid_rows") for n in range(atos)
+                ]
+            finally:
+                await connection.close()
+            await ensure_topics(kafka, topics)
+            gateway_port, standin_port = free_port(), free_port()
+            services.env = {
+                **os.environ,
+                "DEPLOYMENT_MODE": "local",
+                "DATABASE_URL": database_url(pipeline_db),
+                "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+                "KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
+                "STORAGE_ROOT": str(scratch / "storage"),
+                "GATEWAY_PORT": str(gateway_port),
+                "GRANT_STANDIN_PORT": str(standin_port),
+                "GRANT_STANDIN_DATABASE_URL": database_url(standin_db),
+                "GRANT_STANDIN_TOKEN": TOKEN,
+                "GRANT_STANDIN_ADMIN_TOKEN": ADMIN_TOKEN,
+                "GRANT_BRIDGE_TOKEN": TOKEN,
+                "GRANT_BRIDGE_GRANT_API_URL": f"http://127.0.0.1:{standin_port}",
+                "GRANT_BRIDGE_AMENDMENT_WINDOW_S": str(window_s),
+                "LOG_LEVEL": "INFO",
+                **(extra_env or {}),
+            }
+            services.start("grant-standin", "services.grant_standin")
+            services.start("gateway", "services.upload_gateway")
+            for n in range(1, validators + 1):
+                services.start(
+                    f"validator-{n}", "services.validator", VALIDATOR_WORKER_NAME=f"validator-{n}"
+                )
+            services.start("bridge", "services.grant_bridge")
+            await wait_for_port(standin_port)
+            await wait_for_port(gateway_port)
+            yield cls(
+                scratch,
+                database_url(pipeline_db),
+                database_url(standin_db),
+                kafka,
+                f"http://127.0.0.1:{gateway_port}",
+                f"http://127.0.0.1:{standin_port}",
+                keys,
+                services,
+            )
+        finally:
+            services.stop()
+            for name in (pipeline_db, standin_db):
+                await admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            admin_client = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+            await admin_client.start()
+            try:
+                await admin_client.delete_topics(topics.all())
+            finally:
+                await admin_client.close()
+            if keep_logs:
+                print(f"logs kept in {scratch}")
+            else:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+
+async def send_upload(
+    session: aiohttp.ClientSession, gateway_url: str, api_key: str, path: Path
+) -> str:
+    with path.open("rb") as body:
+        async with session.post(
+            f"{gateway_url}/v1/uploads",
+            data=body,
+            params={"file_name": path.name, "terms_accepted": "true"},
+            headers={"Authorization": f"Bearer {api_key}", "Content-Type": "text/csv"},
+        ) as response:
+            answer = await response.json()
+            if response.status != 202:
+                raise RuntimeError(f"upload refused: {response.status} {answer}")
+            return str(answer["upload_id"])
+
+
+# --- The run: one file per ATO at once ----------------------------------------------------------
 
 
 async def run(args: argparse.Namespace) -> int:
-    run_id = uuid.uuid4().hex[:8]
-    scratch = Path(tempfile.mkdtemp(prefix=f"bench-load-{run_id}-"))
-    pipeline_db, standin_db = f"bench_load_{run_id}", f"bench_load_standin_{run_id}"
-    kafka = KafkaSettings(topic_prefix=f"bench-load-{run_id}.")
-    topics = Topics(kafka.topic_prefix)
-    services: Services | None = None
-    try:
-        for name in (pipeline_db, standin_db):
-            await admin(f"CREATE DATABASE {name}")
-        await migrate_dsn(database_url(pipeline_db))
-        await migrate_dsn(database_url(standin_db), "services.grant_standin.migrations")
-        connection = await asyncpg.connect(database_url(pipeline_db))
-        try:
-            await load_into_database(connection)
-            keys = [
-                await create_ato(connection, f"Load ATO {n}", "valid_rows")
-                for n in range(args.atos)
-            ]
-        finally:
-            await connection.close()
-        await ensure_topics(kafka, topics)
-
+    async with LoadStack.started(
+        args.atos, window_s=args.window_s, keep_logs=args.keep_logs
+    ) as stack:
         learners = ulns()
         files = []
         for n in range(args.atos):
             rows = max(10, int(SIZES[n % len(SIZES)] * args.scale))
             files.append(
                 write_file(
-                    scratch / f"ato-{n:02d}.csv",
+                    stack.scratch / f"ato-{n:02d}.csv",
                     rows,
                     learners,
                     invalid_every=50 if n % 3 == 2 else None,
@@ -313,64 +436,21 @@ async def run(args: argparse.Namespace) -> int:
             f"{len(files)} files, {sum(f.rows for f in files)} rows,"
             f" {sum(len(f.eligible_rows) for f in files)} eligible achievements"
         )
-
-        gateway_port, standin_port = free_port(), free_port()
-        env = {
-            **os.environ,
-            "DEPLOYMENT_MODE": "local",
-            "DATABASE_URL": database_url(pipeline_db),
-            "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "KAFKA_TOPIC_PREFIX": kafka.topic_prefix,
-            "STORAGE_ROOT": str(scratch / "storage"),
-            "GATEWAY_PORT": str(gateway_port),
-            # 20 ATOs, one upload each: the per-ATO limit is not what is measured here.
-            "GRANT_STANDIN_PORT": str(standin_port),
-            "GRANT_STANDIN_DATABASE_URL": database_url(standin_db),
-            "GRANT_STANDIN_TOKEN": TOKEN,
-            "GRANT_STANDIN_ADMIN_TOKEN": ADMIN_TOKEN,
-            "GRANT_BRIDGE_TOKEN": TOKEN,
-            "GRANT_BRIDGE_GRANT_API_URL": f"http://127.0.0.1:{standin_port}",
-            "GRANT_BRIDGE_AMENDMENT_WINDOW_S": str(args.window_s),
-            "LOG_LEVEL": "INFO",
-        }
-        services = Services(scratch, env)
-        services.start("grant-standin", "services.grant_standin")
-        services.start("gateway", "services.upload_gateway")
-        services.start("validator-1", "services.validator", VALIDATOR_WORKER_NAME="validator-1")
-        services.start("validator-2", "services.validator", VALIDATOR_WORKER_NAME="validator-2")
-        services.start("bridge", "services.grant_bridge")
-        await wait_for_port(standin_port)
-        await wait_for_port(gateway_port)
-        gateway_url = f"http://127.0.0.1:{gateway_port}"
-
+        keys = stack.keys
         started = time.monotonic()
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
-
-            async def send(key: Any, generated: File) -> str:
-                with generated.path.open("rb") as body:
-                    async with session.post(
-                        f"{gateway_url}/v1/uploads",
-                        data=body,
-                        params={"file_name": generated.path.name, "terms_accepted": "true"},
-                        headers={
-                            "Authorization": f"Bearer {key.api_key}",
-                            "Content-Type": "text/csv",
-                        },
-                    ) as response:
-                        answer = await response.json()
-                        if response.status != 202:
-                            raise RuntimeError(f"upload refused: {response.status} {answer}")
-                        return str(answer["upload_id"])
-
             upload_ids = await asyncio.gather(
-                *(send(key, generated) for key, generated in zip(keys, files, strict=True))
+                *(
+                    send_upload(session, stack.gateway_url, key.api_key, generated.path)
+                    for key, generated in zip(keys, files, strict=True)
+                )
             )
             uploaded_s = time.monotonic() - started
             figures = Probe()
             stop = asyncio.Event()
             prober = asyncio.create_task(
                 probe(
-                    gateway_url,
+                    stack.gateway_url,
                     [(k.api_key, u) for k, u in zip(keys, upload_ids, strict=True)],
                     args.probe_interval_s,
                     stop,
@@ -378,26 +458,23 @@ async def run(args: argparse.Namespace) -> int:
                 )
             )
             try:
-                statuses = await wait_final(session, gateway_url, keys, upload_ids, services)
+                statuses = await wait_final(
+                    session, stack.gateway_url, keys, upload_ids, stack.services
+                )
                 validated_s = time.monotonic() - started
                 eligible = sum(
                     len(f.eligible_rows)
                     for f, u in zip(files, upload_ids, strict=True)
                     if statuses[u] in FINAL
                 )
-                await wait_claims(database_url(pipeline_db), eligible, services)
+                await wait_claims(stack.pipeline_dsn, eligible, stack.services)
                 settled_s = time.monotonic() - started
             finally:
                 stop.set()
                 await prober
 
             problems = await check(
-                session,
-                database_url(pipeline_db),
-                standin_port,
-                files,
-                upload_ids,
-                expected,
+                session, stack.pipeline_dsn, stack.standin_url, files, upload_ids, expected
             )
 
         report = {
@@ -414,21 +491,152 @@ async def run(args: argparse.Namespace) -> int:
         }
         print(json.dumps(report, indent=2))
         return 1 if problems or figures.errors else 0
-    finally:
-        if services is not None:
-            services.stop()
-        for name in (pipeline_db, standin_db):
-            await admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin_client = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
-        await admin_client.start()
-        try:
-            await admin_client.delete_topics(topics.all())
-        finally:
-            await admin_client.close()
-        if args.keep_logs:
-            print(f"logs kept in {scratch}")
-        else:
-            shutil.rmtree(scratch, ignore_errors=True)
+
+
+# --- The run: many ATOs, several files each, spread over minutes ------------------------------
+
+
+@dataclass
+class ProbeUploads:
+    """The probe ATO's small uploads: from the POST to the first status read that shows the
+    outcome, the client polling every 10 ms."""
+
+    seconds: list[float] = field(default_factory=list)
+    wrong: list[str] = field(default_factory=list)
+
+
+async def probe_uploads(
+    session: aiohttp.ClientSession,
+    stack: LoadStack,
+    api_key: str,
+    files: list[File],
+    expected: list[Any],
+    every_s: float,
+    figures: ProbeUploads,
+) -> None:
+    started = time.monotonic()
+    for n, (generated, report) in enumerate(zip(files, expected, strict=True)):
+        await asyncio.sleep(max(0.0, started + n * every_s - time.monotonic()))
+        sent = time.perf_counter()
+        upload_id = await send_upload(session, stack.gateway_url, api_key, generated.path)
+        while True:
+            async with session.get(
+                f"{stack.gateway_url}/v1/uploads/{upload_id}",
+                headers={"Authorization": f"Bearer {api_key}"},
+            ) as response:
+                upload = await response.json()
+            if upload.get("status") in FINAL:
+                break
+            await asyncio.sleep(0.01)
+        figures.seconds.append(time.perf_counter() - sent)
+        if (upload["status"], upload["rows_valid"]) != (report.status, report.rows_valid):
+            figures.wrong.append(f"{generated.path.name}: {upload['status']} != offline")
+
+
+async def run_spread(args: argparse.Namespace) -> int:
+    """Issue part 5: `--atos` ATOs each send `--files-per-ato` files of 1,000 to 20,000 rows
+    (times `--scale`) at random moments over `--over-s`, while claims flow and the portal reads
+    statuses; a probe ATO sends a 20-row file every `--probe-every-s` throughout."""
+    chance = random.Random(20261207)  # a schedule that repeats from run to run
+    async with LoadStack.started(
+        args.atos + 1, window_s=args.window_s, keep_logs=args.keep_logs
+    ) as stack:
+        keys, probe_key = stack.keys[:-1], stack.keys[-1]
+        learners = ulns()
+        plan: list[tuple[float, Any, File]] = []
+        for n, key in enumerate(keys):
+            for k in range(args.files_per_ato):
+                rows = max(10, int(chance.randint(1_000, 20_000) * args.scale))
+                generated = write_file(
+                    stack.scratch / f"ato-{n:03d}-{k}.csv",
+                    rows,
+                    learners,
+                    invalid_every=50 if (n + k) % 3 == 2 else None,
+                )
+                plan.append((chance.uniform(0, args.over_s), key, generated))
+        plan.sort(key=lambda planned: planned[0])
+        probes = [
+            write_file(stack.scratch / f"probe-{n:03d}.csv", 20, learners, invalid_every=None)
+            for n in range(int(args.over_s // args.probe_every_s) + 1)
+        ]
+        today = datetime.now(UK).date()
+        files = [generated for _, _, generated in plan]
+        expected = [check_file(f.path, today=today, policy=Policy.VALID_ROWS) for f in files]
+        probe_expected = [check_file(f.path, today=today, policy=Policy.VALID_ROWS) for f in probes]
+        print(
+            f"{len(files)} files over {args.over_s:g} s, {sum(f.rows for f in files)} rows,"
+            f" {sum(len(f.eligible_rows) for f in files)} eligible achievements;"
+            f" {len(probes)} probe uploads"
+        )
+        sent: list[tuple[str, str]] = []
+        figures, probed = Probe(), ProbeUploads()
+        stop = asyncio.Event()
+        started = time.monotonic()
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+
+            async def send_at(at_s: float, key: Any, generated: File) -> str:
+                await asyncio.sleep(max(0.0, started + at_s - time.monotonic()))
+                upload_id = await send_upload(
+                    session, stack.gateway_url, key.api_key, generated.path
+                )
+                sent.append((key.api_key, upload_id))
+                return upload_id
+
+            prober = asyncio.create_task(
+                probe(stack.gateway_url, sent, args.probe_interval_s, stop, figures)
+            )
+            try:
+                upload_ids, _ = await asyncio.gather(
+                    asyncio.gather(*(send_at(at, key, f) for at, key, f in plan)),
+                    probe_uploads(
+                        session,
+                        stack,
+                        probe_key.api_key,
+                        probes,
+                        probe_expected,
+                        args.probe_every_s,
+                        probed,
+                    ),
+                )
+                statuses = await wait_final(
+                    session,
+                    stack.gateway_url,
+                    [key for _, key, _ in plan],
+                    list(upload_ids),
+                    stack.services,
+                )
+                validated_s = time.monotonic() - started
+                eligible = sum(
+                    len(f.eligible_rows)
+                    for f, u in zip(files, upload_ids, strict=True)
+                    if statuses[u] in FINAL
+                ) + sum(len(f.eligible_rows) for f in probes)
+                await wait_claims(stack.pipeline_dsn, eligible, stack.services)
+                settled_s = time.monotonic() - started
+            finally:
+                stop.set()
+                await prober
+            problems = await check(
+                session, stack.pipeline_dsn, stack.standin_url, files, list(upload_ids), expected
+            )
+        problems += probed.wrong
+        probe_ms = [seconds * 1000 for seconds in probed.seconds]
+        report = {
+            "atos": args.atos,
+            "files": len(files),
+            "rows": sum(f.rows for f in files),
+            "claims": eligible,
+            "validated_s": round(validated_s, 1),
+            "claims_settled_s": round(settled_s, 1),
+            "claims_drained_after_last_outcome_s": round(settled_s - validated_s, 1),
+            "healthz (target p99 < 50 ms)": percentiles(figures.healthz_ms, 50.0),
+            "get_upload (target p99 < 100 ms)": percentiles(figures.upload_ms, 100.0),
+            "probe_upload (target max <= 2 s)": percentiles(probe_ms, 2000.0),
+            "probe_errors": dict(figures.errors),
+            "problems": problems,
+        }
+        print(json.dumps(report, indent=2))
+        return 1 if problems or figures.errors else 0
 
 
 async def wait_final(
@@ -474,7 +682,7 @@ async def wait_claims(dsn: str, eligible: int, services: Services) -> None:
 async def check(
     session: aiohttp.ClientSession,
     dsn: str,
-    standin_port: int,
+    standin: str,
     files: list[File],
     upload_ids: list[str],
     expected: list[Any],
@@ -493,7 +701,6 @@ async def check(
                     problems.append(f"{generated.path.name}: {name} {upload[name]} != offline")
     finally:
         await connection.close()
-    standin = f"http://127.0.0.1:{standin_port}"
     for generated, upload_id in zip(files, upload_ids, strict=True):
         async with session.get(
             f"{standin}/v1/claims",
@@ -527,11 +734,19 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--window-s", type=float, default=5.0, help="the amendment window")
     parser.add_argument("--probe-interval-s", type=float, default=0.05)
     parser.add_argument("--keep-logs", action="store_true")
+    parser.add_argument(
+        "--files-per-ato",
+        type=int,
+        default=1,
+        help="above 1: each ATO sends this many files of 1,000-20,000 rows over --over-s",
+    )
+    parser.add_argument("--over-s", type=float, default=300.0)
+    parser.add_argument("--probe-every-s", type=float, default=5.0)
     args = parser.parse_args(argv)
     # SIGTERM (a `timeout`) ends the run like Ctrl-C: the services, databases and topics
     # are still removed.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    return asyncio.run(run(args))
+    return asyncio.run(run_spread(args) if args.files_per_ato > 1 else run(args))
 
 
 if __name__ == "__main__":
