@@ -67,6 +67,9 @@ def plan_file(storage: Storage, storage_key: str, settings: ValidatorSettings) -
             encoding=encoding,
             chunk_bytes=settings.chunk_bytes,
             chunk_rows=settings.chunk_rows,
+            # Section 9: the guidance and blank records before the header are in no chunk, and
+            # the first data record's number counts them.
+            header_row=layout.header_row,
         )
     # Section 8: an unparseable file (FILE_01) outranks a header problem (FILE_04).
     error = scan.error or (layout.header if isinstance(layout.header, FileError) else None)

@@ -171,7 +171,9 @@ def _check_csv(open_binary: Opener, file_name: str, checks: _Checks) -> CheckRep
     # unparseable file (FILE_01, which outranks the header's FILE_04) is known before any row
     # is validated, and no record larger than the bounds is ever parsed.
     with open_binary() as stream:
-        scan = scan_records(stream, layout.delimiter, encoding=encoding)
+        scan = scan_records(
+            stream, layout.delimiter, encoding=encoding, header_row=layout.header_row
+        )
     if scan.error is not None:
         return _rejected(file_name, encoding, scan.error)
     if isinstance(layout.header, FileError):

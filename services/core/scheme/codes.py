@@ -6,7 +6,7 @@ message goes to logs, events and error reports, where personal data must not app
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType
@@ -211,6 +211,51 @@ def field_too_long_message(row: int, limit_chars: int) -> str:
     return (
         f"The file cannot be read as CSV: a field in row {row:,} is longer than {limit_chars:,}"
         f" characters, far longer than any valid value. {_NEVER_CLOSED}"
+    )
+
+
+# Section 9: what may stand above the header row, and the FILE_04 messages when something else
+# does. They name rows, never their content.
+MAX_RECORDS_BEFORE_HEADER: Final = 10
+GUIDANCE_MARK: Final = "#"
+
+
+def row_ranges(rows: Sequence[int]) -> str:
+    """`[1, 2, 3, 5]` as "rows 1-3 and 5", `[4]` as "row 4" (rows in ascending order)."""
+    spans: list[str] = []
+    index = 0
+    while index < len(rows):
+        end = index
+        while end + 1 < len(rows) and rows[end + 1] == rows[end] + 1:
+            end += 1
+        first, last = rows[index], rows[end]
+        spans.append(f"{first}" if first == last else f"{first}-{last}")
+        index = end + 1
+    named = spans[0] if len(spans) == 1 else ", ".join(spans[:-1]) + " and " + spans[-1]
+    return ("row " if len(rows) == 1 else "rows ") + named
+
+
+def rows_above_header_message(header_row: int, rows: Sequence[int]) -> str:
+    """FILE_04 when the header stands lower down, below `rows` that are neither guidance nor
+    blank records."""
+    named = row_ranges(rows)
+    not_guidance = "is not a guidance row" if len(rows) == 1 else "are not guidance rows"
+    return (
+        f"The header row does not match the template: the template's header row was found at"
+        f" row {header_row}, below {named}, which {not_guidance}. Delete {named}, then upload"
+        f" the file again. Only blank rows, or guidance rows whose first cell starts with"
+        f" {GUIDANCE_MARK}, may stand above the header row (at most {MAX_RECORDS_BEFORE_HEADER})."
+    )
+
+
+def too_many_rows_above_header_message(header_row: int) -> str:
+    """FILE_04 when the header stands lower down, below more guidance or blank records than
+    may stand above it."""
+    return (
+        f"The header row does not match the template: the template's header row was found at"
+        f" row {header_row}, below {row_ranges(range(1, header_row))}, guidance or blank rows,"
+        f" but at most {MAX_RECORDS_BEFORE_HEADER} may stand above the header row. Delete"
+        f" {header_row - 1 - MAX_RECORDS_BEFORE_HEADER} of them, then upload the file again."
     )
 
 

@@ -203,7 +203,8 @@ def _header_message(
     message = f"{MESSAGES[Code.FILE_04].rstrip('.')}: {'; '.join(problems)}."
     if len(missing) == len(COLUMNS):
         message += (
-            " No template header was found: the first row must be the header row"
+            " No template header was found: the first row, after any blank rows or guidance"
+            " rows (a first cell starting with #), must be the header row"
             f" {template_header_line()}."
         )
     return message

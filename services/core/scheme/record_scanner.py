@@ -137,7 +137,8 @@ class ChunkPlan(NamedTuple):
 class ScanResult:
     """The plan of one file, or the FILE_01 that makes it unparseable.
 
-    `header_end` is the offset just after the header record (row 1). `records` counts the
+    `header_end` is the offset just after the header record (row 1, or the row after the
+    records that section 9 lets stand before it). `records` counts the
     data records read (blank ones included); `blank_records_skipped` those of them left out of
     every segment. With an error, scanning stopped at the record named in its message and
     `chunks` is empty.
@@ -723,27 +724,43 @@ class _Scanner:
 
     # -- the whole file -----------------------------------------------------------------------
 
-    def header(self) -> tuple[int, bytes] | FileError:
-        """Reads the header record (row 1): its end offset in the file and its bytes (the
-        byte-order mark left out when the encoding drops it)."""
+    def header(self, header_row: int = HEADER_ROW) -> tuple[int, bytes] | FileError:
+        """Reads the records up to the header record (row `header_row`; the records before it,
+        guidance or blank records of section 9, are checked against the bounds and passed
+        over): the header's end offset in the file and its bytes (the byte-order mark left out
+        when the encoding drops it). Past the end of the file, the offset of the end and no
+        bytes."""
+        last: tuple[int, bytes] | FileError = (0, b"")
+        for last in self.leading_records(header_row):
+            if isinstance(last, FileError):
+                break
+        return last
+
+    def leading_records(self, count: int) -> Iterator[tuple[int, bytes] | FileError]:
+        """The first `count` records of the file, each as its end offset and its bytes (the
+        byte-order mark left out when the encoding drops it); a record past the end of the file
+        is the end's offset and no bytes. Stops after the first FILE_01."""
         while not self._eof and len(self._buffer) < max(self._block_bytes, len(_UTF8_BOM)):
             self._read_more(self._block_bytes)
         if self._encoding in (None, Encoding.UTF_8_SIG) and self._buffer.startswith(_UTF8_BOM):
             self._pos = len(_UTF8_BOM)
             self._refill()
-        start = self._pos
         self._row = HEADER_ROW
-        if start >= len(self._buffer):
+        for _ in range(count):
+            if self._pos >= len(self._buffer):
+                self._row += 1
+                yield self._base + self._pos, b""
+                continue
+            end = self.record_end()
+            if isinstance(end, FileError):
+                yield end
+                return
+            # record_end may have dropped bytes before the record, never the record itself.
+            data = self._buffer[self._pos : end]
+            self._pos = end
             self._row += 1
-            return self._base + start, b""
-        end = self.record_end()
-        if isinstance(end, FileError):
-            return end
-        # record_end may have dropped bytes before the header, never the header itself.
-        data = self._buffer[self._pos : end]
-        self._pos = end
-        self._row += 1
-        return self._base + end, data
+            yield self._base + end, data
+            self._refill()
 
     def data_records(self) -> FileError | None:
         """Plans every record after the header; returns the first FILE_01, if any."""
@@ -784,9 +801,11 @@ def scan_records(
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     blank_run_bytes: int = DEFAULT_BLANK_RUN_BYTES,
     chunk_segments: int = DEFAULT_CHUNK_SEGMENTS,
+    header_row: int = HEADER_ROW,
 ) -> ScanResult:
     """Scans a binary stream from its start (a seekable stream is rewound first) and plans its
-    data records in chunks.
+    data records in chunks: those after the header record, row `header_row` (the records
+    before it were found to be guidance or blank records, `records.detect_layout`).
 
     `encoding` is the file's encoding as `FileInspector` found it: it decides whether a
     leading byte-order mark is part of the first header cell and how characters are counted
@@ -810,12 +829,12 @@ def scan_records(
         blank_run_bytes=blank_run_bytes,
         chunk_segments=chunk_segments,
     )
-    header = scanner.header()
+    header = scanner.header(header_row)
     if isinstance(header, FileError):
         return ScanResult(0, (), 0, 0, header)
     header_end, _ = header
     error = scanner.data_records()
-    records = scanner.next_row - HEADER_ROW - 1
+    records = scanner.next_row - header_row - 1
     chunks = () if error is not None else tuple(scanner.chunks)
     return ScanResult(header_end, chunks, records, scanner.blank_skipped, error)
 
@@ -833,6 +852,29 @@ def read_header(open_binary: Opener, encoding: Encoding, delimiter: str) -> list
     # The scanner left a byte-order mark out of `data`: what is left is plain UTF-8.
     codec = Encoding.UTF_8.value if encoding is Encoding.UTF_8_SIG else encoding.value
     return next(csv.reader(io.StringIO(data.decode(codec), newline=""), DIALECTS[delimiter]), [])
+
+
+def read_leading_records(
+    open_binary: Opener, encoding: Encoding, delimiter: str, count: int
+) -> tuple[list[list[str]], FileError | None]:
+    """The cells of the file's first `count` records split by `delimiter` (fewer when the file
+    ends before), and the FILE_01 of the record that stopped the reading, if one did: section
+    9's header search. Holds at most those records, each within the bounds of one record."""
+    codec = Encoding.UTF_8.value if encoding is Encoding.UTF_8_SIG else encoding.value
+    dialect = DIALECTS[delimiter]
+    records: list[list[str]] = []
+    with open_binary() as stream:
+        scanner = _Scanner(stream, delimiter, encoding, block_bytes=64 * 1024)
+        for record in scanner.leading_records(count):
+            if isinstance(record, FileError):
+                return records, record
+            _, data = record
+            if not data:  # past the end of the file (an empty line is its line break)
+                break
+            # The scanner left a byte-order mark out of `data`: what is left is plain UTF-8.
+            text = data.decode(codec)
+            records.append(next(csv.reader(io.StringIO(text, newline=""), dialect), []))
+    return records, None
 
 
 def _codec(encoding: Encoding, *, start: int) -> str:

@@ -2,9 +2,9 @@
 
 Python's `csv` module (C, fast) does the RFC 4180 work with `strict=False`: a quoted field may
 hold delimiters, `""` and line breaks; a `"` inside an unquoted field is an ordinary character.
-The header row decides the delimiter (section 8 "Semicolons"); it is read through the record
-scanner (`record_scanner`), so no header, however hostile, is held beyond the bounds of one
-record.
+The header row decides the delimiter (section 8 "Semicolons"); up to 10 guidance or blank
+records may stand before it (section 9). They are read through the record scanner
+(`record_scanner`), so no record, however hostile, is held beyond the bounds of one record.
 
 Records are read through `record_scanner`: one scan checks the bounds of section 8 and plans
 chunks that any process can read on its own. `RecordReader` is the plain one-pass reading of
@@ -23,19 +23,29 @@ import csv
 import io
 import itertools
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Final
 
-from services.core.scheme.codes import FILE_01_OPEN_QUOTE, FILE_01_TOO_LONG, Code, FileError
+from services.core.scheme.codes import (
+    FILE_01_OPEN_QUOTE,
+    FILE_01_TOO_LONG,
+    GUIDANCE_MARK,
+    MAX_RECORDS_BEFORE_HEADER,
+    Code,
+    FileError,
+    rows_above_header_message,
+    too_many_rows_above_header_message,
+)
 from services.core.scheme.columns import HeaderMap, match_header
 from services.core.scheme.file_inspection import Encoding
 from services.core.scheme.record_scanner import DIALECTS as _DIALECTS
 from services.core.scheme.record_scanner import HEADER_ROW as HEADER_ROW
 from services.core.scheme.record_scanner import Opener as Opener
 from services.core.scheme.record_scanner import Record as Record
-from services.core.scheme.record_scanner import read_header
+from services.core.scheme.record_scanner import read_leading_records
+from services.core.scheme.text import trim
 
 # A noncharacter then a quote: as a record of its own it is exactly this one cell; swallowed by
 # an open quoted field, the quote closes that field and the record ends with _SENTINEL_CHAR.
@@ -53,7 +63,8 @@ def path_opener(path: Path | str) -> Opener:
 
 @dataclass(frozen=True, slots=True)
 class Layout:
-    """How to read the records: the delimiter, and the header map or the FILE_04 error.
+    """How to read the records: the delimiter, the header map or the FILE_04 error, and the
+    header's row number (above 1 when guidance or blank records stand before it, section 9).
 
     A FILE_04 here is provisional: an unparseable file (FILE_01) ranks above it, and that is
     only known once the records have been read to the end.
@@ -61,27 +72,90 @@ class Layout:
 
     delimiter: str
     header: HeaderMap | FileError
+    header_row: int = HEADER_ROW
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """The header record found with one delimiter: its index among the file's records (row
+    number - 1) and its cells, or the FILE_01 that stopped the reading before it."""
+
+    delimiter: str
+    index: int
+    cells: list[str] | FileError
+
+    @property
+    def header(self) -> HeaderMap | FileError:
+        return self.cells if isinstance(self.cells, FileError) else match_header(self.cells)
+
+
+def is_skipped_before_header(cells: Sequence[str]) -> bool:
+    """A guidance record (its first cell, trimmed, begins with `#`) or a blank record: what
+    may stand before the header row (section 9)."""
+    if cells and trim(cells[0]).startswith(GUIDANCE_MARK):
+        return True
+    return not any(map(trim, cells))
+
+
+def _find_header(open_binary: Opener, encoding: Encoding, delimiter: str) -> _Candidate:
+    """The first record that is neither a guidance nor a blank record, read with `delimiter`;
+    the 11th record when the first 10 all are (it stands where the header must be). At the end
+    of the file, no cells: the header is missing."""
+    records, error = read_leading_records(
+        open_binary, encoding, delimiter, MAX_RECORDS_BEFORE_HEADER + 1
+    )
+    for index, cells in enumerate(records):
+        if index == MAX_RECORDS_BEFORE_HEADER or not is_skipped_before_header(cells):
+            return _Candidate(delimiter, index, cells)
+    return _Candidate(delimiter, len(records), [] if error is None else error)
 
 
 def detect_layout(open_binary: Opener, encoding: Encoding) -> Layout | FileError:
-    """Reads the header record with `,` and with `;` and picks the delimiter.
+    """Finds the header record with `,` and with `;` and picks the delimiter (section 9: the
+    guidance and blank records before the header skipped in each reading).
 
-    Semicolons are chosen only when the `;` split matches the template and the `,` split does
-    not. Returns FILE_01 when the header record read with `,` is unparseable (past a bound of
-    section 8, or a quote open to the end of the file) and the `;` reading does not match: a
-    header record that is unparseable as read with `;` simply does not match.
+    Semicolons are chosen only when the `;` header matches the template and the `,` header
+    does not. Returns FILE_01 when the records up to the header read with `,` are unparseable
+    (past a bound of section 8, or a quote open to the end of the file) and the `;` reading does
+    not match: a record that is unparseable as read with `;` simply does not match.
     """
-    comma = read_header(open_binary, encoding, ",")
-    comma_header = comma if isinstance(comma, FileError) else match_header(comma)
+    comma = _find_header(open_binary, encoding, ",")
+    comma_header = comma.header
     if isinstance(comma_header, HeaderMap):
-        return Layout(",", comma_header)
-    semicolon = read_header(open_binary, encoding, ";")
-    semicolon_header = semicolon if isinstance(semicolon, FileError) else match_header(semicolon)
+        return Layout(",", comma_header, comma.index + 1)
+    semicolon = _find_header(open_binary, encoding, ";")
+    semicolon_header = semicolon.header
     if isinstance(semicolon_header, HeaderMap):
-        return Layout(";", semicolon_header)
-    if isinstance(comma, FileError):
-        return comma
-    return Layout(",", comma_header)
+        return Layout(";", semicolon_header, semicolon.index + 1)
+    if isinstance(comma.cells, FileError):
+        return comma.cells
+    lower = _header_further_down(open_binary, encoding, comma) or _header_further_down(
+        open_binary, encoding, semicolon
+    )
+    return Layout(",", lower or comma_header, comma.index + 1)
+
+
+def _header_further_down(
+    open_binary: Opener, encoding: Encoding, candidate: _Candidate
+) -> FileError | None:
+    """The FILE_04 saying which rows to delete, when one of the 10 records after the header
+    record that did not match is the template's header (read with the same delimiter)."""
+    if isinstance(candidate.cells, FileError):
+        return None
+    count = candidate.index + 1 + MAX_RECORDS_BEFORE_HEADER
+    records, _ = read_leading_records(open_binary, encoding, candidate.delimiter, count)
+    for index in range(candidate.index + 1, len(records)):
+        if isinstance(match_header(records[index]), HeaderMap):
+            header_row = index + 1
+            not_guidance = [
+                row
+                for row, cells in enumerate(records[:index], 1)
+                if not is_skipped_before_header(cells)
+            ]
+            if not_guidance:
+                return FileError(Code.FILE_04, rows_above_header_message(header_row, not_guidance))
+            return FileError(Code.FILE_04, too_many_rows_above_header_message(header_row))
+    return None
 
 
 def _open_text(open_binary: Opener, encoding: Encoding) -> io.TextIOWrapper:
