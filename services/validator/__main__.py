@@ -41,6 +41,7 @@ from services.core.outbox import measure_backlog, run_relay
 from services.core.reference_store import ReferenceCache
 from services.core.settings import load_settings
 from services.core.storage import start_storage
+from services.core.wakeups import CHUNKS_QUEUED, Wakeups
 from services.core.worker_http import (
     WorkerHttp,
     kafka_consumers_check,
@@ -163,11 +164,21 @@ async def main(settings: ValidatorSettings) -> None:
     log.info("validator_started", worker=settings.worker_name)
     workers = [asyncio.create_task(consumer_loop.run(consumer, stop), name="planner")]
     reference = ReferenceCache(pool)
+    # One listening connection wakes every chunk worker of the process.
+    wakeups = Wakeups(pool, CHUNKS_QUEUED)
     workers += [
         asyncio.create_task(
-            ChunkWorker(settings, pool, topics, reference).run(stop), name=f"chunk-worker-{n}"
+            ChunkWorker(settings, pool, topics, reference, wakeups=wakeups).run(stop),
+            name=f"chunk-worker-{n}",
         )
         for n in range(settings.chunk_workers)
+    ]
+    workers += [
+        asyncio.create_task(
+            ChunkWorker(settings, pool, topics, reference, wakeups=wakeups, express=True).run(stop),
+            name=f"express-chunk-worker-{n}",
+        )
+        for n in range(settings.express_workers)
     ]
     # The relay outlives the workers, so the events of their last chunks go out too.
     relay_stop = asyncio.Event()
@@ -187,6 +198,7 @@ async def main(settings: ValidatorSettings) -> None:
         start = time.monotonic()
         log.info("validator_draining", worker=settings.worker_name, drain_s=settings.drain_s)
         await _stop_tasks(workers, start + settings.drain_s * WORKERS_SHARE)
+        await _within(start + settings.drain_s * WORKERS_SHARE, wakeups.close())
         relay_stop.set()
         # `run_relay` hands its slots back (`Relay.close`) as it ends.
         await _stop_tasks(relays, start + settings.drain_s * RELAY_SHARE)

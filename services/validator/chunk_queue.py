@@ -16,6 +16,8 @@ from datetime import date
 
 import asyncpg
 
+from services.core.metrics import PIPELINE_STEP
+from services.core.wakeups import CHUNKS_QUEUED, announce
 from services.validator.chunk_validation import (
     ACHIEVEMENT_COLUMNS,
     ChunkResult,
@@ -60,13 +62,17 @@ async def record_plan(
         " ON CONFLICT (ato_id) DO NOTHING",
         ato_id,
     )
+    await announce(connection, CHUNKS_QUEUED)
 
 
+# `$2`: only chunks of uploads of at most this many bytes (the express lane), or NULL for any.
 _LEASE = """
 WITH pick AS (
     SELECT c.upload_id, c.chunk_no
     FROM validation_chunks c LEFT JOIN ato_turns t ON t.ato_id = c.ato_id
     WHERE c.state = 'pending' AND (c.lease_until IS NULL OR c.lease_until < now())
+      AND ($2::bigint IS NULL OR EXISTS (
+          SELECT 1 FROM uploads u WHERE u.upload_id = c.upload_id AND u.size_bytes <= $2))
     ORDER BY t.last_served_at NULLS FIRST, c.planned_at, c.upload_id, c.chunk_no
     LIMIT 1
     FOR UPDATE OF c SKIP LOCKED
@@ -75,16 +81,23 @@ UPDATE validation_chunks c
 SET lease_until = now() + make_interval(secs => $1), attempts = c.attempts + 1
 FROM pick
 WHERE c.upload_id = pick.upload_id AND c.chunk_no = pick.chunk_no
-RETURNING c.upload_id, c.chunk_no, c.ato_id, c.segments, c.attempts
+RETURNING c.upload_id, c.chunk_no, c.ato_id, c.segments, c.attempts,
+    extract(epoch FROM clock_timestamp() - c.planned_at)::float8 AS queued_s
 """
 
 
-async def lease_next(connection: asyncpg.Connection, lease_s: float) -> LeasedChunk | None:
-    """Takes the next chunk, round robin across ATOs; None when there is nothing to do."""
+async def lease_next(
+    connection: asyncpg.Connection, lease_s: float, max_upload_bytes: int | None = None
+) -> LeasedChunk | None:
+    """Takes the next chunk, round robin across ATOs; None when there is nothing to do.
+    `max_upload_bytes`: only a chunk of an upload of at most that size (the express lane)."""
     async with connection.transaction():
-        chunk = await connection.fetchrow(_LEASE, lease_s)
+        chunk = await connection.fetchrow(_LEASE, lease_s, max_upload_bytes)
         if chunk is None:
             return None
+        # A chunk's first lease only: one taken again has waited out a lease, not the queue.
+        if chunk["attempts"] == 1:
+            PIPELINE_STEP.labels("chunk_queue").observe(max(0.0, chunk["queued_s"]))
         await connection.execute(
             "UPDATE ato_turns SET last_served_at = clock_timestamp() WHERE ato_id = $1",
             chunk["ato_id"],
@@ -266,9 +279,11 @@ async def hand_back_uncounted(
 async def release_lease(connection: asyncpg.Connection, chunk: LeasedChunk) -> None:
     """Hands a chunk back at once (a draining worker), so another takes it without waiting
     for the lease to run out."""
-    await connection.execute(
-        "UPDATE validation_chunks SET lease_until = NULL"
-        " WHERE upload_id = $1 AND chunk_no = $2 AND state = 'pending'",
-        chunk.upload_id,
-        chunk.chunk_no,
-    )
+    async with connection.transaction():
+        await connection.execute(
+            "UPDATE validation_chunks SET lease_until = NULL"
+            " WHERE upload_id = $1 AND chunk_no = $2 AND state = 'pending'",
+            chunk.upload_id,
+            chunk.chunk_no,
+        )
+        await announce(connection, CHUNKS_QUEUED)

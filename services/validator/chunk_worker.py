@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import contextvars
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,18 +31,18 @@ import structlog
 from services.core.db import TRANSIENT_ERRORS
 from services.core.events import Topics
 from services.core.logging import get_logger
-from services.core.metrics import CHUNK_DURATION
+from services.core.metrics import CHUNK_DURATION, PIPELINE_STEP
 from services.core.reference_store import ReferenceCache
 from services.core.scheme.bulk_rules import BulkValidator
 from services.core.scheme.codes import FileError
 from services.core.scheme.columns import HeaderMap
-from services.core.scheme.file_inspection import Encoding
 from services.core.scheme.record_scanner import read_chunk_bytes
 from services.core.scheme.records import detect_layout
 from services.core.scheme.reference import InMemoryReference
 from services.core.states import UploadState
 from services.core.storage import Storage, StorageUnavailable, open_storage
-from services.validator import chunk_queue, duplicates, upload_outcome
+from services.core.wakeups import CHUNKS_QUEUED, Wakeups
+from services.validator import chunk_queue, duplicates, upload_outcome, workbook_sheet
 from services.validator.chunk_queue import LeasedChunk
 from services.validator.chunk_validation import ChunkResult, validate_chunk
 from services.validator.planner import StoredFileMissing
@@ -116,8 +117,9 @@ def validate_leased_chunk(
     are reused when they were built for the same upload and reference version. Only the
     chunk's segments are read (each a byte range that ends with a record), and the header
     when the readers are built."""
-    opener = storage.range_opener(chunk.storage_key)
-    encoding = Encoding(chunk.encoding)
+    # The guided workbook's chunks are in the CSV object written for its sheet.
+    storage_key, encoding = workbook_sheet.csv_source(chunk.storage_key, chunk.encoding)
+    opener = storage.range_opener(storage_key)
     key = (chunk.upload_id, chunk.reference_version)
     if readers is None or readers.key != key:
         layout = detect_layout(opener, encoding)
@@ -145,7 +147,13 @@ class ChunkWorker:
         pool: asyncpg.Pool,
         topics: Topics,
         reference: ReferenceCache | None = None,
+        *,
+        wakeups: Wakeups | None = None,
+        express: bool = False,
     ) -> None:
+        """`wakeups` (listening on `CHUNKS_QUEUED`) may be shared by the workers of a process;
+        each makes its own otherwise. An `express` worker takes only the chunks of uploads of
+        at most `express_max_bytes`: a small upload then never waits for a big one's chunk."""
         self.settings = settings
         self.pool = pool
         self.topics = topics
@@ -154,22 +162,32 @@ class ChunkWorker:
         self._acquire_s = settings.common.postgres.db_acquire_timeout_s
         self._stop: asyncio.Event | None = None
         self._readers: dict[tuple[uuid.UUID, int], ChunkReaders] = {}
+        self._wakeups = wakeups
+        self._max_upload_bytes = settings.express_max_bytes if express else None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Works until `stop`; sleeps `idle_poll_s` when there is nothing to do, and a little
-        longer after a failure (an outage is waited out here, never a reason to exit). Once
-        `stop` is set, the chunk in hand is finished if it is quick, else handed back."""
+        """Works until `stop`. When there is nothing to do it sleeps until chunks are queued
+        (a notification), or `idle_poll_s` at most (the safety net: a lease that ran out, a
+        worker that died before deciding); after a failure it waits `retry_delay_s` (an
+        outage is waited out here, never a reason to exit). Once `stop` is set, the chunk in
+        hand is finished if it is quick, else handed back."""
         self._stop = stop
-        while not stop.is_set():
-            try:
-                if await self.work_once():
+        wakeups = self._wakeups or Wakeups(self.pool, CHUNKS_QUEUED)
+        try:
+            while not stop.is_set():
+                mark = wakeups.mark(CHUNKS_QUEUED)
+                try:
+                    if await self.work_once():
+                        continue
+                except INFRASTRUCTURE_ERRORS as error:
+                    log.warning("chunk_work_waiting", error=type(error).__name__)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), timeout=self.settings.retry_delay_s)
                     continue
-                pause = self.settings.idle_poll_s
-            except INFRASTRUCTURE_ERRORS as error:
-                log.warning("chunk_work_waiting", error=type(error).__name__)
-                pause = self.settings.retry_delay_s
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=pause)
+                await wakeups.wait(CHUNKS_QUEUED, mark, self.settings.idle_poll_s, stop)
+        finally:
+            if self._wakeups is None:
+                await wakeups.close()
 
     async def run_until_idle(self) -> int:
         """Works until no chunk and no decision is left; returns how many steps it took."""
@@ -181,7 +199,9 @@ class ChunkWorker:
     async def work_once(self) -> bool:
         """One chunk, or one upload whose chunks are all done decided; False when idle."""
         async with self.pool.acquire(timeout=self._acquire_s) as connection:
-            chunk = await chunk_queue.lease_next(connection, self.settings.chunk_lease_s)
+            chunk = await chunk_queue.lease_next(
+                connection, self.settings.chunk_lease_s, self._max_upload_bytes
+            )
         if chunk is not None:
             await self.process(chunk)
             return True
@@ -196,6 +216,7 @@ class ChunkWorker:
             structlog.contextvars.unbind_contextvars("upload_id")
 
     async def _process(self, chunk: LeasedChunk) -> None:
+        started = time.perf_counter()
         if chunk.attempts > self.settings.chunk_max_attempts:
             async with self.pool.acquire(timeout=self._acquire_s) as connection:
                 await upload_outcome.error_out(
@@ -255,7 +276,10 @@ class ChunkWorker:
                     )
         if completed is None:
             log.info("chunk_already_done", chunk_no=chunk.chunk_no)
-        elif completed.last:
+            return
+        # Validated and written; the decision that may follow is a step of its own.
+        PIPELINE_STEP.labels("chunk").observe(time.perf_counter() - started)
+        if completed.last:
             await self.decide(chunk.upload_id)
 
     async def _validate(self, chunk: LeasedChunk) -> ChunkResult | None:
@@ -296,15 +320,16 @@ class ChunkWorker:
         structlog.contextvars.bind_contextvars(upload_id=str(upload_id))
         try:
             async with self.pool.acquire(timeout=self._acquire_s) as connection:
-                return await upload_outcome.decide(
-                    connection,
-                    self.topics,
-                    upload_id,  # type: ignore[arg-type]
-                    max_rows=self.settings.limits.max_rows,
-                    max_stored_issues=self.settings.max_stored_issues,
-                    amendment_window_s=self.settings.amendment_window_s,
-                    accepted_event_chunk=self.settings.accepted_event_chunk,
-                )
+                with PIPELINE_STEP.labels("decision").time():
+                    return await upload_outcome.decide(
+                        connection,
+                        self.topics,
+                        upload_id,  # type: ignore[arg-type]
+                        max_rows=self.settings.limits.max_rows,
+                        max_stored_issues=self.settings.max_stored_issues,
+                        amendment_window_s=self.settings.amendment_window_s,
+                        accepted_event_chunk=self.settings.accepted_event_chunk,
+                    )
         finally:
             structlog.contextvars.unbind_contextvars("upload_id")
 

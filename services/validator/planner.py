@@ -93,7 +93,9 @@ async def plan_upload(
             return
         await upload_outcome.start_validation(connection, topics, upload)
     try:
-        plan = await asyncio.to_thread(plan_file, storage, upload.storage_key, settings)
+        plan = await asyncio.to_thread(
+            plan_file, storage, upload.storage_key, settings.for_upload_of(upload.size_bytes)
+        )
     except StoredFileMissing:
         async with pool.acquire(
             timeout=settings.common.postgres.db_acquire_timeout_s

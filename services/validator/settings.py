@@ -22,6 +22,11 @@ class ValidatorSettings(BaseSettings):
     # (a lease, a transaction, three COPYs) stay a small part of its time.
     chunk_bytes: int = 4 * 1024 * 1024
     chunk_rows: int = 20_000
+    # An upload under `split_parts` chunks' worth is cut into `split_parts` chunks of at least
+    # `split_min_bytes` (about 1,000 rows), so that the workers of every process validate and
+    # write it side by side (a 10,000-row upload in two halves) instead of one doing it all.
+    split_parts: int = Field(default=2, ge=1)
+    split_min_bytes: int = Field(default=128 * 1024, ge=1)
     # A chunk leased longer than this (its worker died or stalled) is taken by another worker.
     chunk_lease_s: float = 60.0
     # A chunk that failed this often (not an outage: a bug or a poisonous record) ends its
@@ -29,7 +34,14 @@ class ValidatorSettings(BaseSettings):
     chunk_max_attempts: int = 3
     # Chunk workers per process: the work is CPU-bound, so one per core a process has.
     chunk_workers: int = 1
-    idle_poll_s: float = 0.2
+    # Express chunk workers per process, beside those: they take only the chunks of uploads
+    # of at most `express_max_bytes` (about 7,000 rows), so a small upload is validated at
+    # once even while every chunk worker is busy with a big upload's chunk (a reserved slot).
+    express_workers: int = Field(default=1, ge=0)
+    express_max_bytes: int = Field(default=1024 * 1024, ge=0)
+    # An idle chunk worker is woken when chunks are queued (PostgreSQL LISTEN/NOTIFY); it
+    # also looks every `idle_poll_s`, for leases that ran out and uploads left undecided.
+    idle_poll_s: float = Field(default=2.0, gt=0)
     # Stored issues per upload for the error report; counts per code stay exact beyond it.
     max_stored_issues: int = 10_000
     progress_interval_s: float = 1.0
@@ -61,3 +73,11 @@ class ValidatorSettings(BaseSettings):
         ge=0,
         validation_alias=AliasChoices("amendment_window_s", AMENDMENT_WINDOW_VARIABLE),
     )
+
+    def for_upload_of(self, size_bytes: int) -> ValidatorSettings:
+        """The settings to plan an upload of `size_bytes` with: a small upload's chunks are
+        cut smaller (`split_parts`, `split_min_bytes`), a big one's as configured."""
+        split = max(self.split_min_bytes, -(-size_bytes // self.split_parts))
+        if split >= self.chunk_bytes:
+            return self
+        return self.model_copy(update={"chunk_bytes": split})

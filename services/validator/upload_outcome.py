@@ -29,7 +29,7 @@ from services.core.events import (
 )
 from services.core.logging import get_logger
 from services.core.metrics import record_upload_outcome
-from services.core.outbox import enqueue
+from services.core.outbox import announce_written, enqueue
 from services.core.scheme.codes import Code, FileError, Policy, UploadStatus
 from services.core.scheme.outcome import (
     accepts_rows,
@@ -62,6 +62,7 @@ class Upload:
     upload_date: date
     status: str
     chunks_total: int | None
+    size_bytes: int = 0  # the stored file's
 
     @classmethod
     def from_row(cls, row: asyncpg.Record) -> Upload:
@@ -74,6 +75,7 @@ class Upload:
             upload_date=row["upload_date"],
             status=row["status"],
             chunks_total=row["chunks_total"],
+            size_bytes=row["size_bytes"],
         )
 
     @property
@@ -82,7 +84,7 @@ class Upload:
 
 
 _UPLOAD_COLUMNS = (
-    "upload_id, ato_id, storage_key, sha256, policy, upload_date, status, chunks_total"
+    "upload_id, ato_id, storage_key, sha256, policy, upload_date, status, chunks_total, size_bytes"
 )
 
 
@@ -452,6 +454,7 @@ async def _accept(
         release_text,
         envelope.event_type,
     )
+    await announce_written(connection)
 
 
 def _elements(release_at: str) -> str:

@@ -9,6 +9,8 @@ dead-lettered, so the partition keeps moving.
 
 from __future__ import annotations
 
+import time
+
 import asyncpg
 import structlog
 from aiokafka import ConsumerRecord
@@ -17,6 +19,7 @@ from pydantic import ValidationError
 from services.core.consumer import DONE, Handled, RetryLater, Unusable
 from services.core.events import Topics, UploadReceived, parse_event
 from services.core.logging import get_logger
+from services.core.metrics import PIPELINE_STEP
 from services.core.storage import open_storage
 from services.validator import upload_outcome
 from services.validator.chunk_worker import INFRASTRUCTURE_ERRORS
@@ -47,6 +50,11 @@ class UploadPlanner:
             return DONE  # withdrawals need nothing from the validator
         structlog.contextvars.bind_contextvars(upload_id=str(event.upload_id))
         key = str(event.upload_id)
+        # From the relay's send (the producer's timestamp) to here: the broker and the fetch.
+        PIPELINE_STEP.labels("kafka_delivery").observe(
+            max(0.0, time.time() - record.timestamp / 1000)
+        )
+        started = time.perf_counter()
         try:
             await plan_upload(self.pool, self.storage, self.settings, self.topics, event.upload_id)
         except INFRASTRUCTURE_ERRORS as error:
@@ -66,4 +74,5 @@ class UploadPlanner:
                 )
             return Unusable(type(error).__name__)
         self._failures.pop(key, None)
+        PIPELINE_STEP.labels("planning").observe(time.perf_counter() - started)
         return DONE

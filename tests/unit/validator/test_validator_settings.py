@@ -33,3 +33,17 @@ def test_a_negative_amendment_window_is_refused() -> None:
 
 def test_the_shared_settings_carry_no_bridge_setting() -> None:
     assert "amendment" not in CommonSettings.model_fields
+
+
+def test_a_small_upload_is_planned_in_halves_of_at_least_the_minimum() -> None:
+    settings = ValidatorSettings(chunk_bytes=4_000_000, split_parts=2, split_min_bytes=100_000)
+
+    assert settings.for_upload_of(1_500_000).chunk_bytes == 750_000
+    assert settings.for_upload_of(3_000).chunk_bytes == 100_000  # one chunk in any case
+
+
+def test_a_big_upload_is_planned_with_the_configured_chunks() -> None:
+    settings = ValidatorSettings(chunk_bytes=4_000_000, split_parts=2, split_min_bytes=100_000)
+
+    assert settings.for_upload_of(8_000_000) is settings
+    assert settings.for_upload_of(200_000_000) is settings
