@@ -7,6 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.core.scheme.file_inspection import DEFAULT_SIZE_LIMIT_BYTES
 from services.core.settings import CommonSettings, SchemeLimits
+from services.upload_gateway.pages_settings import PagesSupportSettings
 from services.upload_gateway.portal_settings import PortalSettings
 
 # Free space kept on the storage volume beyond one file of the largest size.
@@ -47,4 +48,6 @@ class GatewaySettings(BaseSettings):
     portal: PortalSettings = Field(default_factory=PortalSettings)
     # The file size limit (FILE_03) and row limit: `SCHEME_*` variables, shared with the validator.
     limits: SchemeLimits = Field(default_factory=SchemeLimits)
+    # The pages' help, contact and privacy links: `GATEWAY_PAGES_*` variables.
+    pages_support: PagesSupportSettings = Field(default_factory=PagesSupportSettings)
     common: CommonSettings = Field(default_factory=CommonSettings)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.upload_gateway.pages import courses, my_uploads, portal_sign_in, views
+from services.upload_gateway.pages import courses, my_uploads, portal_sign_in, support, views
 from services.upload_gateway.pages.site import (
     PAGES_CLOCK,
     PAGES_ROUTER,
@@ -60,6 +60,9 @@ def _router() -> web.UrlDispatcher:
         ),
         ("GET", "/uploads/{upload_id}/status", views.upload_status),
         ("GET", "/uploads/{upload_id}/errors.csv", views.errors_csv),
+        ("GET", "/help", support.help_page),
+        ("GET", "/cookies", support.cookies_page),
+        ("GET", "/accessibility", support.accessibility_page),
         ("GET", "/static/{name}", static),
     )
     for method, path, handler in routes:

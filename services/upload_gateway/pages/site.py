@@ -17,6 +17,7 @@ import jinja2
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from services.upload_gateway.appkeys import SETTINGS
 from services.upload_gateway.pages import texts
 
 PREFIX = "/ato"
@@ -76,7 +77,11 @@ def static_files() -> dict[str, tuple[bytes, str]]:
 
 
 def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+    """A page: its own context plus what every page's chrome reads (the path, for
+    `aria-current` in the navigation; the help, contact and privacy links, for the footer)."""
     page = request.app[PAGES_TEMPLATES].get_template(template)
+    context.setdefault("current_path", request.path)
+    context.setdefault("support", request.app[SETTINGS].pages_support)
     return web.Response(
         text=page.render(**context), status=status, content_type="text/html", charset="utf-8"
     )

@@ -24,7 +24,13 @@ TITLES: Final = {
     "achievements": "Accepted achievements",
     "error": "Something went wrong",
     "courses": "Short duration course codes",
+    "help": "Help and contact",
+    "cookies": "Cookies",
+    "accessibility": "Accessibility statement",
 }
+
+# Before the title of a page whose form has errors, so that it is the first thing heard.
+ERROR_TITLE_PREFIX: Final = "Error: "
 
 SIGN_IN: Final = {
     "intro": "Sign in with your organisation's API key. The key is checked once; this browser"
@@ -41,7 +47,7 @@ SIGN_IN: Final = {
 
 SIGN_OUT: Final = {
     "button": "Sign out",
-    "done": "You have signed out. The session has ended on the server too.",
+    "done": "You have signed out. To upload or see your uploads again, sign in again.",
     "again": "Sign in again",
 }
 
@@ -346,6 +352,96 @@ NAV: Final = {
     "label": "Main",
     "submit": "Submit Bulk Achievements",
     "my_uploads": "My uploads",
+    "courses": "Course codes",
+}
+# The navigation: (path under the pages, words, element id), in order.
+NAV_ITEMS: Final = (
+    ("/submit", NAV["submit"], "nav-submit"),
+    ("/uploads", NAV["my_uploads"], "nav-my-uploads"),
+    ("/courses", NAV["courses"], "nav-courses"),
+)
+
+FOOTER: Final = {
+    "heading": "Support links",
+    "help": "Help and contact",
+    "privacy": "Privacy",
+    "fair_processing_notice": "Fair Processing Notice",
+    "cookies": "Cookies",
+    "accessibility": "Accessibility statement",
+    "owner": "Run by CITB (Construction Industry Training Board).",
+}
+
+HELP: Final = {
+    "intro": "If something on these pages does not work as you expect, or you are not sure"
+    " what to put in your file, contact CITB support.",
+    "contact_title": "Contact CITB support",
+    "email": "Email",
+    "phone": "Telephone",
+    "hours": "Opening hours",
+    "more": "More help on CITB's website",
+    "quote_title": "What to tell us",
+    "quote": "If your question is about an upload, give its upload id: it is at the end of the"
+    " address of the upload's page (after /uploads/). Do not send us learners' details by email.",
+    "guides_title": "Guidance on these pages",
+    "fair_processing": "You can share the Fair Processing Notice with learners: it explains how"
+    " their details will be used.",
+}
+
+COOKIES: Final = {
+    "intro": "These pages put small files (cookies) on your computer only where the service"
+    " needs them to work. They are not used to track you or for advertising, and there are no"
+    " analytics cookies, so there is nothing to accept or reject.",
+    "caption": "Cookies these pages use",
+    "name": "Name",
+    "purpose": "What it is for",
+    "expires": "When it ends",
+}
+# Every cookie the pages set (site.SESSION_COOKIE and site.SIGN_IN_COOKIE; a test checks).
+COOKIE_LIST: Final = (
+    (
+        "ato_session",
+        "Keeps you signed in as you move between pages.",
+        "When you sign out, after 30 minutes without use, and at most 8 hours after you signed"
+        " in.",
+    ),
+    (
+        "ato_sign_in",
+        "Protects the sign-in form from being sent by another website.",
+        "When you sign in, or after 1 hour.",
+    ),
+)
+
+ACCESSIBILITY: Final = {
+    "intro": "This statement applies to the Submit Bulk Achievements pages. CITB wants as many"
+    " people as possible to be able to use them. You should be able to:",
+    "can": (
+        "move through every page, and send a file, using just a keyboard;",
+        "find every form field, table and error by its label, heading or caption, as a screen"
+        " reader reads them;",
+        "use the pages with JavaScript turned off: only the live progress bar needs it;",
+        "make the text larger with your browser's settings or zoom: text sizes follow them.",
+    ),
+    "status_title": "How accessible the pages are",
+    "status": "The pages aim to meet the Web Content Accessibility Guidelines (WCAG) version 2.2"
+    " at level AA. Each page is checked with the axe-core accessibility checker in a browser,"
+    " and by hand with a keyboard.",
+    "known_title": "What is not fully accessible",
+    "known": (
+        "Without JavaScript, the page of an upload that is still being checked reloads itself"
+        " every few seconds until the result shows (WCAG 2.2.1, timing adjustable). With"
+        " JavaScript on, the upload page shows the progress instead.",
+        "The guided template is an Excel workbook: how well it works with assistive"
+        " technology depends on your spreadsheet program. The blank CSV file and the list of"
+        " course codes on these pages give the same guidance.",
+    ),
+    "report_title": "Reporting problems with accessibility",
+    "report": "If you find a problem not listed here, or need information in a different"
+    " format, contact CITB support (see Help and contact).",
+    "enforcement_title": "Enforcement procedure",
+    "enforcement": "The Equality and Human Rights Commission (EHRC) is responsible for enforcing"
+    " the accessibility regulations. If you are not happy with how we respond to your"
+    " complaint, contact the Equality Advisory and Support Service (EASS).",
+    "prepared": "This statement was prepared on 7 December 2026.",
 }
 
 MY_UPLOADS: Final = {

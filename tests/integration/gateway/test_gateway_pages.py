@@ -641,3 +641,31 @@ async def test_an_upload_from_the_page_streams_past_the_apis_small_body_limit(
 
     assert response.status == 202
     assert await pool.fetchval("SELECT size_bytes FROM uploads") == len(body)
+
+
+async def test_the_chrome_names_the_organisation_marks_the_page_and_links_the_footer(
+    browser: Client, ato: NewKey
+) -> None:
+    await sign_in(browser, ato)
+
+    html = await (await browser.get("/ato/uploads")).text()
+
+    assert "Signed in for Training Co</span>" in html
+    assert ato.ato_id not in html
+    assert re.findall(r'<a href="([^"]+)"[^>]*aria-current="page"', html) == ["/ato/uploads"]
+    footer = html.split('<footer class="site-footer">', 1)[1]
+    for href in ("/ato/help", "/ato/cookies", "/ato/accessibility"):
+        assert f'href="{href}"' in footer
+    assert "Fair Processing Notice</a>" in footer
+
+
+async def test_help_cookies_and_accessibility_need_no_sign_in(browser: Client) -> None:
+    for path, heading in (
+        ("/ato/help", "Help and contact"),
+        ("/ato/cookies", "Cookies"),
+        ("/ato/accessibility", "Accessibility statement"),
+    ):
+        response = await browser.get(path, allow_redirects=False)
+        assert response.status == 200, path
+        assert f"<h1>{heading}</h1>" in await response.text()
+        assert response.headers["Content-Security-Policy"].startswith("default-src 'self'")

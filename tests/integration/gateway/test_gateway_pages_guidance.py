@@ -75,3 +75,19 @@ def test_the_blank_csv_file_with_a_row_added_under_its_notes_is_accepted(tmp_pat
 
     assert report.status is UploadStatus.PASSED, report.issues
     assert [issue.row for issue in report.issues] == []
+
+
+def test_the_workbook_filled_in_and_kept_as_a_workbook_is_accepted(tmp_path: Path) -> None:
+    catalogue = course_list(1, bundled_reference().courses())
+    workbook = openpyxl.load_workbook(io.BytesIO(build_workbook(catalogue.courses)))
+    sheet = workbook["Achievements"]
+    for position, spec in enumerate(COLUMNS, start=1):
+        sheet.cell(row=4, column=position, value=EXAMPLES[spec.column])
+    path = tmp_path / "filled.xlsx"
+    workbook.save(path)
+
+    report = check_file(path, today=EXAMPLE_DAY)
+
+    assert report.status is UploadStatus.PASSED, (report.file_errors, report.issues)
+    assert report.encoding == "xlsx"
+    assert report.rows_total == 1

@@ -25,6 +25,10 @@
     button.disabled = false;
     document.getElementById("file-field").classList.add("field-error");
     fileInput.setAttribute("aria-invalid", "true");
+    // As the server's pages do for a form with errors: the title says so first.
+    if (document.title.indexOf(data.errorPrefix) !== 0) {
+      document.title = data.errorPrefix + document.title;
+    }
     summary.focus();
   }
 
