@@ -70,10 +70,11 @@ cluster-failover:
 cluster-rebuild-standby:
 	@$(CLUSTER) rebuild-standby
 
-## the fault run against `make cluster` (started first, claims held 2 s instead of two days);
-## tests marked `cluster` in tests/cluster
+## the fault run against `make cluster` (started first, claims held 2 s instead of two days,
+## the alert rules' times scaled by 0.02); tests marked `cluster` in tests/cluster
 cluster-test: venv
-	@GRANT_BRIDGE_AMENDMENT_WINDOW_S=$${GRANT_BRIDGE_AMENDMENT_WINDOW_S:-2} $(CLUSTER) up >/dev/null
+	@GRANT_BRIDGE_AMENDMENT_WINDOW_S=$${GRANT_BRIDGE_AMENDMENT_WINDOW_S:-2} \
+		CLUSTER_ALERT_SCALE=$${CLUSTER_ALERT_SCALE:-0.02} $(CLUSTER) up >/dev/null
 	@SSL_CERT_FILE=$${LOCAL_DIR:-$(CURDIR)/.local}/cluster/ca.crt $(VENV)/bin/pytest -q -s -m cluster \
 		tests/cluster
 

@@ -347,6 +347,10 @@ up() {
     done
     start_program nginx "$NGINX_PORT" 20
     start_program prometheus "$PROMETHEUS_PORT" 30
+    # One that ran already takes in the rules written now (CLUSTER_ALERT_SCALE may differ).
+    "$VENV/bin/python" -c 'import sys, urllib.request as r
+r.urlopen(r.Request(sys.argv[1], method="POST"), timeout=30)' \
+        "http://$CLUSTER_HOST:$PROMETHEUS_PORT/-/reload"
     cluster_ctl status
     echo "the cluster runs: https://$CLUSTER_HOST:$NGINX_PORT (CA $CA_FILE); \`source $CLUSTER_DIR/env.sh\` for achievements"
 }
