@@ -669,3 +669,40 @@ async def test_help_cookies_and_accessibility_need_no_sign_in(browser: Client) -
         assert response.status == 200, path
         assert f"<h1>{heading}</h1>" in await response.text()
         assert response.headers["Content-Security-Policy"].startswith("default-src 'self'")
+
+
+async def test_a_partly_accepted_upload_counts_its_rows_and_points_to_the_rows_to_fix(
+    browser: Client, ato: NewKey, pool: asyncpg.Pool
+) -> None:
+    await sign_in(browser, ato)
+    upload_id = await insert_upload(
+        pool,
+        ato.ato_id,
+        status="partially_accepted",
+        policy="valid_rows",
+        rows_total=3,
+        rows_valid=2,
+        rows_invalid=1,
+        rows_warned=1,
+        counts_by_code={"ULN_03": 1, "LEVY_03": 1},
+    )
+    await pool.execute(
+        "INSERT INTO row_issues (upload_id, row_number, position, column_name, code, severity,"
+        " message, masked_value) VALUES ($1, 3, 6, 'ULN', 'ULN_03', 'error', $2, '******0044'),"
+        " ($1, 4, 9, 'EmployerLevyNumber', 'LEVY_03', 'warning', $3, NULL)",
+        upload_id,
+        MESSAGES[Code.ULN_03],
+        MESSAGES[Code.LEVY_03],
+    )
+
+    html = await (await browser.get(f"/ato/uploads/{upload_id}")).text()
+
+    assert "Partly accepted</strong>" in html
+    assert '<dd id="upload-rows-valid">2</dd>' in html
+    assert '<dd id="upload-rows-invalid">1</dd>' in html
+    assert '<dd id="upload-rows-warned">1</dd>' in html
+    assert '<tr class="severity-error">' in html
+    assert '<tr class="severity-warning">' in html
+    assert f'href="/ato/uploads/{upload_id}/rows-to-fix.csv"' in html
+    assert "refused as duplicates (DUP_02)" in html
+    assert "upload the whole file again" not in html
