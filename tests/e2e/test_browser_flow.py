@@ -225,7 +225,7 @@ async def test_an_ato_follows_the_guide_from_sign_in_to_the_data_is_valid(
     # Step 5: the blank CSV and the guided workbook download.
     async with page.expect_download() as blank:
         await page.get_by_role("link", name="Download blank CSV file").click()
-    assert (await blank.value).suggested_filename == "bulk-achievements-template.csv"
+    assert (await blank.value).suggested_filename == "bulk-achievements-blank-file.csv"
     async with page.expect_download() as guided:
         await page.get_by_role("link", name="Download guided template (Excel workbook)").click()
     assert (await guided.value).suggested_filename.endswith(".xlsx")
@@ -306,6 +306,17 @@ async def test_an_ato_follows_the_guide_from_sign_in_to_the_data_is_valid(
     await page.goto(f"{pipeline.gateway_url}/ato/submit")
     await page.wait_for_url("**/ato/sign-in**")
     assert ato_id not in page.url
+
+    # The footer's pages, which need no sign-in.
+    for link, step in (
+        ("Help and contact", "help"),
+        ("Cookies", "cookies"),
+        ("Accessibility statement", "accessibility"),
+    ):
+        await page.locator("footer").get_by_role("link", name=link, exact=True).click()
+        await page.wait_for_url(f"**/ato/{step}")
+        assert await page.get_by_role("heading", level=1).inner_text() == link
+        await steps.check(step)
     gateway_log = pipeline.services["gateway"].log_path.read_text(errors="replace")
     assert api_key not in gateway_log
     assert session["value"] not in gateway_log
@@ -324,6 +335,9 @@ async def test_an_ato_follows_the_guide_from_sign_in_to_the_data_is_valid(
         "problems",
         "refused",
         "signed-out",
+        "help",
+        "cookies",
+        "accessibility",
     ]
 
 
