@@ -281,7 +281,7 @@ async def test_an_ato_follows_the_guide_from_sign_in_to_the_data_is_valid(
     assert await page.locator("#upload-status").inner_text() == "Partly accepted"
     async with page.expect_download() as report:
         await page.get_by_role("link", name="Download the problems as CSV").click()
-    assert (await report.value).suggested_filename.endswith("-errors.csv")
+    assert (await report.value).suggested_filename.endswith("-problems.csv")
     await steps.check("problems")
 
     # A workbook sent instead of the CSV: refused at once, with the advice on exporting.

@@ -472,7 +472,7 @@ async def errors_csv(request: web.Request, session: Session) -> web.StreamRespon
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/csv; charset=utf-8",
-            "Content-Disposition": f'attachment; filename="upload-{found.upload_id}-errors.csv"',
+            "Content-Disposition": f'attachment; filename="upload-{found.upload_id}-problems.csv"',
             "Cache-Control": "no-store",
             "X-Content-Type-Options": "nosniff",
         }

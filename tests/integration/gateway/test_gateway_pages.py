@@ -509,6 +509,9 @@ async def test_a_failed_upload_shows_the_problems_table_and_its_csv(
     csv_link = f"/ato/uploads/{upload_id}/errors.csv"
     assert f'href="{csv_link}"' in html
     report = await browser.get(csv_link)
+    assert report.headers["Content-Disposition"] == (
+        f'attachment; filename="upload-{upload_id}-problems.csv"'
+    )
     lines = (await report.text()).splitlines()
     assert lines[0] == "row,column,code,severity,message,value"
     assert lines[1].startswith("3,ULN,ULN_03,error,")
