@@ -33,8 +33,8 @@ TITLES: Final = {
 ERROR_TITLE_PREFIX: Final = "Error: "
 
 SIGN_IN: Final = {
-    "intro": "Sign in with your organisation's API key. The key is checked once; this browser"
-    " then keeps only a session that ends when you sign out or after 30 minutes without use.",
+    "intro": "Sign in with your organisation's API key. You stay signed in until you sign out,"
+    " or until you have not used these pages for 30 minutes.",
     "key_label": "API key",
     "key_hint": "It starts with ak_. Ask your organisation's administrator if you do not have it.",
     "button": "Sign in",
