@@ -564,8 +564,7 @@ PORTAL_SIGN_IN: Final = {
     "signed_in": "You are signed in as {name}.",
     "continue": "Continue to Submit Bulk Achievements",
     "refused_title": "You could not be signed in",
-    "again": "Go back to the portal and sign in again. If it happens again, contact CITB"
-    " support.",
+    "again": "Go back to the portal and sign in again. If it happens again, contact CITB support.",
 }
 
 # Why the portal's sign-in was refused, by the refusal (portal_tokens.Refusal), in plain words.
