@@ -50,7 +50,7 @@ from services.core.scheme.validation import (
 )
 from services.core.settings import CommonSettings, RetentionSettings
 from services.core.states import FINAL, GrantState, sql_list, sql_literal
-from services.core.storage import Storage, open_storage
+from services.core.storage import Storage, open_storage, sheet_csv_key
 
 log = get_logger()
 
@@ -185,9 +185,12 @@ FOR UPDATE SKIP LOCKED"""
 
 
 async def delete_files(storage: Storage, storage_keys: Iterable[str]) -> int:
-    """Deletes stored files (a missing one is fine); returns how many were there."""
+    """Deletes uploads' stored files (a missing one is fine) and, with each, the CSV object
+    written for a guided workbook's sheet (`sheet_csv_key`; none for a CSV upload); returns how
+    many upload files were there."""
     deleted = 0
     for key in storage_keys:
+        await storage.delete(sheet_csv_key(key))
         deleted += await storage.delete(key)
     return deleted
 

@@ -22,7 +22,11 @@ from aiohttp.http_exceptions import HttpProcessingError
 from services.core.logging import get_logger
 from services.core.scheme.codes import Policy
 from services.core.storage import Storage, StorageUnavailable, StoredFile, UploadTooLarge
-from services.upload_gateway.content_check import ContentSniffer, FileRefused
+from services.upload_gateway.content_check import (
+    ContentSniffer,
+    FileRefused,
+    screen_stored_workbook,
+)
 from services.upload_gateway.domain_errors import (
     BodyTimedOut,
     FileMissing,
@@ -37,6 +41,7 @@ from services.upload_gateway.domain_errors import (
 )
 
 POLICIES = tuple(policy.value for policy in Policy)
+XLSX_CONTENT_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 RAW_CONTENT_TYPES = frozenset(
     {
         "text/csv",
@@ -45,6 +50,8 @@ RAW_CONTENT_TYPES = frozenset(
         # What Windows browsers send for a .csv file; the sniffer still refuses real workbooks.
         "application/vnd.ms-excel",
         "application/octet-stream",
+        # The guided workbook, read as it is (scheme section 9); other workbooks are refused.
+        XLSX_CONTENT_TYPE,
     }
 )
 FORM_FIELDS = ("file_name", "policy", "terms_accepted")
@@ -170,6 +177,8 @@ async def _store(
     try:
         stored = await storage.put(storage_key, _sniffed(chunks, sniffer), limit_bytes)
         sniffer.finish()
+        if sniffer.workbook:
+            await screen_stored_workbook(storage, storage_key, limit_bytes)
     except UploadTooLarge:
         raise FileTooLarge(limit_bytes) from None
     except StorageUnavailable:

@@ -9,7 +9,7 @@ running. The rows themselves are validated by whichever worker leases each chunk
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import asyncpg
 
@@ -19,9 +19,14 @@ from services.core.scheme.codes import FILE_02_NO_DATA, Code, FileError
 from services.core.scheme.file_inspection import inspect_stream
 from services.core.scheme.record_scanner import scan_records
 from services.core.scheme.records import detect_layout
+from services.core.scheme.workbook_records import (
+    SIGNATURE_BYTES,
+    WorkbookEncoding,
+    has_workbook_signature,
+)
 from services.core.states import ACCEPTING
 from services.core.storage import ObjectMissing, Storage
-from services.validator import upload_outcome
+from services.validator import upload_outcome, workbook_sheet
 from services.validator.chunk_queue import Segment
 from services.validator.settings import ValidatorSettings
 from services.validator.upload_outcome import Upload
@@ -46,13 +51,20 @@ class Plan:
     delimiter: str
     chunks: list[list[Segment]]
     file_error: FileError | None
+    workbook: bool = False  # a workbook, to be read as one (`workbook_sheet`) and planned then
 
 
-def plan_file(storage: Storage, storage_key: str, settings: ValidatorSettings) -> Plan:
+def plan_file(
+    storage: Storage, storage_key: str, settings: ValidatorSettings, *, workbooks: bool = True
+) -> Plan:
     """The byte-level checks, the header and the record scan: blocking, run in a thread. Each
-    pass reads the file from its start in large blocks (range reads on an object store)."""
+    pass reads the file from its start in large blocks (range reads on an object store). With
+    `workbooks`, a file with a workbook signature is left to `workbook_sheet` (section 9)."""
     opener = storage.opener(storage_key)
     with opener() as stream:
+        if workbooks and has_workbook_signature(stream.read(SIGNATURE_BYTES)):
+            return Plan(None, ",", [], None, workbook=True)
+        stream.seek(0)
         inspection = inspect_stream(stream, size_limit_bytes=settings.limits.max_upload_bytes)
     encoding = inspection.encoding
     if inspection.error is not None or encoding is None:
@@ -77,6 +89,23 @@ def plan_file(storage: Storage, storage_key: str, settings: ValidatorSettings) -
     return Plan(encoding.value, layout.delimiter, chunks, error)
 
 
+async def _plan_stored(storage: Storage, upload: Upload, settings: ValidatorSettings) -> Plan:
+    """A CSV is planned as stored. The guided workbook's sheet is first written as a CSV object
+    beside it, which is planned and read by the chunk tasks (encoding `xlsx`); any other
+    workbook is refused as the offline check refuses it."""
+    plan = await asyncio.to_thread(plan_file, storage, upload.storage_key, settings)
+    if not plan.workbook:
+        return plan
+    sheet = await workbook_sheet.store_sheet_csv(
+        storage, upload.storage_key, settings.limits.max_upload_bytes
+    )
+    if isinstance(sheet, FileError):
+        return Plan(None, ",", [], sheet)
+    # The sheet's records are CSV text whatever their first cell holds.
+    plan = await asyncio.to_thread(plan_file, storage, sheet, settings, workbooks=False)
+    return replace(plan, encoding=WorkbookEncoding.XLSX.value)
+
+
 async def plan_upload(
     pool: asyncpg.Pool,
     storage: Storage,
@@ -93,9 +122,7 @@ async def plan_upload(
             return
         await upload_outcome.start_validation(connection, topics, upload)
     try:
-        plan = await asyncio.to_thread(
-            plan_file, storage, upload.storage_key, settings.for_upload_of(upload.size_bytes)
-        )
+        plan = await _plan_stored(storage, upload, settings.for_upload_of(upload.size_bytes))
     except StoredFileMissing:
         async with pool.acquire(
             timeout=settings.common.postgres.db_acquire_timeout_s

@@ -19,6 +19,7 @@ from services.core.storage.base import (
     StoredFile,
     StreamDigest,
     UploadTooLarge,
+    sheet_csv_key,
     upload_key,
 )
 from services.core.storage.folder import FolderStorage
@@ -37,6 +38,7 @@ __all__ = [
     "StreamDigest",
     "UploadTooLarge",
     "open_storage",
+    "sheet_csv_key",
     "start_storage",
     "upload_key",
 ]

@@ -64,6 +64,13 @@ def upload_key(upload_id: uuid.UUID) -> str:
     return f"uploads/{upload_id}.csv"
 
 
+def sheet_csv_key(storage_key: str) -> str:
+    """Beside an upload of the guided workbook (whose own file stays the bytes sent): the CSV
+    records of its Achievements sheet, which its chunk tasks read by byte range. Written by the
+    planner, deleted with the upload's file."""
+    return f"{storage_key}.sheet.csv"
+
+
 class Storage(Protocol):
     """What the pipeline needs from the place uploaded bytes live."""
 

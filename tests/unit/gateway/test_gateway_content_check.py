@@ -1,5 +1,5 @@
-"""The content sniffer refuses workbooks, binary, undecodable and empty bodies however the
-chunks fall, with the scheme's own messages."""
+"""The content sniffer refuses .xls workbooks, binary, undecodable and empty bodies however the
+chunks fall, with the scheme's own messages; a ZIP body is left to the workbook screen."""
 
 from __future__ import annotations
 
@@ -40,16 +40,32 @@ def refused_with(*chunks: bytes) -> tuple[str, str]:
 @pytest.mark.parametrize(
     "chunks",
     [
-        (b"PK\x03\x04\x14\x00",),
-        (b"P", b"K\x03", b"\x04rest"),
         (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1more",),
         (b"\xd0\xcf\x11\xe0", b"\xa1\xb1\x1a\xe1"),
     ],
 )
-def test_workbook_signatures_are_file_01_even_split_across_chunks(
+def test_the_xls_signature_is_file_01_even_split_across_chunks(
     chunks: tuple[bytes, ...],
 ) -> None:
     assert refusal(*chunks) == "FILE_01"
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [
+        (b"PK\x03\x04\x14\x00",),
+        (b"P", b"K\x03", b"\x04rest"),
+        (b"PK\x03\x04", b"\x00" * 100, b"a\x00b\xff"),  # NUL and any bytes: the ZIP's own
+    ],
+)
+def test_a_zip_body_is_stored_for_the_workbook_screen_even_split_across_chunks(
+    chunks: tuple[bytes, ...],
+) -> None:
+    sniffer = ContentSniffer(LIMIT_BYTES)
+    for chunk in chunks:
+        sniffer.feed(chunk)
+    sniffer.finish()
+    assert sniffer.workbook
 
 
 def test_a_nul_byte_anywhere_is_file_01_at_once() -> None:
@@ -95,18 +111,18 @@ def test_a_bom_later_in_the_file_is_content() -> None:
 
 
 def test_the_messages_are_the_schemes_own() -> None:
-    assert refused_with(b"PK\x03\x04rest") == ("FILE_01", FILE_01_WORKBOOK)
+    assert refused_with(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1") == ("FILE_01", FILE_01_WORKBOOK)
     assert refused_with(b"a\x00b") == ("FILE_01", FILE_01_NUL)
     assert refused_with(b"\xef\xbb\xbf \r\n") == ("FILE_02", FILE_02_EMPTY)
     assert refused_with(b"\xff\x81 neither") == ("FILE_06", MESSAGES[Code.FILE_06])
 
 
-def test_a_workbook_is_refused_as_soon_as_the_signature_bytes_are_in() -> None:
+def test_an_xls_workbook_is_refused_as_soon_as_the_signature_bytes_are_in() -> None:
     sniffer = ContentSniffer(LIMIT_BYTES)
-    sniffer.feed(b"PK\x03")
-    sniffer.feed(b"\x04")  # fewer bytes than the longest signature: not decided yet
+    sniffer.feed(b"\xd0\xcf\x11\xe0")
+    sniffer.feed(b"\xa1\xb1\x1a")  # fewer bytes than the signature: not decided yet
     with pytest.raises(FileRefused) as refused:
-        sniffer.feed(b"x" * 8)
+        sniffer.feed(b"\xe1" + b"x" * 8)
     assert refused.value.code == "FILE_01"
 
 
@@ -139,7 +155,15 @@ def test_the_size_limit_is_left_to_the_storage() -> None:
 
 @pytest.mark.parametrize(
     "content",
-    [b"PK\x03\x04xx", b"a\x00", b"\x81\xff", b"", b" \r\n", b"CourseCode\r\n", b"\xe9"],
+    [
+        b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1",
+        b"a\x00",
+        b"\x81\xff",
+        b"",
+        b" \r\n",
+        b"CourseCode\r\n",
+        b"\xe9",
+    ],
 )
 def test_the_gateway_and_the_validator_agree(content: bytes) -> None:
     inspector = FileInspector(LIMIT_BYTES)
