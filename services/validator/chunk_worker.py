@@ -36,14 +36,13 @@ from services.core.reference_store import ReferenceCache
 from services.core.scheme.bulk_rules import BulkValidator
 from services.core.scheme.codes import FileError
 from services.core.scheme.columns import HeaderMap
-from services.core.scheme.file_inspection import Encoding
 from services.core.scheme.record_scanner import read_chunk_bytes
 from services.core.scheme.records import detect_layout
 from services.core.scheme.reference import InMemoryReference
 from services.core.states import UploadState
 from services.core.storage import Storage, StorageUnavailable, open_storage
 from services.core.wakeups import CHUNKS_QUEUED, Wakeups
-from services.validator import chunk_queue, duplicates, upload_outcome
+from services.validator import chunk_queue, duplicates, upload_outcome, workbook_sheet
 from services.validator.chunk_queue import LeasedChunk
 from services.validator.chunk_validation import ChunkResult, validate_chunk
 from services.validator.planner import StoredFileMissing
@@ -118,8 +117,9 @@ def validate_leased_chunk(
     are reused when they were built for the same upload and reference version. Only the
     chunk's segments are read (each a byte range that ends with a record), and the header
     when the readers are built."""
-    opener = storage.range_opener(chunk.storage_key)
-    encoding = Encoding(chunk.encoding)
+    # The guided workbook's chunks are in the CSV object written for its sheet.
+    storage_key, encoding = workbook_sheet.csv_source(chunk.storage_key, chunk.encoding)
+    opener = storage.range_opener(storage_key)
     key = (chunk.upload_id, chunk.reference_version)
     if readers is None or readers.key != key:
         layout = detect_layout(opener, encoding)
