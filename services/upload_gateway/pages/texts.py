@@ -310,7 +310,7 @@ COURSES: Final = {
     "no": "Closed",
     "open_until": "until {until}",
     "opens_on": "opens on {on}",
-    "closed_on": "closed after {on}",
+    "closed_on": "after {on}",
     "none": "The course list is empty at the moment. Try again later.",
 }
 
