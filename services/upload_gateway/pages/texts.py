@@ -401,8 +401,7 @@ COOKIE_LIST: Final = (
     (
         "ato_session",
         "Keeps you signed in as you move between pages.",
-        "When you sign out, after 30 minutes without use, and at most 8 hours after you signed"
-        " in.",
+        "When you sign out, after 30 minutes without use, or 8 hours after you signed in.",
     ),
     (
         "ato_sign_in",
