@@ -1,5 +1,5 @@
-"""The audit trail: who did what to which upload, and when (migrations 0008, 0015 and 0016,
-`audit_events`).
+"""The audit trail: who did what to which upload, and when (migrations 0008, 0015, 0016 and
+0017, `audit_events`).
 
 A row holds a kind, the ATO, the API key or the person signed in through the portal (their
 portal subject and display name: the ATO's staff, never a learner), the upload and the time:
@@ -32,6 +32,8 @@ class AuditKind(StrEnum):
     ACHIEVEMENT_WITHDRAWN = "achievement_withdrawn"  # the ATO withdrew one achievement
     ERROR_REPORT_DOWNLOADED = "error_report_downloaded"  # an upload's error report was read
     ACHIEVEMENTS_LISTED = "achievements_listed"  # an upload's achievements were read
+    # The rows to fix of a partially accepted upload were downloaded: learners' data as sent.
+    ROWS_TO_FIX_DOWNLOADED = "rows_to_fix_downloaded"
     KEY_USED = "key_used"  # an API key authenticated a request
     LEARNER_FOUND = "learner_found"  # an operator looked a learner up (the identifier is not kept)
     LEARNER_EXPORTED = "learner_exported"  # an operator exported a learner's records

@@ -57,6 +57,23 @@ class UploadNotAccepted(DomainError):
         self.upload_status = upload_status
 
 
+class NoRowsToFix(DomainError):
+    """The rows to fix are made only for a partially accepted upload (scheme section 9)."""
+
+    code = "NO_ROWS_TO_FIX"
+
+    def __init__(self, upload_status: str) -> None:
+        super().__init__()
+        self.upload_status = upload_status
+
+
+class StoredFilePurged(DomainError):
+    """The upload's stored file is no longer kept (the retention purge), so its rows to fix
+    cannot be read from it."""
+
+    code = "FILE_PURGED"
+
+
 class AmendmentWindowClosed(DomainError):
     """The achievement has been, or is being, sent for a grant."""
 

@@ -84,6 +84,20 @@ ANSWERS: Final[Mapping[type[refused.DomainError], Callable[[Any], ApiAnswer]]] =
         if e.what == "upload"
         else "The upload of this achievement was not accepted.",
     ),
+    refused.NoRowsToFix: lambda e: ApiAnswer(
+        409,
+        e.code,
+        "Rows to fix are made only for a partially accepted upload; this one is"
+        f" '{e.upload_status}'. For a failed upload, correct the rows in the error report and"
+        " upload the whole file again.",
+    ),
+    refused.StoredFilePurged: lambda e: ApiAnswer(
+        410,
+        e.code,
+        "The uploaded file is no longer kept (files are deleted after the retention period), so"
+        " its rows to fix cannot be made. Correct the rows listed in the error report in your"
+        " own copy of the file, delete every other row (those were accepted), and upload it.",
+    ),
     refused.AmendmentWindowClosed: lambda e: ApiAnswer(
         409,
         e.code,

@@ -14,12 +14,13 @@ from services.core.events import events_json_schema
 from services.core.logging import get_logger
 from services.core.scheme.scheme_document import scheme_document
 from services.core.scheme.scheme_document import template_csv as template_text
-from services.upload_gateway import achievements, issues, uploads
-from services.upload_gateway.appkeys import TOPICS, database
+from services.upload_gateway import achievements, issues, rows_to_fix_download, uploads
+from services.upload_gateway.appkeys import STORAGE, TOPICS, database
 from services.upload_gateway.auth import Principal, principal
 from services.upload_gateway.domain_errors import NotFound
 from services.upload_gateway.errors import ApiError
 from services.upload_gateway.receive import receive_upload
+from services.upload_gateway.rows_to_fix_download import Format
 
 log = get_logger()
 
@@ -151,6 +152,41 @@ async def upload_errors(request: web.Request) -> web.StreamResponse:
             "next_offset": next_offset,
             "issues": [issue.to_json() for issue in items],
         }
+    )
+
+
+async def rows_to_fix_csv(request: web.Request) -> web.Response:
+    return await _rows_to_fix(request, Format.CSV)
+
+
+async def rows_to_fix_xlsx(request: web.Request) -> web.Response:
+    return await _rows_to_fix(request, Format.XLSX)
+
+
+async def _rows_to_fix(request: web.Request, kind: Format) -> web.Response:
+    """The rows of a partially accepted upload that were not accepted, as sent (scheme section
+    9); the duplicates left out are named in the file's guidance record and counted in a
+    header."""
+    who = principal(request)
+    upload_id = path_uuid(request, "upload_id", "upload")
+    found = await rows_to_fix_download.download(
+        lambda: database(request.app),
+        request.app[STORAGE],
+        ato_id=who.ato_id,
+        upload_id=upload_id,
+        kind=kind,
+        key_id=who.key_id,
+        person=who.person,
+    )
+    log.info("rows_to_fix_downloaded", upload_id=str(upload_id), format=kind.value)
+    return web.Response(
+        body=found.content,
+        headers={
+            "Content-Type": found.media_type,
+            "Content-Disposition": f'attachment; filename="{found.file_name}"',
+            "X-Rows-To-Fix": str(found.rows),
+            "X-Duplicates-Left-Out": str(found.duplicates),
+        },
     )
 
 

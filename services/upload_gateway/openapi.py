@@ -273,6 +273,38 @@ def _query(name: str, schema: Schema, description: str) -> Schema:
     }
 
 
+def _rows_to_fix(form: str, media_type: str) -> Schema:
+    return {
+        "summary": f"The rows to fix of a partially accepted upload, as a {form} to correct and"
+        " upload.",
+        "description": (
+            "The rows that were not accepted, exactly as sent, in template column order, while"
+            " the uploaded file is kept (scheme section 9). Rows whose only errors are DUP_01 or"
+            " DUP_02 are left out: a guidance record above the header names them. Uploading the"
+            " file checks its rows afresh."
+        ),
+        "tags": ["uploads"],
+        "parameters": [_path_id("upload_id")],
+        "responses": {
+            "200": {
+                "description": "The file.",
+                "headers": {
+                    "X-Rows-To-Fix": {"schema": _STRING, "description": "Rows in the file."},
+                    "X-Duplicates-Left-Out": {
+                        "schema": _STRING,
+                        "description": "Rows left out as duplicates (DUP_01, DUP_02).",
+                    },
+                },
+                "content": {media_type: {"schema": {"type": "string", "format": "binary"}}},
+            },
+            "409": _error("NO_ROWS_TO_FIX: the upload is not partially_accepted."),
+            "410": _error("FILE_PURGED: the uploaded file is no longer kept."),
+            **_NOT_FOUND,
+            **_PROTECTED,
+        },
+    }
+
+
 def _page_params(default: int, maximum: int) -> list[Schema]:
     return [
         _query(
@@ -483,6 +515,11 @@ OPERATIONS: dict[str, Schema] = {
             **_PROTECTED,
         },
     },
+    "rows_to_fix_csv": _rows_to_fix("CSV", "text/csv"),
+    "rows_to_fix_xlsx": _rows_to_fix(
+        "guided workbook, each cell at fault commented with its problems,",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ),
     "upload_achievements": {
         "summary": "The upload's accepted rows and their grant state (no learner data).",
         "tags": ["achievements"],

@@ -36,6 +36,18 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/v1/uploads/{upload_id}/errors", handlers.upload_errors, "upload_errors"),
     Endpoint(
         "GET",
+        "/v1/uploads/{upload_id}/rows-to-fix.csv",
+        handlers.rows_to_fix_csv,
+        "rows_to_fix_csv",
+    ),
+    Endpoint(
+        "GET",
+        "/v1/uploads/{upload_id}/rows-to-fix.xlsx",
+        handlers.rows_to_fix_xlsx,
+        "rows_to_fix_xlsx",
+    ),
+    Endpoint(
+        "GET",
         "/v1/uploads/{upload_id}/achievements",
         handlers.upload_achievements,
         "upload_achievements",

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.upload_gateway.pages import courses, my_uploads, portal_sign_in, support, views
+from services.upload_gateway.pages import (
+    courses,
+    my_uploads,
+    portal_sign_in,
+    rows_to_fix,
+    support,
+    views,
+)
 from services.upload_gateway.pages.site import (
     PAGES_CLOCK,
     PAGES_ROUTER,
@@ -60,6 +67,8 @@ def _router() -> web.UrlDispatcher:
         ),
         ("GET", "/uploads/{upload_id}/status", views.upload_status),
         ("GET", "/uploads/{upload_id}/errors.csv", views.errors_csv),
+        ("GET", "/uploads/{upload_id}/rows-to-fix.csv", rows_to_fix.rows_to_fix_csv),
+        ("GET", "/uploads/{upload_id}/rows-to-fix.xlsx", rows_to_fix.rows_to_fix_xlsx),
         ("GET", "/help", support.help_page),
         ("GET", "/cookies", support.cookies_page),
         ("GET", "/accessibility", support.accessibility_page),

@@ -54,8 +54,8 @@ SIGN_OUT: Final = {
 SUBMIT: Final = {
     "intro": "Choose one of the four options below. If your own system exports the"
     " information, download the technical CSV scheme and guidance notes to set it up, then"
-    " upload. If it does not, download the blank CSV file or the guided template, fill it in,"
-    " save it as CSV and upload it.",
+    " upload. If it does not, download the blank CSV file or the guided template, fill it in"
+    " and upload it.",
     "scheme": "Download technical CSV scheme and guidance notes",
     "scheme_hint": "Every column, its format and an example, and every check with its message.",
     "blank": "Download blank CSV file",
@@ -65,8 +65,8 @@ SUBMIT: Final = {
     "header_only_hint": "For your own system's export: the header row and nothing else.",
     "workbook": "Download guided template (Excel workbook)",
     "workbook_hint": "A guidance note above each column, mandatory columns in blue, the"
-    " identifier group in yellow and course codes to choose from. Save it as CSV before"
-    " uploading.",
+    " identifier group in yellow and course codes to choose from. Once filled in, upload it"
+    " as it is, or save it as CSV first if you prefer.",
     "courses": "See the list of short duration course codes",
     "courses_hint": "Each course code with its title, grant amount and whether it is open.",
     "upload": "Upload a new bulk achievement",
@@ -185,21 +185,23 @@ WORKBOOK_INSTRUCTIONS: Final = (
     " sheet lists every code with its title and grant amount.",
     "5. The columns are formatted as text so that dates keep their form and long numbers"
     " (ULN) keep all their digits: type dates as dd/mm/yyyy.",
-    "6. To save: stay on the 'Achievements' sheet, then choose File > Save As (or Export)"
-    " and pick the type 'CSV UTF-8 (Comma delimited) (*.csv)'. Only the sheet you are on is"
-    " saved, which is what you want. Keep the workbook too if you like, but upload the CSV.",
-    "7. Once saved, do not open the CSV file again in a spreadsheet before uploading: it may"
-    " change dates and long numbers.",
-    "8. Go back to 'Submit Bulk Achievements' and choose 'Upload a new bulk achievement'.",
+    "6. When you have finished, save the workbook as an Excel workbook (.xlsx), not as a"
+    " macro-enabled one (.xlsm).",
+    "7. Go back to 'Submit Bulk Achievements', choose 'Upload a new bulk achievement' and"
+    " choose this workbook. Its 'Achievements' sheet is checked as it is, notes included.",
+    "8. If you would rather upload a CSV file: stay on the 'Achievements' sheet, choose File >"
+    " Save As (or Export) and pick the type 'CSV UTF-8 (Comma delimited) (*.csv)'. Only the"
+    " sheet you are on is saved, which is what you want. Do not open the CSV file again in a"
+    " spreadsheet before uploading: it may change dates and long numbers.",
 )
 
 WORKBOOK: Final = {
-    "instructions_title": "How to use this template and save it as CSV",
+    "instructions_title": "How to fill in this template and upload it",
     "legend_required": "Blue header: mandatory column.",
     "legend_identifier": "Yellow header: at least one of these in every row.",
     "courses_sheet": "Course codes",
     "data_sheet": "Achievements",
-    "instructions_sheet": "How to save as CSV",
+    "instructions_sheet": "How to use",
     "course_prompt_title": "Course code",
     "course_prompt": "Choose a course code from the list. The 'Course codes' sheet gives each"
     " code's title.",
@@ -220,13 +222,14 @@ TERMS: Final = (
 )
 
 UPLOAD: Final = {
-    "intro": "Choose the CSV file you saved, choose what should happen if some rows have"
-    " errors, then upload it. You will be asked to accept the terms and conditions first.",
-    "file_label": "CSV file",
-    "file_hint": "A .csv file saved as 'CSV UTF-8' or 'CSV (Comma delimited)'.",
+    "intro": "Choose your file, choose what should happen if some rows have errors, then"
+    " upload it. You will be asked to accept the terms and conditions first.",
+    "file_label": "CSV file or guided template",
+    "file_hint": "A .csv file saved as 'CSV UTF-8' or 'CSV (Comma delimited)', or the guided"
+    " template (.xlsx) as you filled it in.",
     "policy_legend": "If some rows have errors",
     "button": "Upload",
-    "no_file": "Choose a CSV file to upload.",
+    "no_file": "Choose a file to upload.",
     "no_script": "JavaScript is off, so there is no progress bar: read the terms and"
     " conditions below and tick the box to accept them, then upload. The result page refreshes"
     " itself until the file has been checked.",
@@ -597,4 +600,18 @@ PEOPLE: Final = {
     "only_mine": "Show only the uploads I made",
     "all_uploads": "Show all your organisation's uploads",
     "signed_in_as": "Signed in as {name}",
+}
+
+# The rows to fix of a partially accepted upload (pages/rows_to_fix.py), when there are none
+# to give.
+ROWS_TO_FIX: Final = {
+    "title": "Rows to fix",
+    "not_partial": "There are rows to fix only when some rows of an upload were accepted and"
+    " others were not. If nothing was accepted, correct the rows listed on the upload's result"
+    " page and upload your whole file again.",
+    "purged": "We no longer keep the file of this upload: uploaded files are deleted after the"
+    " retention period, so we cannot give you its rows to fix. Open your own copy of the file,"
+    " correct the rows listed on the upload's result page, delete every other row (those were"
+    " accepted), and upload it.",
+    "back": "Back to the upload result",
 }
