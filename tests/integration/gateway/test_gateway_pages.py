@@ -351,10 +351,7 @@ async def test_the_guided_workbook_has_notes_colours_a_catalogue_drop_down_and_t
     assert workbook.active.title == "Achievements"
     assert workbook.defined_names["AchievementsTemplateVersion"].attr_text == '"1.2"'
     instructions = " ".join(
-        str(cell.value)
-        for row in workbook["How to save as CSV"].iter_rows()
-        for cell in row
-        if cell.value
+        str(cell.value) for row in workbook["How to use"].iter_rows() for cell in row if cell.value
     )
     assert "CSV UTF-8" in instructions
     sheet = workbook["Achievements"]
