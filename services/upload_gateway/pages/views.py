@@ -457,8 +457,7 @@ async def result(request: web.Request, session: Session) -> web.StreamResponse:
         counted=found.status in COUNTED_STATUSES,
         next_steps=texts.NEXT_STEPS.get(found.status, ()),
         # The rows to fix hold learners' details: offered only to whoever may upload them again.
-        rows_to_fix=found.status == UploadState.PARTIALLY_ACCEPTED
-        and getattr(session, "may_submit", True),
+        rows_to_fix=found.status == UploadState.PARTIALLY_ACCEPTED and session.may_submit,
     )
 
 
