@@ -299,6 +299,12 @@ async def test_an_ato_follows_the_guide_from_sign_in_to_the_data_is_valid(
     assert await page.evaluate("document.activeElement.id") == "upload-error"
     await steps.check("refused")
 
+    # The list of short duration course codes, from the navigation.
+    await page.get_by_role("link", name="Course codes", exact=True).click()
+    await page.wait_for_url("**/ato/courses")
+    assert await page.locator('#courses tr[data-course-code="SD-WAH-101"]').count() == 1
+    await steps.check("courses")
+
     # Sign out: the session ends, and the pages ask to sign in again.
     await page.get_by_role("button", name="Sign out").click()
     await page.wait_for_url("**/ato/signed-out")
@@ -334,6 +340,7 @@ async def test_an_ato_follows_the_guide_from_sign_in_to_the_data_is_valid(
         "terms-again",
         "problems",
         "refused",
+        "courses",
         "signed-out",
         "help",
         "cookies",
