@@ -16,7 +16,6 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Final
 
 import asyncpg
 
@@ -26,8 +25,9 @@ from services.core.people import Person
 from services.core.scheme.codes import FileError
 from services.core.scheme.file_inspection import Encoding
 from services.core.scheme.records import RecordReader, detect_layout
+from services.core.scheme.workbook_records import WorkbookEncoding
 from services.core.states import UploadState
-from services.core.storage import ObjectMissing, Storage
+from services.core.storage import ObjectMissing, Storage, sheet_csv_key
 from services.upload_gateway.domain_errors import NoRowsToFix, NotFound, StoredFilePurged
 from services.upload_gateway.rows_to_fix import (
     CSV_MEDIA_TYPE,
@@ -39,11 +39,6 @@ from services.upload_gateway.rows_to_fix import (
     to_csv,
     to_workbook,
 )
-
-# An upload of the guided workbook is read from the CSV of its sheet that the planner stores
-# beside it (scheme section 9); its records are UTF-8.
-WORKBOOK_ENCODING: Final = "xlsx"
-SHEET_SUFFIX: Final = ".sheet.csv"
 
 
 class Format(StrEnum):
@@ -86,8 +81,10 @@ async def _source(connection: asyncpg.Connection, ato_id: str, upload_id: uuid.U
     if upload["purged_at"] is not None:
         raise StoredFilePurged()
     storage_key, encoding = upload["storage_key"], upload["encoding"]
-    if encoding == WORKBOOK_ENCODING:
-        storage_key, encoding = storage_key + SHEET_SUFFIX, Encoding.UTF_8.value
+    if encoding == WorkbookEncoding.XLSX.value:
+        # The guided workbook's rows are read from the CSV of its sheet that the planner
+        # stored beside it (scheme section 9), in UTF-8, as its chunk tasks read them.
+        storage_key, encoding = sheet_csv_key(storage_key), Encoding.UTF_8.value
     # Every accepted row stays in `achievements` (withdrawn ones too): the rest were refused.
     accepted = await connection.fetch(
         "SELECT row_number FROM achievements WHERE upload_id = $1", upload_id

@@ -22,6 +22,7 @@ from services.core.events import Topics
 from services.core.reference_store import ReferenceCache
 from services.core.settings import CommonSettings, StorageSettings
 from services.core.storage import FolderStorage
+from services.upload_gateway.intake import XLSX_CONTENT_TYPE
 from services.upload_gateway.keys import NewKey
 from services.validator.chunk_worker import ChunkWorker
 from services.validator.planner import plan_upload
@@ -170,6 +171,23 @@ async def test_the_workbook_carries_the_problems_as_comments(
     first = sheet["A5"].comment
     assert first is not None
     assert first.text == "Row 3 of your file."
+
+    # Corrected in a spreadsheet and uploaded as it is: the guided workbook's marker is there.
+    sheet["G5"].value = "1234567899"
+    sheet["H6"].value = "AB123456C"
+    fixed = io.BytesIO()
+    workbook.save(fixed)
+    response = await client.post(
+        "/v1/uploads",
+        data=fixed.getvalue(),
+        params={**RAW, "file_name": "rows-to-fix.xlsx"},
+        headers={**bearer(ato), "Content-Type": XLSX_CONTENT_TYPE},
+    )
+    assert response.status == 202, await response.text()
+    second = uuid.UUID((await response.json())["upload_id"])
+    await _validate(pool, storage_root, second)
+    upload = await _upload_row(pool, second)
+    assert (upload["status"], upload["encoding"], upload["rows_valid"]) == ("passed", "xlsx", 2)
 
 
 async def test_only_a_partially_accepted_upload_has_rows_to_fix(
