@@ -31,6 +31,7 @@ PROJECT_PREFIXES = (
     "VALIDATOR_",
     "GRANT_BRIDGE_",
     "GRANT_STANDIN_",
+    "PORTAL_STANDIN_",
     "EXPORTER_",
     "RETENTION_",
     "STORAGE_",

@@ -3,7 +3,8 @@
 #   stack.sh infra     install what is missing, start Kafka and PostgreSQL, migrate, create topics
 #                      and, the first time, the local operator (its token in .local/operator-token)
 #                      (with STORAGE_BACKEND=s3 also the local S3 server, deploy/local/seaweedfs.sh)
-#   stack.sh up        infra + the services (gateway, 2 validators, bridge, grant stand-in)
+#   stack.sh up        infra + the services (gateway, 2 validators, bridge, grant stand-in, portal
+#                      stand-in on 127.0.0.1:8070, where the demo ATO's people sign in to the pages)
 #   stack.sh down      stop everything, supervisord last
 #   stack.sh status    what runs, and where the uploads are stored
 set -euo pipefail
@@ -83,6 +84,35 @@ ensure_operator() {
     echo "local operator local-stack created; its token is in $OPERATOR_TOKEN_FILE"
 }
 
+# The ATO whose people sign in through the portal stand-in: created once (as the local operator),
+# its id kept in $PORTAL_ATO_FILE. The gateway is told to take the stand-in's hand-off here,
+# for the local stack only (make cluster, in production mode, reads keys over https alone).
+PORTAL_ATO_FILE="$LOCAL_DIR/portal-ato"
+ensure_portal_ato() {
+    if [ ! -s "$PORTAL_ATO_FILE" ]; then
+        local created
+        if ! created=$("$HERE/with-operator-token" "$VENV/bin/achievements" ato create \
+            "Demo Training Ltd" --json); then
+            echo "the portal stand-in's ATO could not be created: $created" >&2
+            return 0
+        fi
+        "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["ato_id"])' \
+            <<<"$created" > "$PORTAL_ATO_FILE"
+        echo "the portal stand-in's ATO $(< "$PORTAL_ATO_FILE") (Demo Training Ltd) created"
+    fi
+    export PORTAL_STANDIN_ATO_ID="${PORTAL_STANDIN_ATO_ID:-$(< "$PORTAL_ATO_FILE")}"
+}
+
+portal_settings() {
+    local portal="http://127.0.0.1:${PORTAL_STANDIN_PORT:-8070}"
+    export PORTAL_STANDIN_ISSUER="${PORTAL_STANDIN_ISSUER:-$portal}"
+    export PORTAL_STANDIN_KEY_FILE="${PORTAL_STANDIN_KEY_FILE:-$LOCAL_DIR/portal-standin/signing-key.pem}"
+    export PORTAL_STANDIN_HAND_OFF_URL="${PORTAL_STANDIN_HAND_OFF_URL:-http://127.0.0.1:${GATEWAY_PORT:-8080}/ato/sign-in/portal}"
+    export GATEWAY_PORTAL_JWKS_URL="${GATEWAY_PORTAL_JWKS_URL:-$portal/.well-known/jwks.json}"
+    export GATEWAY_PORTAL_ISSUER="${GATEWAY_PORTAL_ISSUER:-$PORTAL_STANDIN_ISSUER}"
+    export GATEWAY_PORTAL_SIGN_IN_URL="${GATEWAY_PORTAL_SIGN_IN_URL:-$portal/sign-in}"
+}
+
 infra() {
     refuse_beside_cluster
     "$HERE/postgres.sh" prepare
@@ -107,7 +137,7 @@ infra() {
 write_service_env() {
     local file="$RUN_DIR/services.env" name
     : > "$file.new"
-    for name in $(compgen -e | grep -E '^(GATEWAY_|VALIDATOR_|GRANT_BRIDGE_|GRANT_STANDIN_|RETENTION_|KAFKA_|STORAGE_|AWS_|DATABASE_URL$|DB_|LOG_LEVEL$|DEPLOYMENT_MODE$)' | sort); do
+    for name in $(compgen -e | grep -E '^(GATEWAY_|VALIDATOR_|GRANT_BRIDGE_|GRANT_STANDIN_|PORTAL_STANDIN_|RETENTION_|KAFKA_|STORAGE_|AWS_|DATABASE_URL$|DB_|LOG_LEVEL$|DEPLOYMENT_MODE$)' | sort); do
         printf 'export %s=%q\n' "$name" "${!name}" >> "$file.new"
     done
     if cmp -s "$file.new" "$file"; then
@@ -119,11 +149,15 @@ write_service_env() {
 
 up() {
     infra
+    ensure_portal_ato
+    portal_settings
     if write_service_env; then
         "${CTL[@]}" stop services:* >/dev/null 2>&1 || true
     fi
     "${CTL[@]}" start services:* >/dev/null
     wait_for_port 127.0.0.1 8090 30 || { tail -n 30 "$LOG_DIR/grant-standin.log" >&2; exit 1; }
+    wait_for_port 127.0.0.1 "${PORTAL_STANDIN_PORT:-8070}" 30 \
+        || { tail -n 30 "$LOG_DIR/portal-standin.log" >&2; exit 1; }
     wait_for_port 127.0.0.1 8080 30 || { tail -n 30 "$LOG_DIR/gateway.log" >&2; exit 1; }
     "${CTL[@]}" status
 }
