@@ -140,6 +140,7 @@ async def test_a_wrong_key_is_refused_with_an_error_summary_and_no_session(
     assert response.status == 401
     html = await response.text()
     assert 'class="error-summary"' in html
+    assert "<title>Error: Sign in – Submit Bulk Achievements</title>" in html
     assert 'href="#api_key"' in html
     assert 'aria-invalid="true"' in html
     assert "ato_session" not in set_cookies(response)
