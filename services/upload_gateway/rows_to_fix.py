@@ -151,12 +151,12 @@ def notes(selected: RowsToFix) -> list[str]:
         )
     if selected.duplicates:
         named = _named_rows(list(selected.duplicates))
-        repeat = "repeats" if len(selected.duplicates) == 1 else "repeat"
+        one = len(selected.duplicates) == 1
         lines.append(
-            f"{GUIDANCE_MARK} Left out: {named} of your file, which {repeat} an achievement"
-            " already accepted (DUP_01 or DUP_02). Nothing needs fixing there: delete"
-            f" {'it' if len(selected.duplicates) == 1 else 'them'} from your records of what is"
-            " still to be sent."
+            f"{GUIDANCE_MARK} Left out: {named} of your file, which"
+            f" {'repeats' if one else 'repeat'} an earlier row of the file (DUP_01) or an"
+            f" achievement already accepted (DUP_02). {'It needs' if one else 'They need'} no"
+            f" fixing: do not send {'it' if one else 'them'} again."
         )
     return lines
 

@@ -113,7 +113,10 @@ async def test_download_fix_and_upload_again_accepts_every_row_once(
         '"# In your file these were rows 3 and 4, in this order. The problems are in the error'
         ' report, by those row numbers."'
     )
-    assert lines[2].startswith('"# Left out: row 5 of your file, which repeats an achievement')
+    assert lines[2] == (
+        '"# Left out: row 5 of your file, which repeats an earlier row of the file (DUP_01) or'
+        ' an achievement already accepted (DUP_02). It needs no fixing: do not send it again."'
+    )
     assert lines[3:] == [
         HEADER,
         f"R3,SD-WAH-101,{day},Oliver,Bennett,01/02/1985,1234567890,,,79049946,",

@@ -103,9 +103,9 @@ def test_the_csv_file(tmp_path: Path) -> None:
         ' (DUP_02)."\r\n'
         '"# In your file these were rows 4 and 7, in this order. The problems are in the error'
         ' report, by those row numbers."\r\n'
-        '"# Left out: row 5 of your file, which repeats an achievement already accepted (DUP_01'
-        " or DUP_02). Nothing needs fixing there: delete it from your records of what is"
-        ' still to be sent."\r\n'
+        '"# Left out: row 5 of your file, which repeats an earlier row of the file (DUP_01) or'
+        ' an achievement already accepted (DUP_02). It needs no fixing: do not send it again."'
+        "\r\n"
         "ProviderReference,CourseCode,AchievementDate,LearnerForename,LearnerSurname,"
         "DateOfBirth,ULN,NINumber,CITBIndividualId,EmployerLevyNumber,Notes\r\n"
         'R2,SD-WAH-101,12/11/2026,Zoë,Ó Briain,1/2/1985,1234567890,,,79049946,"Booked,'
