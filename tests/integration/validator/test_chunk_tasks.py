@@ -311,3 +311,45 @@ async def test_a_chunk_that_keeps_failing_ends_its_upload_errored(
 
     assert calls == 2
     assert (await upload_row(pool, upload_id))["status"] == "errored"
+
+
+async def test_an_express_lease_takes_only_the_chunks_of_small_uploads(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    big_ato, small_ato = await new_ato(pool, "Big"), await new_ato(pool, "Small")
+    config = settings(tmp_path, chunk_rows=2)
+    small_file = csv_file(row(ULNS[0]))
+    big = await store_upload(pool, tmp_path, csv_file(*(row(u) for u in ULNS * 2)), big_ato)
+    small = await store_upload(pool, tmp_path, small_file, small_ato)
+    for upload_id in (big, small):  # the big upload is planned first: 5 chunks queued
+        await plan_upload(pool, FolderStorage(tmp_path), config, TOPICS, upload_id)
+
+    async with pool.acquire() as connection:
+        express = await chunk_queue.lease_next(connection, 600, max_upload_bytes=len(small_file))
+        nothing_small_left = await chunk_queue.lease_next(
+            connection, 600, max_upload_bytes=len(small_file)
+        )
+        any_size = await chunk_queue.lease_next(connection, 600)
+
+    assert express is not None
+    assert (express.upload_id, express.chunk_no) == (small, 0)
+    assert nothing_small_left is None
+    assert any_size is not None
+    assert (any_size.upload_id, any_size.chunk_no) == (big, 0)
+
+
+async def test_a_small_upload_is_planned_in_parts_for_the_validators_to_share(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    ato = await new_ato(pool, "Small")
+    content = csv_file(*(row(u) for u in ULNS[:4]))
+    upload_id = await store_upload(pool, tmp_path, content, ato)
+    # Halves of the file's bytes: the header and two records, then the other two.
+    config = settings(tmp_path, split_parts=2, split_min_bytes=1)
+
+    await plan_upload(pool, FolderStorage(tmp_path), config, TOPICS, upload_id)
+
+    assert (await upload_row(pool, upload_id))["chunks_total"] == 2
+    await ChunkWorker(config, pool, TOPICS, ReferenceCache(pool)).run_until_idle()
+    decided = await upload_row(pool, upload_id)
+    assert (decided["status"], decided["rows_total"]) == ("passed", 4)
