@@ -54,7 +54,7 @@ def test_errors_and_warnings_carry_their_type_in_words_and_in_distinct_classes()
     assert '<tr class="severity-warning">' in html
     assert '<strong class="tag severity-tag severity-error">Error</strong>' in html
     assert '<strong class="tag severity-tag severity-warning">Warning</strong>' in html
-    assert '<th scope="col">Type</th>' in html
+    assert '<th scope="col">Error or warning</th>' in html
 
 
 def test_a_partly_accepted_upload_counts_its_rows_and_points_to_the_rows_to_fix() -> None:
