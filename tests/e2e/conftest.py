@@ -87,6 +87,8 @@ class Pipeline:
     token: str
     admin_token: str
     services: dict[str, ServiceProcess] = field(default_factory=dict)
+    # The portal stand-in, where the ATO's people sign in to the pages (`portal=True`).
+    portal_url: str | None = None
 
     def add(self, name: str, module: str, log_dir: Path, **extra_env: str) -> ServiceProcess:
         env = service_env({**self.env, **extra_env})
@@ -169,12 +171,24 @@ async def make_pipeline(
     kafka_settings: KafkaSettings,
     tmp_path: Path,
 ) -> AsyncIterator[Callable[..., Any]]:
-    """Starts gateway, two validators, a bridge and the grant stand-in; `**env` configures them."""
+    """Starts gateway, two validators, a bridge and the grant stand-in (and with `portal=True`
+    the portal stand-in, whose keys the gateway reads); `**env` configures them."""
     started: list[Pipeline] = []
 
-    async def start(bridges: int = 1, validators: int = 2, **extra_env: str) -> Pipeline:
+    async def start(
+        bridges: int = 1, validators: int = 2, portal: bool = False, **extra_env: str
+    ) -> Pipeline:
         standin_database_url = await make_database("services.grant_standin.migrations")
-        gateway_port, standin_port = free_port(), free_port()
+        gateway_port, standin_port, portal_port = free_port(), free_port(), free_port()
+        portal_url = f"http://127.0.0.1:{portal_port}"
+        portal_env = {
+            "PORTAL_STANDIN_PORT": str(portal_port),
+            "PORTAL_STANDIN_ISSUER": portal_url,
+            "PORTAL_STANDIN_HAND_OFF_URL": f"http://127.0.0.1:{gateway_port}/ato/sign-in/portal",
+            "GATEWAY_PORTAL_JWKS_URL": f"{portal_url}/.well-known/jwks.json",
+            "GATEWAY_PORTAL_ISSUER": portal_url,
+            "GATEWAY_PORTAL_SIGN_IN_URL": f"{portal_url}/sign-in",
+        }
         token = "e2e-grant-token"
         admin_token = "e2e-standin-admin-token"
         env = {
@@ -191,6 +205,7 @@ async def make_pipeline(
             "GRANT_BRIDGE_TOKEN": token,
             "GRANT_BRIDGE_GRANT_API_URL": f"http://127.0.0.1:{standin_port}",
             "LOG_LEVEL": "INFO",
+            **(portal_env if portal else {}),
             **extra_env,
         }
         pipeline = Pipeline(
@@ -201,8 +216,11 @@ async def make_pipeline(
             standin_database_url=standin_database_url,
             token=token,
             admin_token=admin_token,
+            portal_url=portal_url if portal else None,
         )
         pipeline.add("grant-standin", "services.grant_standin", tmp_path).start()
+        if portal:
+            pipeline.add("portal-standin", "services.portal_standin", tmp_path).start()
         pipeline.add("gateway", "services.upload_gateway", tmp_path).start()
         for n in range(1, validators + 1):
             pipeline.add(
@@ -215,6 +233,8 @@ async def make_pipeline(
             pipeline.add(f"bridge-{n}", "services.grant_bridge", tmp_path).start()
         started.append(pipeline)
         await wait_for_port(standin_port)
+        if portal:
+            await wait_for_port(portal_port)
         await wait_for_port(gateway_port)
         return pipeline
 

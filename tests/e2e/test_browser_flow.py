@@ -18,9 +18,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
-from services.demo import write_sample
+from services.demo import random_uln, write_sample
 from tests.e2e.conftest import REPO_ROOT, Pipeline
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -147,6 +148,47 @@ def failing_file(folder: Path, today: date) -> Path:
     return path
 
 
+# The portal stand-in's people (services/portal_standin/people.py).
+SUBMITTER = ("portal-user-1001", "Priya Shah")
+VIEWER = ("portal-user-1002", "Tom Evans")
+
+
+async def sign_in_through_the_portal(page: Any, pipeline: Pipeline, ato_id: str, who: str) -> None:
+    """From the pages' sign-in page to the four choices, as `who` ("Priya Shah (submitter)")
+    of the ATO: the portal stand-in posts its token to the gateway in a form, and the gateway's
+    page moves on to the pages."""
+    await page.get_by_role("link", name="Sign in through the portal").click()
+    await page.wait_for_url(f"{pipeline.portal_url}/sign-in")
+    await page.get_by_label(who).check()
+    await page.get_by_label("Organisation (ATO id)").fill(ato_id)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.wait_for_url("**/ato/submit")
+    assert "token" not in page.url
+
+
+async def audit_trail(pipeline: Pipeline, ato_id: str) -> list[tuple[str, Any, Any, Any]]:
+    """The ATO's audit events, oldest first: (kind, key_id, person_subject, person_name)."""
+    connection = await asyncpg.connect(pipeline.database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT kind, key_id, person_subject, person_name FROM audit_events"
+            " WHERE ato_id = $1 ORDER BY event_id",
+            ato_id,
+        )
+    finally:
+        await connection.close()
+    return [(row["kind"], row["key_id"], row["person_subject"], row["person_name"]) for row in rows]
+
+
+def corrected_rows(downloaded: Path, folder: Path, wrong_uln: str) -> Path:
+    """The downloaded rows to fix with the wrong ULN corrected, saved to upload again."""
+    fixed = folder / "rows-to-fix-corrected.csv"
+    text = downloaded.read_bytes().decode("utf-8-sig")
+    assert wrong_uln in text
+    fixed.write_text(text.replace(wrong_uln, random_uln()), encoding="utf-8")
+    return fixed
+
+
 # Notes each heading the progress panel shows, where the next page can read it.
 WATCH_PROGRESS = """() => {
   const title = document.getElementById("progress-title");
@@ -185,7 +227,7 @@ async def upload_through_the_page(steps: Steps, path: Path, policy: str, name: s
 async def test_an_ato_follows_the_guide_from_sign_in_to_the_data_is_valid(
     make_pipeline: Any, tmp_path: Path, browser_page: Any
 ) -> None:
-    pipeline: Pipeline = await make_pipeline(bridges=0, validators=1)
+    pipeline: Pipeline = await make_pipeline(bridges=0, validators=1, portal=True)
     ato_id, api_key = await pipeline.create_ato()
     shots = Path(os.environ["PAGES_SCREENSHOTS"]) if os.environ.get("PAGES_SCREENSHOTS") else None
     if shots is not None:
@@ -193,22 +235,36 @@ async def test_an_ato_follows_the_guide_from_sign_in_to_the_data_is_valid(
     steps = Steps(browser_page, axe_source(), shots)
     page = steps.page
 
-    # Sign in (step 1): the key is typed once and never appears in a URL.
+    # Sign in (step 1): each person through the portal; the organisation's API key is not
+    # asked for (its sign-in is off by default). A token the gateway cannot check is refused
+    # with a page in plain words.
     await page.goto(f"{pipeline.gateway_url}/ato")
     await page.wait_for_url("**/ato/sign-in**")
+    assert await page.locator("#api_key").count() == 0
     await steps.check("sign-in")
-    await page.get_by_label("API key").fill("ak_wrong")
-    await page.get_by_role("button", name="Sign in").click()
-    await page.get_by_role("alert").wait_for()
-    assert await page.evaluate("document.activeElement.id") == "error-summary"
-    await steps.check("sign-in-error")
-    await page.get_by_label("API key").fill(api_key)
-    await page.get_by_role("button", name="Sign in").click()
+    await page.evaluate(
+        """() => {
+          const form = document.createElement("form");
+          form.method = "post";
+          form.action = "/ato/sign-in/portal";
+          const token = document.createElement("input");
+          token.type = "hidden";
+          token.name = "token";
+          token.value = "not-a-token-the-portal-signed";
+          form.append(token);
+          document.body.append(form);
+          form.submit();
+        }"""
+    )
+    await page.wait_for_url("**/ato/sign-in/portal")
+    assert await page.get_by_role("heading", level=1).inner_text() == "You could not be signed in"
+    await steps.check("sign-in-refused")
+    await page.goto(f"{pipeline.gateway_url}/ato/sign-in")
+    await sign_in_through_the_portal(page, pipeline, ato_id, "Priya Shah (submitter)")
 
-    # Step 3: the four choices.
-    await page.wait_for_url("**/ato/submit")
-    assert api_key not in page.url
+    # Step 3: the four choices, as the person who signed in.
     assert await page.get_by_role("heading", level=1).inner_text() == "Submit Bulk Achievements"
+    assert await page.locator("#signed-in-person").inner_text() == SUBMITTER[1]
     cookies = {c["name"]: c for c in await page.context.cookies()}
     session = cookies["ato_session"]
     assert (session["httpOnly"], session["secure"], session["sameSite"]) == (True, True, "Strict")
@@ -263,6 +319,7 @@ async def test_an_ato_follows_the_guide_from_sign_in_to_the_data_is_valid(
     await page.get_by_role("link", name="My uploads", exact=True).click()
     await page.wait_for_url("**/ato/uploads")
     assert await page.locator("#uploads tbody tr").count() == 1
+    assert await page.locator("#uploads td.uploaded-by").all_inner_texts() == [SUBMITTER[1]]
     await steps.check("my-uploads")
 
     # A file with a problem: the problems table, with the value partly hidden.
@@ -283,6 +340,21 @@ async def test_an_ato_follows_the_guide_from_sign_in_to_the_data_is_valid(
         await page.get_by_role("link", name="Download the problems as CSV").click()
     assert (await report.value).suggested_filename.endswith("-problems.csv")
     await steps.check("problems")
+
+    # The rows to fix (scheme section 9): only the row in error, corrected and uploaded on its
+    # own, so the row already accepted is not sent again (no DUP_02).
+    async with page.expect_download() as rows_to_fix:
+        await page.get_by_role("link", name="Download the rows to fix (CSV file)").click()
+    downloaded = Path(await (await rows_to_fix.value).path())
+    fixed = corrected_rows(downloaded, tmp_path, "1000000044")
+    await page.get_by_role("link", name="Back to Submit Bulk Achievements").click()
+    await upload_through_the_page(steps, fixed, "all_or_nothing", "terms-fixed")
+    await page.wait_for_url("**/ato/uploads/*", timeout=120_000)
+    await page.locator("#upload-message").wait_for()
+    assert await page.locator("#upload-status").inner_text() in {"Passed", "Passed with warnings"}
+    assert await page.locator("#upload-rows-valid").inner_text() == "1"
+    assert "DUP_02" not in await page.content()
+    await steps.check("fixed")
 
     # A workbook sent instead of the CSV: refused at once, with the advice on exporting.
     workbook = tmp_path / "achievements.xlsx"
@@ -326,9 +398,17 @@ async def test_an_ato_follows_the_guide_from_sign_in_to_the_data_is_valid(
     gateway_log = pipeline.services["gateway"].log_path.read_text(errors="replace")
     assert api_key not in gateway_log
     assert session["value"] not in gateway_log
+    assert SUBMITTER[1] not in gateway_log  # the person is the audit trail's, never the log's
+    # The audit trail names the person for every upload, read and withdrawal, and no key.
+    trail = await audit_trail(pipeline, ato_id)
+    kinds = [kind for kind, *_ in trail]
+    assert kinds.count("upload_received") == 3
+    assert "achievement_withdrawn" in kinds
+    assert "rows_to_fix_downloaded" in kinds
+    assert {tuple(who) for _, *who in trail} == {(None, *SUBMITTER)}
     assert steps.checked == [
         "sign-in",
-        "sign-in-error",
+        "sign-in-refused",
         "submit",
         "scheme",
         "terms",
@@ -339,6 +419,8 @@ async def test_an_ato_follows_the_guide_from_sign_in_to_the_data_is_valid(
         "my-uploads",
         "terms-again",
         "problems",
+        "terms-fixed",
+        "fixed",
         "refused",
         "courses",
         "signed-out",
@@ -351,13 +433,18 @@ async def test_an_ato_follows_the_guide_from_sign_in_to_the_data_is_valid(
 async def test_without_javascript_the_upload_is_a_form_post_and_the_result_page_refreshes(
     make_pipeline: Any, tmp_path: Path, page_without_script: Any
 ) -> None:
-    pipeline: Pipeline = await make_pipeline(bridges=0, validators=1)
-    _, api_key = await pipeline.create_ato()
+    pipeline: Pipeline = await make_pipeline(bridges=0, validators=1, portal=True)
+    ato_id, _ = await pipeline.create_ato()
     page = page_without_script
 
+    # Without script the stand-in's hand-off is its button, and the gateway's page moves on
+    # by itself (a meta refresh).
     await page.goto(f"{pipeline.gateway_url}/ato/sign-in")
-    await page.get_by_label("API key").fill(api_key)
+    await page.get_by_role("link", name="Sign in through the portal").click()
+    await page.get_by_label("Ruth Okafor (submitter)").check()
+    await page.get_by_label("Organisation (ATO id)").fill(ato_id)
     await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="Continue").click()
     await page.wait_for_url("**/ato/submit")
     await page.get_by_role("link", name="Upload a new bulk achievement").click()
     await page.wait_for_url("**/ato/upload")
@@ -378,3 +465,36 @@ async def test_without_javascript_the_upload_is_a_form_post_and_the_result_page_
     assert await page.locator("#upload-status").inner_text() == "Passed"
     assert await page.locator("#upload-file-name").inner_text() == sample.name
     assert await page.locator('meta[http-equiv="refresh"]').count() == 0
+
+
+async def test_a_viewer_signed_in_through_the_portal_sees_the_uploads_but_cannot_upload(
+    make_pipeline: Any, tmp_path: Path, browser_page: Any
+) -> None:
+    pipeline: Pipeline = await make_pipeline(bridges=0, validators=1, portal=True)
+    ato_id, api_key = await pipeline.create_ato()
+    sent = await pipeline.upload(write_sample(tmp_path, date.today()).read_bytes(), api_key)
+    await pipeline.wait_final(sent["upload_id"], api_key)
+    steps = Steps(browser_page, axe_source(), None)
+    page = steps.page
+
+    await page.goto(f"{pipeline.gateway_url}/ato/sign-in")
+    await sign_in_through_the_portal(page, pipeline, ato_id, "Tom Evans (viewer)")
+
+    assert await page.locator("#signed-in-person").inner_text() == VIEWER[1]
+    assert await page.get_by_role("link", name="Upload a new bulk achievement").count() == 0
+    await page.get_by_role("link", name="My uploads", exact=True).click()
+    await page.wait_for_url("**/ato/uploads")
+    assert await page.locator("#uploads tbody tr").count() == 1
+    await page.locator("#uploads tbody tr a").first.click()
+    await page.wait_for_url("**/ato/uploads/*")
+    assert await page.locator("#upload-status").inner_text() == "Passed"
+    await page.get_by_role("link", name="See the accepted achievements and withdraw them").click()
+    await page.wait_for_url("**/ato/uploads/*/achievements")
+    assert await page.locator("#achievements tbody tr").count() == 8
+    assert await page.get_by_role("link", name="Withdraw the achievement on row 2").count() == 0
+    await steps.check("viewer-achievements")
+    refused = await page.goto(f"{pipeline.gateway_url}/ato/upload")
+    assert refused is not None
+    assert refused.status == 403
+    assert await page.get_by_role("heading", level=1).inner_text() == "You cannot do this"
+    await steps.check("viewer-refused")
