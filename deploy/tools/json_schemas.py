@@ -1,12 +1,12 @@
-"""Writes the JSON schemas kubeconform validates the Kubernetes files with, into deploy/schemas/
-(committed: CI cannot reach the sites they are published on).
+"""The JSON schemas kubeconform validates the Kubernetes files with.
 
     python deploy/tools/json_schemas.py kubernetes   # the core kinds, from kubernetes-validate
-    python deploy/tools/json_schemas.py crd FILE...  # CustomResourceDefinition YAML files
 
-Both are laid out as kubeconform looks them up (`-schema-location`):
-`kubernetes/v{VERSION}-standalone-strict/{kind}[-{group}]-{version}.json` for the core kinds and
-`crds/{kind}-{group}-{version}.json` for the custom ones, names lower-case.
+The core kinds' are written into deploy/schemas/ (committed: CI cannot reach the sites they are
+published on), laid out as kubeconform looks them up (`-schema-location`):
+`kubernetes/v{VERSION}-standalone-strict/{kind}[-{group}]-{version}.json`, names lower-case.
+The custom kinds' are converted here (`crd_schemas`) by deploy/tools/crd_schemas.py, from the
+CRDs their projects publish, into an ignored cache: `{kind}-{group}-{version}.json`.
 
 Core kinds come from the schemas kubernetes-validate bundles (a locked dev dependency): each
 references one shared definitions file, which kubeconform does not resolve, so each kind is
@@ -26,8 +26,6 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 KUBERNETES_VERSION = "1.30.0"
@@ -145,16 +143,6 @@ def crd_schemas(crd: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return written
 
 
-def write_crds(paths: Iterable[Path]) -> None:
-    target = SCHEMAS / "crds"
-    target.mkdir(parents=True, exist_ok=True)
-    for path in paths:
-        for document in yaml.safe_load_all(path.read_text()):
-            if document and document.get("kind") == "CustomResourceDefinition":
-                for name, schema in crd_schemas(document).items():
-                    _write(target / name, schema)
-
-
 def _write(path: Path, schema: dict[str, Any]) -> None:
     path.write_text(json.dumps(schema, indent=1, sort_keys=True) + "\n")
     print(path.relative_to(SCHEMAS.parent.parent), file=sys.stderr)
@@ -164,13 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     which = parser.add_subparsers(dest="which", required=True)
     which.add_parser("kubernetes")
-    crd = which.add_parser("crd")
-    crd.add_argument("files", nargs="+", type=Path)
-    args = parser.parse_args(argv)
-    if args.which == "kubernetes":
-        write_kubernetes(CORE_KINDS)
-    else:
-        write_crds(args.files)
+    parser.parse_args(argv)
+    write_kubernetes(CORE_KINDS)
     return 0
 
 
