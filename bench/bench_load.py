@@ -219,7 +219,8 @@ class Services:
                 process.wait(10)
 
 
-async def wait_for_port(port: int, timeout_s: float = 60) -> None:
+async def wait_for_port(port: int, timeout_s: float = 300) -> None:
+    # Generous: on a machine busy with other work a service takes a minute to import.
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
