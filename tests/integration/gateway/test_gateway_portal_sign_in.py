@@ -31,6 +31,7 @@ from services.core.people import Person, Role
 from services.portal_standin.tokens import SigningKey, jwks, mint, new_signing_key
 from services.upload_gateway.app import create_app
 from services.upload_gateway.keys import NewKey
+from services.upload_gateway.pages import sessions
 from services.upload_gateway.pages.site import PAGES_CLOCK
 from services.upload_gateway.portal_settings import PortalSettings
 
@@ -393,3 +394,42 @@ async def test_the_portals_rotated_key_is_read_again_from_its_jwks(
 
     assert rotated.status == 200
     assert found.reads == 2
+
+
+async def test_a_session_opened_with_an_api_key_ends_when_that_sign_in_is_off(
+    make_browser: MakeBrowser, ato: NewKey, pool: asyncpg.Pool
+) -> None:
+    async with pool.acquire() as connection:
+        opened = await sessions.sign_in(connection, ato.api_key, START)
+    assert opened is not None
+    browser = await make_browser()
+    browser.session.cookie_jar.update_cookies({"ato_session": opened[0]})
+
+    response = await browser.get("/ato/submit", allow_redirects=False)
+
+    assert response.status == 303
+    assert response.headers["Location"] == "/ato/sign-in?expired=1"
+
+
+async def test_while_the_portals_keys_cannot_be_read_the_sign_in_says_to_try_later(
+    database_url: str, storage_root: Path, ato: NewKey, pool: asyncpg.Pool
+) -> None:
+    closed_port = _free_port()  # nothing listens there
+    settings = gateway_settings_for(
+        database_url,
+        storage_root,
+        portal=PortalSettings(
+            jwks_url=f"http://127.0.0.1:{closed_port}/.well-known/jwks.json",
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            deployment_mode="local",
+        ),
+    )
+    token = Portal().token(PRIYA, Role.SUBMITTER, ato.ato_id)
+    async with TestClient(TestServer(create_app(settings), host="127.0.0.1")) as client:
+        response = await hand_off(client, token)
+        page = await response.text()
+
+    assert response.status == 503
+    assert "cannot be checked at the moment" in page
+    assert await pool.fetchval("SELECT count(*) FROM page_sessions") == 0
