@@ -116,15 +116,6 @@ async def record(
     )
 
 
-def actor_of(row: dict[str, Any] | asyncpg.Record) -> str:
-    """Who an ATO's event names: `person:<subject> (<name>)`, `key:<uuid>`, or `-`."""
-    if row["person_subject"] is not None:
-        return f"{Person(row['person_subject'], row['person_name']).actor} ({row['person_name']})"
-    if row["key_id"] is not None:
-        return f"key:{row['key_id']}"
-    return "-"
-
-
 async def record_many(
     connection: asyncpg.Connection,
     kind: AuditKind,
