@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -78,11 +79,13 @@ class Relay:
         producer: AIOKafkaProducer,
         batch_size: int = 500,
         batch_bytes: int = BATCH_BYTES,
+        round_bytes: int = 2 * BATCH_BYTES,
     ):
         self._pool = pool
         self._producer = producer
         self._batch_size = batch_size
         self._batch_bytes = batch_bytes
+        self._round_bytes = round_bytes
         self._connection: asyncpg.Connection | None = None
         self._slots: list[int] = []
 
@@ -105,9 +108,7 @@ class Relay:
             if taken:
                 self._slots = sorted({*self._slots, *(row["s"] for row in taken)})
                 log.info("outbox_slots_taken", slots=self._slots)
-            sent = 0
-            for slot in self._slots:
-                sent += await self._publish(connection, slot)
+            sent = await self._publish(connection)
         except BaseException:
             # Whatever failed (the database, or Kafka for this process only), the slots go back
             # so that a relay that can publish takes them; this one may take them again later.
@@ -115,15 +116,62 @@ class Relay:
             raise
         return sent
 
-    async def _publish(self, connection: asyncpg.Connection, slot: int) -> int:
+    async def _publish(self, connection: asyncpg.Connection) -> int:
+        """A batch of every held slot, each sent in id order, all sent before any is awaited:
+        a slot holding a big upload's accepted events does not keep a small upload's event in
+        another slot waiting for their acknowledgements. The round holds at most
+        `round_bytes` of payload (every slot's first row goes all the same)."""
+        budget = self._round_bytes
+        ids: list[int] = []
+        futures: list[asyncio.Future[Any]] = []
+        try:
+            for slot in self._slots:
+                rows = await self._batch(connection, slot, min(self._batch_bytes, max(budget, 1)))
+                for row in rows:
+                    budget -= row["size"]
+                    ids.append(row["id"])
+                    # The idempotent producer keeps the order of sends within a partition.
+                    futures.append(
+                        await self._producer.send(
+                            row["topic"],
+                            value=row["body"].encode(),
+                            key=row["key"].encode(),
+                            headers=[("event_type", row["event_type"].encode())],
+                        )
+                    )
+            await asyncio.gather(*futures)
+        except BaseException:
+            # Nothing of the round is marked: what was sent is sent again (consumers
+            # deduplicate on `event_id`); the sends still in flight are not waited for.
+            for future in futures:
+                future.add_done_callback(_retrieve)
+            raise
+        if not ids:
+            return 0
+        waits = await connection.fetch(
+            "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])"
+            " RETURNING extract(epoch FROM clock_timestamp() - created_at)::float8 AS waited",
+            ids,
+        )
+        OUTBOX_PUBLISHED.inc(len(ids))
+        # Each row's wait from its transaction to Kafka's acknowledgement (the wake-up, the
+        # round and the send), by the database's clock.
+        step = PIPELINE_STEP.labels("outbox_relay")
+        for row in waits:
+            step.observe(row["waited"])
+        return len(ids)
+
+    async def _batch(
+        self, connection: asyncpg.Connection, slot: int, batch_bytes: int
+    ) -> list[asyncpg.Record]:
         # The payloads sent as they are stored: an `achievements.accepted` event holds up to a
         # thousand achievements (130 KB), and a batch of them parsed into Python objects took
         # hundreds of MB in whichever process relayed it. A batch stops before `batch_bytes`
         # (its first row always goes).
-        rows = await connection.fetch(
+        rows: list[asyncpg.Record] = await connection.fetch(
             """
-            SELECT id, topic, key, body, event_type FROM (
-                SELECT id, topic, key, body, event_type,
+            SELECT id, topic, key, body, event_type, size FROM (
+                SELECT id, topic, key, body, event_type, octet_length(body) AS size,
                        sum(octet_length(body)) OVER (ORDER BY id) - octet_length(body) AS before
                 FROM (SELECT id, topic, key, payload AS body, event_type
                       FROM outbox WHERE sent_at IS NULL AND slot = $1
@@ -133,33 +181,9 @@ class Relay:
             """,
             slot,
             self._batch_size,
-            self._batch_bytes,
+            batch_bytes,
         )
-        if not rows:
-            return 0
-        # Sent in id order; the idempotent producer keeps that order within a partition.
-        futures = [
-            await self._producer.send(
-                row["topic"],
-                value=row["body"].encode(),
-                key=row["key"].encode(),
-                headers=[("event_type", row["event_type"].encode())],
-            )
-            for row in rows
-        ]
-        await asyncio.gather(*futures)
-        waited = await connection.fetchval(
-            "WITH sent AS (UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])"
-            " RETURNING created_at)"
-            " SELECT coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0)::float8"
-            " FROM sent",
-            [row["id"] for row in rows],
-        )
-        OUTBOX_PUBLISHED.inc(len(rows))
-        # The oldest row's wait from its transaction to Kafka's acknowledgement (the wake-up,
-        # the round and the send), by the database's clock.
-        PIPELINE_STEP.labels("outbox_relay").observe(waited)
-        return len(rows)
+        return rows
 
     async def _connect(self) -> asyncpg.Connection:
         if self._connection is None:
@@ -234,6 +258,11 @@ async def run_relay(
     finally:
         await wakeups.close()
         await relay.close()
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()  # a send of a failed round: sent again in the next one
 
 
 def _relay_failed(error: Exception) -> None:

@@ -157,3 +157,59 @@ async def test_a_relay_round_stops_before_its_bytes_of_payload(
         await consumer.stop()
     assert [json.loads(r.value)["n"] for r in received] == [0, 1, 2, 3]
     assert {dict(r.headers)["event_type"] for r in received} == {b"upload.progress"}
+
+
+async def test_a_round_sends_a_batch_of_every_slot_within_its_bytes(
+    pool: asyncpg.Pool, kafka_settings: KafkaSettings, topics: Topics
+) -> None:
+    """Two uploads' big events in two slots: each round sends some of each (every slot's first
+    row goes whatever the round's bytes), so neither upload's events wait for all of the
+    other's; each upload's events still arrive in order."""
+    keys: list[uuid.UUID] = []
+    async with pool.acquire() as connection:
+        slots_taken: set[int] = set()
+        while len(keys) < 2:  # two keys of different slots (migration 0007's hash)
+            key = uuid.uuid4()
+            slot = await connection.fetchval("SELECT hashtext($1) & 15", str(key))
+            if slot not in slots_taken:
+                slots_taken.add(slot)
+                keys.append(key)
+        padding = "x" * 300_000  # about 300 KB of payload each
+        for key in keys:
+            for n in range(4):
+                await connection.execute(
+                    "INSERT INTO outbox (topic, key, event_type, payload) VALUES ($1, $2, $3, $4)",
+                    topics.upload_status,
+                    str(key),
+                    "upload.progress",
+                    json.dumps({"event_type": "upload.progress", "n": n, "padding": padding}),
+                )
+        slots = await connection.fetchval("SELECT count(DISTINCT slot) FROM outbox")
+    assert slots == 2
+
+    producer = make_producer(kafka_settings, "test")
+    await producer.start()
+    relay = Relay(pool, producer, batch_bytes=700_000, round_bytes=700_000)
+    try:
+        # Round 1: the first slot's rows before 700 KB (three, 900 KB), then the second slot's
+        # first row only (the round's bytes are spent). Round 2: the first slot's last row,
+        # then the second's rows before the 400 KB left (two). Round 3: the second's last.
+        rounds = [await relay.relay_once() for _ in range(4)]
+        assert rounds == [4, 3, 1, 0]
+    finally:
+        await relay.close()
+        await producer.stop()
+
+    consumer = make_consumer(kafka_settings, topics.upload_status, group_id="t", client_id="t")
+    await consumer.start()
+    try:
+        received = []
+        async with asyncio.timeout(20):
+            while len(received) < 8:
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    received.extend(records)
+    finally:
+        await consumer.stop()
+    for key in keys:
+        ordered = [json.loads(r.value)["n"] for r in received if r.key == str(key).encode()]
+        assert ordered == [0, 1, 2, 3]
