@@ -95,11 +95,13 @@ typecheck: venv
 	@$(VENV)/bin/mypy services
 
 ## benchmarks that print figures (bench_scale also runs the offline check and the record
-## scanner); writes bench/results/latest.json and docs/performance.md
+## scanner; bench_latency a small upload's time, step by step, idle and under load); writes
+## bench/results/latest.json, bench/results/latency.json and docs/performance.md
 bench: venv
 	@deploy/local/seaweedfs.sh build
 	@$(STACK) infra
 	@$(PY) bench/bench_scale.py
+	@$(PY) bench/bench_latency.py
 
 ## an hour (DURATION=1h, or 30m, 600...) of steady load with withdrawals and purges; judges
 ## whether memory, descriptors, work tables, dead tuples or lag grow in the second half, and
