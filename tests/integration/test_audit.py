@@ -13,6 +13,7 @@ import pytest
 
 from services.core import audit, operators, purge_runs
 from services.core.audit import AuditKind
+from services.core.people import Person
 from services.core.purge_runs import PurgeRun
 from services.core.retention import purge
 from services.core.settings import RetentionSettings
@@ -66,7 +67,8 @@ async def test_an_event_holds_ids_and_a_time_only(pool: asyncpg.Pool) -> None:
             "SELECT column_name, data_type FROM information_schema.columns"
             " WHERE table_name = 'audit_events'"
         )
-    # No column that could carry free text: the one text column besides the ATO is the kind.
+    # No column that could carry a learner's data: the text columns besides the ATO are the kind
+    # and the person signed in through the portal (the ATO's staff, from the portal's token).
     assert {(c["column_name"], c["data_type"]) for c in columns} == {
         ("event_id", "bigint"),
         ("kind", "text"),
@@ -80,12 +82,37 @@ async def test_an_event_holds_ids_and_a_time_only(pool: asyncpg.Pool) -> None:
         ("purge_run_id", "bigint"),
         ("dead_letter_partition", "integer"),
         ("dead_letter_offset", "bigint"),
+        ("person_subject", "text"),
+        ("person_name", "text"),
     }
     assert [
         (r["kind"], r["ato_id"], r["key_id"], r["upload_id"], r["occurred_at"]) for r in rows
     ] == [
         ("upload_received", "ATO-1", key_id, upload_id, AT),
         ("key_used", "ATO-1", key_id, None, AT),
+    ]
+
+
+async def test_an_event_of_a_person_signed_in_through_the_portal_names_them_and_no_key(
+    pool: asyncpg.Pool,
+) -> None:
+    upload_id = uuid.uuid4()
+    async with pool.acquire() as connection:
+        await audit.record(
+            connection,
+            AuditKind.UPLOAD_WITHDRAWN,
+            "ATO-1",
+            None,
+            upload_id,
+            AT,
+            Person("portal-user-1001", "Priya Shah"),
+        )
+        rows = await connection.fetch(
+            "SELECT kind, key_id, upload_id, person_subject, person_name FROM audit_events"
+        )
+
+    assert [tuple(row.values()) for row in rows] == [
+        ("upload_withdrawn", None, upload_id, "portal-user-1001", "Priya Shah")
     ]
 
 

@@ -35,6 +35,7 @@ PACKAGES = {
         "accepted_event_parts",
         "purge_runs",
         "operators",
+        "portal_token_uses",
     },
     "services.grant_standin.migrations": {"claims", "idempotency_records"},
 }
