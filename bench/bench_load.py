@@ -79,9 +79,9 @@ TARGET_MS = 100.0
 # --- Files ---------------------------------------------------------------------------------------
 
 
-def ulns() -> Iterator[str]:
+def ulns(first_prefix: int = 500_000_000) -> Iterator[str]:
     """Distinct valid ULNs (csv-scheme.md §3.1): the prefixes for which a check digit exists."""
-    for prefix in itertools.count(500_000_000):
+    for prefix in itertools.count(first_prefix):
         digits = [int(d) for d in str(prefix)]
         remainder = sum(w * d for w, d in zip(range(10, 1, -1), digits, strict=True)) % 11
         if remainder:
