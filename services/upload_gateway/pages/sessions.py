@@ -26,6 +26,9 @@ from services.upload_gateway.portal_tokens import HandOff, HandOffRefused, Refus
 IDLE_TIMEOUT = timedelta(minutes=30)
 ABSOLUTE_TIMEOUT = timedelta(hours=8)
 MAX_KEY_CHARS = 512  # as the API's bearer check
+# A used hand-off token is remembered this long past the moment it fails the expiry check, so
+# that a gateway whose clock runs a little behind another's still finds it.
+TOKEN_USE_MARGIN = timedelta(minutes=5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +125,11 @@ async def sign_in_person(
     and of two requests racing with one token, the second waits for the first and is refused.
     """
     async with connection.transaction():
-        # Uses that no longer matter (their token would fail the expiry check) go as new ones
-        # come: the table holds a few minutes of sign-ins.
-        await connection.execute("DELETE FROM portal_token_uses WHERE expires_at <= $1", now)
+        # Uses that no longer matter (their token fails the expiry check on any gateway) go as
+        # new ones come: the table holds a few minutes of sign-ins.
+        await connection.execute(
+            "DELETE FROM portal_token_uses WHERE expires_at <= $1", now - TOKEN_USE_MARGIN
+        )
         spent = await connection.fetchval(
             "INSERT INTO portal_token_uses (token_id, expires_at) VALUES ($1, $2)"
             " ON CONFLICT (token_id) DO NOTHING RETURNING true",
