@@ -83,14 +83,18 @@ def write_mixed_file(
     first: int = 0,
     seed: int = 7,
     style: str = "plain",
+    grant_eligible: bool = True,
 ) -> list[EarlierKey]:
     """Writes `rows` data rows for an upload received on `today` with the quoting of `style`
     (see the module's text); returns the keys to record as an earlier accepted upload's
-    achievements (DUP_02)."""
+    achievements (DUP_02). `grant_eligible=False` names employers the grant does not cover:
+    the same validation, and no claim for a grant bridge to make."""
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r}: one of {', '.join(STYLES)}")
     rng = random.Random(seed)
-    levy_numbers = [e.levy_number for e in bundled_reference().employers() if e.grant_eligible]
+    levy_numbers = [
+        e.levy_number for e in bundled_reference().employers() if e.grant_eligible == grant_eligible
+    ]
     ulns = itertools.islice(_valid_ulns(), first, None)
     recent_ulns: deque[str] = deque(maxlen=_DUP_01_DISTANCE)
     earlier: list[EarlierKey] = []
