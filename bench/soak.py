@@ -426,7 +426,12 @@ async def run(args: argparse.Namespace) -> int:
         args.atos + 1,
         window_s=args.window_s,
         keep_logs=args.keep_logs,
-        extra_env={"RETENTION_SECONDS": str(args.retention_s)},
+        extra_env={
+            "RETENTION_SECONDS": str(args.retention_s),
+            # The work rows too, on the soak's short clock.
+            "RETENTION_SENT_EVENTS_KEPT_S": "300",
+            "RETENTION_PROCESSED_EVENTS_KEPT_S": str(args.retention_s),
+        },
     ) as stack:
         connection = await asyncpg.connect(stack.pipeline_dsn)
         try:

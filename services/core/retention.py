@@ -154,6 +154,8 @@ class PurgeReport:
     achievements_purged: int = 0
     duplicate_keys_hashed: int = 0
     part_files_deleted: int = 0
+    sent_events_deleted: int = 0
+    processed_events_deleted: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -364,6 +366,7 @@ async def purge(
         report.part_files_deleted = await storage.remove_stale_parts(
             now.timestamp() - settings.part_file_max_age_s, delete=True
         )
+        await _purge_work_rows(pool, settings, now, report)
     except Exception as error:
         # The batch in hand has rolled back (its transaction ended with the error); the
         # failure goes in on its own, and the error goes on to the caller whatever happens.
@@ -393,6 +396,41 @@ async def _record_run(
                 audit.Target(purge_run_id=run_id),
                 run.started_at,
             )
+
+
+# Work rows, not learner data: what the pipeline needs only for a while. Deleted a batch per
+# statement, so a backlog of a million rows never holds one long transaction.
+_DELETE_SENT_EVENTS = """
+    DELETE FROM outbox WHERE id IN (
+        SELECT id FROM outbox WHERE sent_at < $1 ORDER BY id LIMIT $2)
+"""
+_DELETE_PROCESSED_EVENTS = """
+    DELETE FROM processed_events WHERE (consumer, event_id) IN (
+        SELECT consumer, event_id FROM processed_events WHERE processed_at < $1 LIMIT $2)
+"""
+
+
+async def _purge_work_rows(
+    pool: asyncpg.Pool, settings: RetentionSettings, now: datetime, report: PurgeReport
+) -> None:
+    """Sent outbox rows once Kafka has held them a while, and the consumers' processed-event
+    records once no redelivery can bring their events back (older than the topics keep)."""
+    for statement, kept_s, field in (
+        (_DELETE_SENT_EVENTS, settings.sent_events_kept_s, "sent_events_deleted"),
+        (
+            _DELETE_PROCESSED_EVENTS,
+            settings.processed_events_kept_s,
+            "processed_events_deleted",
+        ),
+    ):
+        before = now - timedelta(seconds=kept_s)
+        while True:
+            async with pool.acquire() as connection:
+                status = await connection.execute(statement, before, settings.work_batch_size)
+            deleted = int(status.split()[-1])
+            setattr(report, field, getattr(report, field) + deleted)
+            if deleted < settings.work_batch_size:
+                break
 
 
 def _run_of(

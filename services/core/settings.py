@@ -309,6 +309,15 @@ class RetentionSettings(BaseSettings, DeploymentModeField):
     upload_batch_size: int = Field(default=20, gt=0)
     # A `.part` file this old belongs to no upload still being received.
     part_file_max_age_s: float = Field(default=24 * 3600, gt=0)
+    # RETENTION_SENT_EVENTS_KEPT_S: an outbox row Kafka acknowledged is deleted this long after
+    # (kept a while to read what was sent when something looks wrong).
+    sent_events_kept_s: int = Field(default=3600, ge=0)
+    # RETENTION_PROCESSED_EVENTS_KEPT_S: a consumer's record of an applied event is kept longer
+    # than the topics keep events (7 days, deploy/topology.yaml), so a replay from the start of
+    # a topic still finds every event it applied.
+    processed_events_kept_s: int = Field(default=8 * 86400, ge=0)
+    # Work rows deleted per statement.
+    work_batch_size: int = Field(default=5000, gt=0)
 
     @model_validator(mode="after")
     def _secrets_outside_local(self) -> RetentionSettings:

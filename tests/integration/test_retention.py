@@ -8,7 +8,7 @@ import asyncio
 import json
 import os
 import uuid
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -251,6 +251,44 @@ async def test_a_retention_in_seconds_purges_within_the_hour(
     assert not storage.path(FolderStorage.key_for(upload["upload_id"])).exists()
 
 
+async def test_sent_events_and_old_processed_event_records_are_deleted(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    settings = RetentionSettings(
+        sent_events_kept_s=600, processed_events_kept_s=3600, work_batch_size=2
+    )
+    async with pool.acquire() as connection:
+        for key, sent_at in (
+            ("sent-long-ago-1", now - timedelta(seconds=601)),
+            ("sent-long-ago-2", now - timedelta(hours=5)),
+            ("sent-long-ago-3", now - timedelta(days=2)),
+            ("sent-just-now", now - timedelta(seconds=599)),
+            ("never-sent", None),
+        ):
+            await connection.execute(
+                "INSERT INTO outbox (topic, key, event_type, payload, sent_at)"
+                " VALUES ('t', $1, 'upload.validated', '{}', $2)",
+                key,
+                sent_at,
+            )
+        for processed_at in (now - timedelta(seconds=3601), now - timedelta(seconds=3599)):
+            await connection.execute(
+                "INSERT INTO processed_events (consumer, event_id, processed_at)"
+                " VALUES ('grant-bridge', $1, $2)",
+                uuid.uuid4(),
+                processed_at,
+            )
+
+    report = await purge(pool, FolderStorage(tmp_path), settings, now)
+
+    assert (report.sent_events_deleted, report.processed_events_deleted) == (3, 1)
+    async with pool.acquire() as connection:
+        kept = await connection.fetch("SELECT key FROM outbox ORDER BY key")
+        assert [row["key"] for row in kept] == ["never-sent", "sent-just-now"]
+        assert await connection.fetchval("SELECT count(*) FROM processed_events") == 1
+
+
 async def test_dup_02_still_fires_for_a_re_upload_of_a_purged_achievement(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
@@ -439,6 +477,8 @@ async def test_the_command_answers_with_json_counts(
         "achievements_purged": 1,
         "duplicate_keys_hashed": 3,
         "part_files_deleted": 0,
+        "sent_events_deleted": 0,
+        "processed_events_deleted": 0,
     }
 
 
