@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar, cast
 
@@ -193,14 +193,33 @@ async def _store(
     return stored
 
 
-async def _request_chunks(request: web.Request, limits: BodyLimits) -> AsyncIterator[bytes]:
-    while chunk := await timed(request.content.read(limits.chunk_bytes), limits.read_timeout_s):
-        yield chunk
+async def _whole_chunks(
+    read: Callable[[int], Awaitable[bytes]], chunk_bytes: int
+) -> AsyncIterator[bytes]:
+    """The body in chunks of `chunk_bytes` (the last one shorter). A read hands over what the
+    socket brought, often a few dozen KiB, and every chunk costs a pass of the sniffer, a hand-
+    over to the writing thread and a write: gathered, they are paid once per `chunk_bytes`."""
+    pieces: list[bytes] = []
+    gathered = 0
+    while piece := await read(chunk_bytes - gathered):
+        pieces.append(piece)
+        gathered += len(piece)
+        if gathered >= chunk_bytes:
+            yield b"".join(pieces)
+            pieces, gathered = [], 0
+    if pieces:
+        yield b"".join(pieces)
 
 
-async def _part_chunks(part: BodyPartReader, chunk_bytes: int) -> AsyncIterator[bytes]:
-    while chunk := await part.read_chunk(chunk_bytes):
-        yield chunk
+def _request_chunks(request: web.Request, limits: BodyLimits) -> AsyncIterator[bytes]:
+    def read(n: int) -> Awaitable[bytes]:
+        return timed(request.content.read(n), limits.read_timeout_s)
+
+    return _whole_chunks(read, limits.chunk_bytes)
+
+
+def _part_chunks(part: BodyPartReader, chunk_bytes: int) -> AsyncIterator[bytes]:
+    return _whole_chunks(part.read_chunk, chunk_bytes)
 
 
 async def _read_field(part: BodyPartReader) -> str:

@@ -125,13 +125,22 @@ class StreamDigest:
         self._digest = hashlib.sha256()
 
     def take(self, chunk: bytes) -> bytes:
+        self.count(chunk)
+        self.hash(chunk)
+        return chunk
+
+    def count(self, chunk: bytes) -> None:
+        """Size, limit and first bytes: at once, as the chunk arrives."""
         self.size += len(chunk)
         if self.size > self.limit_bytes:
             raise UploadTooLarge
         if len(self.head) < HEAD_BYTES:
             self.head += chunk[: HEAD_BYTES - len(self.head)]
+
+    def hash(self, chunk: bytes) -> None:
+        """The digest, chunks in stream order; may run in a worker thread (hashlib lets go of
+        the GIL for large chunks), one chunk at a time."""
         self._digest.update(chunk)
-        return chunk
 
     def stored(self, storage_key: str) -> StoredFile:
         return StoredFile(storage_key, self.size, self._digest.hexdigest(), self.head)

@@ -10,6 +10,8 @@ on the local disk, out of the validators' reach.
 from __future__ import annotations
 
 import asyncio
+import collections
+import concurrent.futures
 import errno
 import io
 import os
@@ -18,7 +20,7 @@ import stat
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO
 
 from services.core.logging import get_logger
 from services.core.scheme.record_scanner import Opener
@@ -91,11 +93,15 @@ class FolderStorage:
         digest = StreamDigest(limit_bytes)
         temporary = path.with_name(f"{path.name}{PART_SUFFIX}")
         try:
-            with temporary.open("wb") as out:
+            writer = _BackgroundWriter(temporary, digest)
+            try:
                 async for chunk in chunks:
-                    out.write(digest.take(chunk))  # into the page cache: microseconds
-                # Durable before the upload is recorded; the wait for the disk runs off the loop.
-                await asyncio.to_thread(_flush_to_disk, out)
+                    digest.count(chunk)  # the limit, at once
+                    await writer.write(chunk)
+                # Durable before the upload is recorded: one fsync, at the end, off the loop.
+                await writer.sync()
+            finally:
+                writer.close()
             temporary.replace(path)
         except BaseException:
             temporary.unlink(missing_ok=True)
@@ -204,9 +210,58 @@ def _seen(probe: asyncio.Future[None]) -> None:
         probe.exception()
 
 
-def _flush_to_disk(out: BinaryIO) -> None:
-    out.flush()
-    os.fsync(out.fileno())
+class _BackgroundWriter:
+    """A `.part` file written through its raw descriptor by a thread of its own, which also
+    hashes each chunk, in stream order. `os.write`, `os.fsync` and `hashlib` (for chunks of more
+    than 2 KiB) let go of the GIL, so the event loop receives the next chunks (and serves other
+    requests) while earlier ones go to the page cache; one `fsync` at the end makes the file
+    durable. At most `QUEUED_CHUNKS` chunks wait for the thread (`write` waits for the oldest
+    beyond that), so an upload's memory stays bounded (2 MiB at the default chunk size).
+
+    Flushing to the disk every few MiB while the body still streams in was tried: on the
+    shared test machine it was no faster than the one `fsync` at the end (docs/performance.md).
+    """
+
+    QUEUED_CHUNKS = 8
+
+    def __init__(self, path: Path, digest: StreamDigest) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        self._digest = digest
+        # One thread: its jobs run in the order they were queued (the digest needs that), and
+        # closing the descriptor is queued last, so no job of a cancelled request outlives it.
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, "storage-write")
+        self._queued: collections.deque[concurrent.futures.Future[None]] = collections.deque()
+
+    async def write(self, chunk: bytes) -> None:
+        while len(self._queued) >= self.QUEUED_CHUNKS:
+            await self._wait_oldest()
+        self._queued.append(self._thread.submit(self._write_and_hash, chunk))
+
+    async def sync(self) -> None:
+        """Every chunk written and the file durable (data and size)."""
+        self._queued.append(self._thread.submit(_flush_to_disk, self._fd))
+        while self._queued:
+            await self._wait_oldest()
+
+    def close(self) -> None:
+        """Closes the file after whatever is still queued, without waiting on the loop."""
+        self._thread.submit(os.close, self._fd)
+        self._thread.shutdown(wait=False)
+
+    async def _wait_oldest(self) -> None:
+        # A failed write (a full disk) raises here, on the loop, into `put`.
+        await asyncio.wrap_future(self._queued[0])
+        self._queued.popleft()
+
+    def _write_and_hash(self, chunk: bytes) -> None:
+        self._digest.hash(chunk)
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+
+def _flush_to_disk(fd: int) -> None:
+    os.fsync(fd)
 
 
 def _part_files(root: Path, older_than: float, *, delete: bool) -> int:

@@ -4,10 +4,13 @@ range, and a missing file told apart from a missing folder."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,6 +46,45 @@ async def test_a_stored_file_has_its_bytes_size_hash_and_head(tmp_path: Path) ->
     assert stored.head == body[: FolderStorage.HEAD_BYTES]
     assert (tmp_path / "uploads" / "a.csv").read_bytes() == body
     assert files_under(tmp_path) == [tmp_path / "uploads" / "a.csv"]  # no .part left over
+
+
+async def test_chunks_beyond_the_writing_queue_are_stored_in_their_order(tmp_path: Path) -> None:
+    # More chunks than wait for the writing thread at once, each different: a chunk written or
+    # hashed out of order would change the bytes or the digest.
+    chunks = [bytes([i]) * (3000 + i) for i in range(40)]
+    body = b"".join(chunks)
+
+    stored = await FolderStorage(tmp_path).put("big.csv", stream(chunks), limit_bytes=len(body))
+
+    assert (tmp_path / "big.csv").read_bytes() == body
+    assert (stored.size_bytes, stored.sha256) == (len(body), hashlib.sha256(body).hexdigest())
+
+
+async def test_a_write_the_disk_refuses_is_raised_and_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = os.write
+
+    def full_after_a_while(fd: int, data: bytes | memoryview) -> int:
+        if fd == written[0]:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    written: list[int] = [-1]
+    real_open = os.open
+
+    def remember(path: Any, flags: int, mode: int = 0o777) -> int:
+        fd = real_open(path, flags, mode)
+        if str(path).endswith(".part"):
+            written[0] = fd
+        return fd
+
+    monkeypatch.setattr(os, "open", remember)
+    monkeypatch.setattr(os, "write", full_after_a_while)
+    with pytest.raises(OSError, match="No space left"):
+        await FolderStorage(tmp_path).put("uploads/e.csv", stream([b"a" * 9000] * 3), 100_000)
+
+    assert files_under(tmp_path) == []
 
 
 async def test_an_empty_stream_stores_an_empty_file(tmp_path: Path) -> None:
