@@ -68,6 +68,8 @@ class OutboxConnection:
     async def fetch(self, query: str, *args: Any) -> list[dict[str, Any]]:
         if "generate_series" in query:
             return [{"s": 0}]
+        if "DISTINCT slot" in query:
+            return [{"slot": 0}]
         return [{"id": 1, "topic": "t", "key": "k", "body": "{}", "event_type": "e", "size": 2}]
 
     async def execute(self, query: str, *args: Any) -> str:
