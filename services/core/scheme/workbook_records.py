@@ -251,20 +251,25 @@ class WorkbookFile:
         names = {info.filename for info in entries}
         if any(PurePosixPath(name).name.lower() == "vbaproject.bin" for name in names):
             raise _refuse(Code.FILE_01, FILE_01_MACROS)
-        # Every entry inflated once with the counter: the bounds hold before any XML is read.
+        if any(_is_external_link_part(name) for name in names):
+            raise _refuse(Code.FILE_01, FILE_01_EXTERNAL_LINKS)
+        # What the archive declares can refuse it at once (an honest zip bomb says what it
+        # is); it never admits it: the bounds below are on the bytes actually inflated.
+        inflation = _Inflation(self._size_limit_bytes)
+        for info in entries:
+            inflation.count(info, info.file_size, info.file_size)
+        # The small parts that say what the workbook is, each read through its own counter.
+        _check_content_types(self._small_xml(_CONTENT_TYPES_PART))
+        if _WORKBOOK_PART not in names:
+            raise _refuse(Code.FILE_01, FILE_01_NOT_GUIDED)
+        guided = self._guided(self._small_xml(_WORKBOOK_PART), names)
+        # Every entry inflated once with the counter before any of the sheet's XML is read.
         inflation = _Inflation(self._size_limit_bytes)
         for info in entries:
             with _CountedEntry(archive, info, inflation) as entry:
                 while entry.read(INFLATE_BLOCK_BYTES):
                     pass
-        content_types = self._small_xml(_CONTENT_TYPES_PART)
-        _check_content_types(content_types)
-        if any(_is_external_link_part(name) for name in names):
-            raise _refuse(Code.FILE_01, FILE_01_EXTERNAL_LINKS)
-        if _WORKBOOK_PART not in names:
-            raise _refuse(Code.FILE_01, FILE_01_NOT_GUIDED)
-        workbook = self._small_xml(_WORKBOOK_PART)
-        return self._guided(workbook, names)
+        return guided
 
     def _open_archive(self) -> zipfile.ZipFile:
         try:

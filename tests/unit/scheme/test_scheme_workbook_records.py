@@ -160,6 +160,27 @@ class TestZipBounds:
                     entry.write(block)
         assert refusal(check(out.getvalue(), tmp_path)) == ("FILE_01", FILE_01_OVER_INFLATED)
 
+    def test_a_zip_bomb_declaring_a_small_size_is_never_inflated_past_it(
+        self, tmp_path: Path
+    ) -> None:
+        # The central directory says the 64 MiB of zeros are 1,000 bytes: the archive is not
+        # believed for the bounds, and it is not read past what it declares either; its CRC
+        # then fails, so it is refused as damaged.
+        out = io.BytesIO()
+        with (
+            zipfile.ZipFile(io.BytesIO(guided(valid_row()))) as source,
+            zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as target,
+        ):
+            for info in source.infolist():
+                target.writestr(info.filename, source.read(info.filename))
+            target.writestr("xl/media/image1.png", bytes(64 * 1024 * 1024))
+        data = bytearray(out.getvalue())
+        name = b"xl/media/image1.png"
+        entry = data.rindex(name) - 46  # the central directory record's fixed part
+        assert data[entry : entry + 4] == b"PK\x01\x02"
+        data[entry + 24 : entry + 28] = (1000).to_bytes(4, "little")  # its uncompressed size
+        assert refusal(check(bytes(data), tmp_path)) == ("FILE_01", FILE_01_UNREADABLE)
+
     def test_more_inflated_bytes_than_the_size_limit_is_file_03_naming_the_rows(
         self, tmp_path: Path
     ) -> None:
