@@ -279,6 +279,8 @@ class WorkbookFile:
             self._archive = zipfile.ZipFile(self._stream)
         except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError):
             raise _refuse(Code.FILE_01, FILE_01_WORKBOOK) from None
+        except NotImplementedError:  # a ZIP version or feature no spreadsheet writes
+            raise _refuse(Code.FILE_01, FILE_01_UNREADABLE) from None
         return self._archive
 
     def _entry(self, name: str) -> _CountedEntry:
@@ -654,6 +656,7 @@ _UNREADABLE_ERRORS: Final = (
     AttributeError,
     UnicodeError,
     OverflowError,
+    NotImplementedError,  # zipfile: a ZIP version or compression method it does not read
 )
 
 

@@ -123,6 +123,13 @@ class TestWhichWorkbooksAreRead:
     def test_a_zip_that_is_no_workbook_is_file_01(self, tmp_path: Path) -> None:
         assert refusal(check(b"PK\x03\x04rest-of-zip", tmp_path)) == ("FILE_01", FILE_01_WORKBOOK)
 
+    def test_a_zip_version_no_spreadsheet_writes_is_file_01(self, tmp_path: Path) -> None:
+        # Found by the fuzzing: zipfile raises NotImplementedError for it.
+        data = bytearray(guided(valid_row()))
+        entry = data.index(b"PK\x01\x02")  # the first central directory record
+        data[entry + 6 : entry + 8] = (204).to_bytes(2, "little")  # version needed: 20.4
+        assert refusal(check(bytes(data), tmp_path)) == ("FILE_01", FILE_01_UNREADABLE)
+
     def test_a_damaged_sheet_is_file_01(self, tmp_path: Path) -> None:
         data = guided(valid_row())
         data = changed(data, parts={sheet_part(data): lambda xml: xml[: len(xml) // 2]})
