@@ -8,9 +8,14 @@ polling /api/v1/alerts. So:
 - a stopped validator makes `AchievementsServiceDown` fire for its instance;
 - with every validator stopped, uploads keep arriving: the lag the ops exporter measures from
   outside the validators' group grows, and `KafkaConsumerLagGrowing` fires for that group.
+  The uploads come fast until the lag passes the rule's floor, then one at a time, so that it
+  still grows while the rule's `for:` runs, and no more are sent than that needs: each is one
+  record to consume and one outcome to decide, and outcomes of one ATO are decided one at a
+  time (a per-ATO lock), so they are spread over several ATOs.
 
-Each test starts the validators it stopped again and waits until they have caught up. The time
-from the fault to the firing alert is printed.
+Each test starts the validators it stopped again and waits until every upload it sent is
+decided, so the tests after it meet an idle pipeline. The time from the fault to the firing
+alert is printed.
 """
 
 from __future__ import annotations
@@ -40,10 +45,14 @@ VALIDATOR_PORTS = {"validator-1": 9111}
 SCALED_FOR_AT_MOST_S = 60
 # Beyond the rule's `for:`: scrapes and evaluations every 5 s, a stopping process's own drain.
 MARGIN_S = 120
-# The lag alert's floor (alerts.yaml) and how many uploads the test sends at most to pass it.
+# The lag alert's floor (alerts.yaml) and how many uploads the test sends at most.
 LAG_FLOOR = 100
-MAX_UPLOADS = 1_200
+MAX_UPLOADS = 600
 SENDERS = 3
+ATOS = 8
+# Once past the floor: one upload at a time, this far apart (the lag keeps growing).
+PACE_S = 1.0
+DECIDED_WITHIN_S = 600
 
 
 async def prometheus(path: str, **params: str) -> Any:
@@ -138,15 +147,21 @@ async def test_validators_stopped_under_load_fire_the_consumer_lag_alert(
 ) -> None:
     for_s = await rule_for_s("KafkaConsumerLagGrowing")
     pipeline = cluster.pipeline()
-    _, api_key = await pipeline.create_ato("Lag Alert Training Ltd")
+    api_keys = [(await pipeline.create_ato(f"Lag Alert Training Ltd {n}"))[1] for n in range(ATOS)]
     files = tiny_files(ulns(100_000_000 + secrets.randbelow(800_000) * 1_000))
     stop = asyncio.Event()
-    sent: list[int] = []
+    past_floor = asyncio.Event()
+    sent: list[tuple[str, str]] = []  # (upload id, API key)
 
-    async def sender() -> None:
-        # Bounded in count; each 429 (the ATO's uploads in flight at a gateway) is sent again.
+    async def sender(number: int) -> None:
+        # Bounded in count; each 429 (an ATO's uploads in flight at a gateway) is sent again.
         while not stop.is_set() and len(sent) < MAX_UPLOADS:
+            if past_floor.is_set():
+                if number > 0:
+                    return
+                await asyncio.sleep(PACE_S)
             generated = next(files)
+            api_key = api_keys[len(sent) % ATOS]
             key = str(uuid.uuid4())
             status, answer = await post(
                 pipeline.gateway_url, api_key, generated.name, key, generated.body
@@ -154,11 +169,11 @@ async def test_validators_stopped_under_load_fire_the_consumer_lag_alert(
             if status == 429:
                 continue
             assert status == 202, answer
-            sent.append(status)
+            sent.append((answer["upload_id"], api_key))
 
     cluster.ctl("stop", *(f"services:{name}" for name in VALIDATORS))
     stopped_at = time.monotonic()
-    senders = [asyncio.create_task(sender()) for _ in range(SENDERS)]
+    senders = [asyncio.create_task(sender(n)) for n in range(SENDERS)]
     try:
         await eventually(
             lambda: _lag_above(LAG_FLOOR),
@@ -166,6 +181,7 @@ async def test_validators_stopped_under_load_fire_the_consumer_lag_alert(
             cluster,
             MARGIN_S,
         )
+        past_floor.set()
         await eventually(
             lambda: firing("KafkaConsumerLagGrowing", group="validator"),
             "KafkaConsumerLagGrowing for the validators",
@@ -182,9 +198,13 @@ async def test_validators_stopped_under_load_fire_the_consumer_lag_alert(
         if isinstance(outcome, BaseException):
             raise outcome
     await eventually(lambda: _lag_at_most(0), "the validators caught up", cluster, 300)
+    for upload_id, api_key in sent:
+        await pipeline.wait_final(upload_id, api_key, timeout_s=DECIDED_WITHIN_S)
+    decided_s = time.monotonic() - stopped_at
     print(
         f"every validator stopped, {len(sent)} uploads sent: KafkaConsumerLagGrowing fired"
-        f" {fired_s:.1f}s later (for: {for_s:g}s, lag then {lag_at_fire:g})"
+        f" {fired_s:.1f}s later (for: {for_s:g}s, lag then {lag_at_fire:g}); every upload"
+        f" decided {decided_s:.1f}s after the stop"
     )
 
 
