@@ -401,6 +401,8 @@ OPERATIONS: dict[str, Schema] = {
             "The body is the CSV (text/csv) with file_name, policy and terms_accepted as query"
             " parameters, or multipart/form-data with a `file` part and those as fields (before"
             " or after the file). The file is streamed to storage and checked while it arrives."
+            " The guided workbook (.xlsx, scheme section 9) may be sent as it is, as the body"
+            " or the `file` part; any other workbook is refused (FILE_01)."
         ),
         "tags": ["uploads"],
         "parameters": [
@@ -419,6 +421,9 @@ OPERATIONS: dict[str, Schema] = {
             "required": True,
             "content": {
                 "text/csv": {"schema": _STRING},
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": {
+                    "schema": {"type": "string", "format": "binary"}
+                },
                 "multipart/form-data": {
                     "schema": {
                         "type": "object",
@@ -453,7 +458,10 @@ OPERATIONS: dict[str, Schema] = {
                 "UNSUPPORTED_MEDIA_TYPE: the body is neither CSV nor multipart/form-data;"
                 " UNSUPPORTED_CONTENT_ENCODING: the body has a Content-Encoding (send it uncoded)."
             ),
-            "422": _error("FILE_01 (workbook or binary), FILE_02 (empty) or TERMS_NOT_ACCEPTED."),
+            "422": _error(
+                "FILE_01 (a workbook other than the guided one, or binary), FILE_03 (a workbook"
+                " that expands past the size limit), FILE_02 (empty) or TERMS_NOT_ACCEPTED."
+            ),
             "429": {
                 **_error("TOO_MANY_UPLOADS: this ATO's concurrent-upload limit is reached."),
                 "headers": {"Retry-After": {"schema": _STRING, "description": "Seconds."}},
