@@ -132,9 +132,10 @@ CHUNK_DURATION: Final = Histogram(
     buckets=_DURATION_BUCKETS,
 )
 # Where a small upload's time goes, hop by hop (bench/bench_latency.py reads it): the outbox
-# relay (commit to Kafka's acknowledgement), the Kafka delivery (the producer's timestamp to the
-# planner's handler), the planning, the chunk queue (planned to leased), a chunk (validated and
-# written) and the decision. Buckets fine enough for a 20-row upload's milliseconds.
+# relay (the writing transaction's start, `outbox.created_at`, to Kafka's acknowledgement: a
+# long transaction, such as a big decision, counts in it), the Kafka delivery (the producer's
+# timestamp to the planner's handler), the planning, the chunk queue (planned to leased), a
+# chunk (validated and written) and the decision. Buckets fine enough for milliseconds.
 PIPELINE_STEP: Final = Histogram(
     "pipeline_step_seconds",
     "Time an upload or event spent in one step of the pipeline, by step.",
