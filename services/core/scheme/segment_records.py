@@ -134,42 +134,63 @@ class _Splitter:
         self._patterns = _patterns(delimiter, width)
         self._first_row = first_row
         self._has_return = has_return
-        body = pl.col(_LINE).str.strip_suffix("\r") if has_return else pl.col(_LINE)
         quotes = pl.col(_LINE).str.count_matches('"', literal=True)
-        self._lines = lines.with_row_index("_index").with_columns(
-            body.alias("_body"), quotes.alias("_quotes")
-        )
+        self._lines = lines.with_row_index("_index").with_columns(quotes.alias("_quotes"))
         self.fallbacks: Counter[str] = Counter()
 
-    def split(self) -> SegmentRecords:
-        complete = (pl.col("_quotes") == 0) | pl.col("_body").str.contains(
-            self._patterns.complete_line
+    def _quoted_lines(self) -> pl.DataFrame:
+        """The lines holding a quote (`_index`, `_quotes`, `_body`: without the CR of a CR LF),
+        whether each is a record in the strict shape with the header's width (`_readable`:
+        then the csv module reads it to its end outside a quoted field too) and whether the csv
+        module, starting there, reads it to its end outside a quoted field (`_complete`). Only
+        these lines meet a regex, and the second one only those the first did not take."""
+        body = pl.col(_LINE).str.strip_suffix("\r") if self._has_return else pl.col(_LINE)
+        lines = self._lines.filter(pl.col("_quotes") > 0).select(
+            "_index", "_quotes", body.alias("_body")
         )
-        lines = self._lines.with_columns(complete.alias("_complete"))
-        opening = lines.select(pl.col("_index").filter(~pl.col("_complete"))).to_series()
-        starts, parsed, several, limit = self._starts(self._spans(opening.to_list()))
+        readable = self._readable(lines["_body"])
+        others = readable.not_().arg_true()
+        complete = readable
+        if others.len():
+            complete_others = (
+                lines["_body"].gather(others).str.contains(self._patterns.complete_line)
+            )
+            # `scatter` changes the series it is called on: `readable` stays as it is.
+            complete = readable.clone().scatter(others, complete_others)
+        return lines.with_columns(readable.alias("_readable"), complete.alias("_complete"))
+
+    def split(self) -> SegmentRecords:
+        quoted_lines = self._quoted_lines()
+        starts, parsed, several, limit = self._starts(self._spans(quoted_lines))
         rows = (starts.cast(pl.Int64).cum_sum() - 1 + self._first_row).alias(ROW_NUMBER)
-        frame = lines.with_columns(rows, starts.alias("_start"))
-        plain = frame.filter(pl.col("_start") & (pl.col("_quotes") == 0)).select(ROW_NUMBER, _LINE)
+        plain = (
+            self._lines.with_columns(rows, starts.alias("_start"))
+            .filter(pl.col("_start") & (pl.col("_quotes") == 0))
+            .select(ROW_NUMBER, _LINE)
+        )
         # The quoted records: of one line (a starting line holding a quote that the csv module
         # reads to its end), and of several (their texts joined by `_starts`); those from
         # `limit` on were read the old way.
-        one_line = frame.filter(
-            pl.col("_start")
-            & (pl.col("_quotes") > 0)
-            & pl.col("_complete")
-            & (pl.col("_index") < limit)
-        ).select(ROW_NUMBER, pl.col("_body").alias("_text"))
-        records = pl.concat([one_line, several.select(rows.gather(several["_first"]), "_text")])
-        texts = records["_text"]
-        exact = self._patterns.exact
-        readable = (
-            texts.str.contains(exact) & ~texts.str.starts_with("\ufeff")
-            if exact is not None
-            else pl.repeat(False, texts.len(), eager=True)
+        at = quoted_lines["_index"]
+        one_line = quoted_lines.with_columns(
+            rows.gather(at), starts.gather(at).alias("_start")
+        ).filter(pl.col("_start") & pl.col("_complete") & (pl.col("_index") < limit))
+        several = several.select(rows.gather(several["_first"]), "_text")
+        several_readable = self._readable(several["_text"])
+        as_text = pl.col("_body").alias("_text")
+        readable = pl.concat(
+            [
+                one_line.filter("_readable").select(ROW_NUMBER, as_text),
+                several.filter(several_readable),
+            ]
         )
-        quoted = self._read(records.filter(readable))
-        others = records.filter(~readable)
+        others = pl.concat(
+            [
+                one_line.filter(~pl.col("_readable")).select(ROW_NUMBER, as_text),
+                several.filter(~several_readable),
+            ]
+        )
+        quoted = self._read(readable)
         dialect = DIALECTS[self._delimiter]
         row_cells = [(int(rows[first]), cells) for first, cells in parsed]
         if others.height:
@@ -183,23 +204,28 @@ class _Splitter:
         row_cells.sort(key=lambda record: record[0])
         return SegmentRecords(plain, quoted, row_cells, self.fallbacks)
 
-    def _spans(self, opening: list[int]) -> list[tuple[int, int]]:
+    def _spans(self, quoted_lines: pl.DataFrame) -> list[tuple[int, int]]:
         """(first line, lines spanned) of each record of several lines: from each line that
         opens a quoted field it does not close (and no earlier record spans), to the line where
-        its quotes balance."""
+        its quotes balance. Walks the lines holding a quote (`_quoted_lines`) only: the others
+        leave the count as it is."""
+        opening = quoted_lines["_complete"].not_().arg_true().to_list()
         if not opening:
             return []
-        quotes = self._lines["_quotes"].to_list()
-        total = len(quotes)
+        indices = quoted_lines["_index"].to_list()
+        quotes = quoted_lines["_quotes"].to_list()
+        total, held = self._lines.height, len(indices)
         spans: list[tuple[int, int]] = []
         taken = 0
-        for first in opening:
+        for position in opening:
+            first = indices[position]
             if first < taken:
                 continue
-            count, end = quotes[first], first + 1
-            while count % 2 and end < total:
-                count += quotes[end]
-                end += 1
+            count, after = quotes[position], position + 1
+            while count % 2 and after < held:
+                count += quotes[after]
+                after += 1
+            end = total if count % 2 else indices[after - 1] + 1
             spans.append((first, end - first))
             taken = end
         return spans
@@ -262,6 +288,14 @@ class _Splitter:
             starts = starts.scatter(inner, False)
         self.fallbacks[AFTER_MISREAD_RECORD] += len(found)
         return starts, [(first, cells) for first, _, cells in found]
+
+    def _readable(self, texts: pl.Series) -> pl.Series:
+        """Whether each record's text is in the strict shape with the header's width, and so
+        read by Polars' CSV reader (`_read`) as the csv module reads it."""
+        exact = self._patterns.exact
+        if exact is None:
+            return pl.repeat(False, texts.len(), eager=True, dtype=pl.Boolean)
+        return texts.str.contains(exact) & ~texts.str.starts_with("\ufeff")
 
     def _read(self, records: pl.DataFrame) -> pl.DataFrame | None:
         """The cells of records in the strict shape with the header's width, by Polars' CSV
