@@ -26,6 +26,7 @@ from services.core.scheme.workbook_records import (
     FILE_01_OVER_INFLATED,
     TEMPLATE_MARKER,
 )
+from services.upload_client import upload_file
 from services.upload_gateway.intake import XLSX_CONTENT_TYPE
 from services.upload_gateway.keys import NewKey
 
@@ -125,3 +126,13 @@ async def test_any_other_workbook_is_refused_at_once_with_nothing_kept(
     assert await count_uploads(pool) == 0
     assert await outbox_events(pool) == []
     assert stored_files(storage_root) == []
+
+
+async def test_the_upload_command_sends_the_guided_workbook_as_it_is(
+    client: Client, ato: NewKey, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    path = tmp_path / "june.xlsx"
+    path.write_bytes(workbook())
+    upload = await upload_file(path, api_key=ato.api_key, gateway_url=str(client.make_url("")))
+    assert (upload["status"], upload["file_name"]) == ("received", "june.xlsx")
+    assert await count_uploads(pool) == 1

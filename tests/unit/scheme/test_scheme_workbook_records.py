@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import zipfile
 from datetime import date, datetime
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from scheme_builders import HEADERS, UPLOAD_DATE, VALID, VALID_ULNS, cells
 from workbook_builders import changed, guided, sheet_part, workbook
 
+from services.cli import main as achievements
 from services.core.scheme.check import CheckReport, check_file
 from services.core.scheme.codes import FILE_01_WORKBOOK, Code, FileError, UploadStatus
 from services.core.scheme.records import path_opener
@@ -350,3 +352,29 @@ class TestCheckedAsACsv:
     def test_a_wrong_header_is_file_04(self, tmp_path: Path) -> None:
         report = check(workbook({1: ["Course", *HEADERS[1:]], 2: valid_row()}), tmp_path)
         assert refusal(report)[0] == "FILE_04"
+
+
+class TestTheCommand:
+    def test_achievements_check_reads_the_guided_workbook(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        path = tmp_path / "june.xlsx"
+        path.write_bytes(guided(valid_row()))
+        status = achievements(["check", str(path), "--today", "2026-11-20", "--json"])
+        report = json.loads(capsys.readouterr().out)
+        assert status == 0
+        assert (report["file_name"], report["encoding"], report["status"]) == (
+            "june.xlsx",
+            "xlsx",
+            "passed",
+        )
+
+    def test_achievements_check_refuses_a_macro_workbook_with_exit_1(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        path = tmp_path / "june.xlsx"
+        path.write_bytes(changed(guided(valid_row()), added={"xl/vbaProject.bin": b"x"}))
+        status = achievements(["check", str(path), "--json"])
+        report = json.loads(capsys.readouterr().out)
+        assert status == 1
+        assert report["file_errors"] == [{"code": "FILE_01", "message": FILE_01_MACROS}]
