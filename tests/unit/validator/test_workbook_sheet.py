@@ -5,7 +5,9 @@ as UTF-8; the purge deletes it with the upload's own file."""
 from __future__ import annotations
 
 import io
+import uuid
 from collections.abc import AsyncIterator
+from datetime import date
 from pathlib import Path
 
 import openpyxl
@@ -15,8 +17,11 @@ from services.core.retention import delete_files
 from services.core.scheme.codes import Code
 from services.core.scheme.columns import COLUMNS
 from services.core.scheme.file_inspection import Encoding
+from services.core.scheme.reference import bundled_reference
 from services.core.scheme.workbook_records import FILE_01_NOT_GUIDED, TEMPLATE_MARKER
 from services.core.storage import FolderStorage, sheet_csv_key
+from services.validator.chunk_queue import LeasedChunk
+from services.validator.chunk_worker import validate_leased_chunk
 from services.validator.planner import plan_file
 from services.validator.settings import ValidatorSettings
 from services.validator.workbook_sheet import csv_source, store_sheet_csv
@@ -107,3 +112,53 @@ async def test_the_sheets_csv_object_is_deleted_with_the_upload(tmp_path: Path) 
 
     assert deleted == 2  # the uploads' own files; the sheet's object goes with its upload
     assert files_under(tmp_path) == []
+
+
+async def test_a_chunk_of_a_workbook_upload_is_validated_with_the_sheets_row_numbers(
+    tmp_path: Path,
+) -> None:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "Achievements"
+    sheet.append(HEADERS)
+    valid = {
+        "ProviderReference": "REF-0001",
+        "CourseCode": "SD-WAH-101",
+        "AchievementDate": date(2026, 11, 12),
+        "LearnerForename": "Amelia",
+        "LearnerSurname": "Hartley",
+        "DateOfBirth": date(1990, 3, 14),
+        "ULN": 1000000043,
+        "EmployerLevyNumber": 79049946,
+    }
+    sheet.append([valid.get(header) for header in HEADERS])
+    bad = {**valid, "ULN": 1234567890, "ProviderReference": "REF-0002"}  # check digit wrong
+    for column, header in enumerate(HEADERS, start=1):
+        sheet.cell(row=6, column=column, value=bad.get(header))
+    book.defined_names[TEMPLATE_MARKER] = DefinedName(TEMPLATE_MARKER, attr_text='"1.2"')
+    out = io.BytesIO()
+    book.save(out)
+    storage = FolderStorage(tmp_path)
+    key = await stored(storage, out.getvalue())
+    sheet_key = await store_sheet_csv(storage, key, LIMIT)
+    assert isinstance(sheet_key, str)
+    plan = plan_file(storage, sheet_key, ValidatorSettings(), workbooks=False)
+    [segments] = plan.chunks
+    chunk = LeasedChunk(
+        upload_id=uuid.uuid4(),
+        chunk_no=0,
+        ato_id="ATO-1",
+        segments=tuple(segments),
+        attempts=1,
+        storage_key=key,  # the upload's own key: the chunk finds the sheet's object beside it
+        encoding="xlsx",
+        delimiter=plan.delimiter,
+        upload_date=date(2026, 11, 20),
+        reference_version=1,
+    )
+
+    result, _ = validate_leased_chunk(storage, chunk, bundled_reference(), issue_room=100)
+
+    assert (result.rows_total, result.rows_valid, result.rows_invalid) == (2, 1, 1)
+    assert [(issue[1], issue[4]) for issue in result.issues] == [(6, "ULN_03")]
