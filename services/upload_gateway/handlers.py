@@ -167,23 +167,14 @@ async def _rows_to_fix(request: web.Request, kind: Format) -> web.Response:
     """The rows of a partially accepted upload that were not accepted, as sent (scheme section
     9); the duplicates left out are named in the file's guidance record and counted in a
     header."""
-    who = principal(request)
     upload_id = path_uuid(request, "upload_id", "upload")
     found = await rows_to_fix_download.download(
-        lambda: database(request.app),
-        request.app[STORAGE],
-        ato_id=who.ato_id,
-        upload_id=upload_id,
-        kind=kind,
-        key_id=who.key_id,
-        person=who.person,
+        lambda: database(request.app), request.app[STORAGE], principal(request), upload_id, kind
     )
-    log.info("rows_to_fix_downloaded", upload_id=str(upload_id), format=kind.value)
     return web.Response(
         body=found.content,
         headers={
-            "Content-Type": found.media_type,
-            "Content-Disposition": f'attachment; filename="{found.file_name}"',
+            **found.attachment_headers(),
             "X-Rows-To-Fix": str(found.rows),
             "X-Duplicates-Left-Out": str(found.duplicates),
         },

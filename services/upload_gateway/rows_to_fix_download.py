@@ -21,13 +21,14 @@ import asyncpg
 
 from services.core import audit
 from services.core.audit import AuditKind
-from services.core.people import Person
+from services.core.logging import get_logger
 from services.core.scheme.codes import FileError
 from services.core.scheme.file_inspection import Encoding
 from services.core.scheme.records import RecordReader, detect_layout
 from services.core.scheme.workbook_records import WorkbookEncoding
 from services.core.states import UploadState
 from services.core.storage import ObjectMissing, Storage, sheet_csv_key
+from services.upload_gateway.auth import Principal
 from services.upload_gateway.domain_errors import NoRowsToFix, NotFound, StoredFilePurged
 from services.upload_gateway.rows_to_fix import (
     CSV_MEDIA_TYPE,
@@ -39,6 +40,8 @@ from services.upload_gateway.rows_to_fix import (
     to_csv,
     to_workbook,
 )
+
+log = get_logger()
 
 
 class Format(StrEnum):
@@ -57,6 +60,13 @@ class RowsToFixFile:
     file_name: str
     rows: int
     duplicates: int
+
+    def attachment_headers(self) -> dict[str, str]:
+        """The answer's type and the file's name, as the API and the pages send them."""
+        return {
+            "Content-Type": self.media_type,
+            "Content-Disposition": f'attachment; filename="{self.file_name}"',
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,19 +140,16 @@ def _build(storage: Storage, source: _Source, kind: Format) -> tuple[bytes, Rows
 async def download(
     connect: Callable[[], AbstractAsyncContextManager[asyncpg.Connection]],
     storage: Storage,
-    *,
-    ato_id: str,
+    who: Principal,
     upload_id: uuid.UUID,
     kind: Format,
-    key_id: uuid.UUID | None,
-    person: Person | None,
 ) -> RowsToFixFile:
-    """The rows to fix of the ATO's upload as a file, the download recorded in the audit trail
-    naming who asked: the API key, or the person signed in through the portal. Raises
+    """The rows to fix of `who`'s ATO's upload as a file, the download recorded in the audit
+    trail naming who asked: the API key, or the person signed in through the portal. Raises
     `NotFound`, `NoRowsToFix` (not partially accepted) or `StoredFilePurged`. No connection is
     held while the stored file is read."""
     async with connect() as connection:
-        source = await _source(connection, ato_id, upload_id)
+        source = await _source(connection, who.ato_id, upload_id)
     try:
         content, selected = await asyncio.to_thread(_build, storage, source, kind)
     except ObjectMissing:
@@ -151,12 +158,13 @@ async def download(
         await audit.record(
             connection,
             AuditKind.ROWS_TO_FIX_DOWNLOADED,
-            ato_id,
-            key_id,
+            who.ato_id,
+            who.key_id,
             upload_id,
             datetime.now(UTC),
-            person,
+            who.person,
         )
+    log.info("rows_to_fix_downloaded", upload_id=str(upload_id), format=kind.value)
     return RowsToFixFile(
         content,
         kind.media_type,

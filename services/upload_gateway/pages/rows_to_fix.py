@@ -11,7 +11,6 @@ import uuid
 
 from aiohttp import web
 
-from services.core.logging import get_logger
 from services.upload_gateway.appkeys import STORAGE, database
 from services.upload_gateway.domain_errors import NoRowsToFix, NotFound, StoredFilePurged
 from services.upload_gateway.pages import texts
@@ -19,8 +18,6 @@ from services.upload_gateway.pages.sessions import Session
 from services.upload_gateway.pages.site import match_value, render, url
 from services.upload_gateway.pages.views import submitter_page
 from services.upload_gateway.rows_to_fix_download import Format, download
-
-log = get_logger()
 
 
 async def _rows_to_fix(request: web.Request, session: Session, kind: Format) -> web.Response:
@@ -32,11 +29,9 @@ async def _rows_to_fix(request: web.Request, session: Session, kind: Format) -> 
         found = await download(
             lambda: database(request.app),
             request.app[STORAGE],
-            ato_id=session.ato_id,
-            upload_id=upload_id,
-            kind=kind,
-            key_id=session.key_id,
-            person=session.person,
+            session.principal(),
+            upload_id,
+            kind,
         )
     except NotFound:
         return _message(request, session, None, 404, texts.RESULT["not_found"])
@@ -44,12 +39,10 @@ async def _rows_to_fix(request: web.Request, session: Session, kind: Format) -> 
         return _message(request, session, upload_id, 409, texts.ROWS_TO_FIX["not_partial"])
     except StoredFilePurged:
         return _message(request, session, upload_id, 410, texts.ROWS_TO_FIX["purged"])
-    log.info("rows_to_fix_downloaded", upload_id=str(upload_id), format=kind.value)
     return web.Response(
         body=found.content,
         headers={
-            "Content-Type": found.media_type,
-            "Content-Disposition": f'attachment; filename="{found.file_name}"',
+            **found.attachment_headers(),
             "Cache-Control": "no-store",
             "X-Content-Type-Options": "nosniff",
         },

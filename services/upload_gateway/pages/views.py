@@ -26,7 +26,6 @@ from services.core.scheme.columns import COLUMNS
 from services.core.states import ACCEPTING, FINAL, UploadState
 from services.upload_gateway import handlers, issues, uploads
 from services.upload_gateway.appkeys import PRINCIPAL, SETTINGS, database
-from services.upload_gateway.auth import Principal
 from services.upload_gateway.bodies import read_small_body
 from services.upload_gateway.course_list import read_course_list
 from services.upload_gateway.domain_errors import DomainError, NotFound, TermsNotAccepted
@@ -351,9 +350,7 @@ async def _upload_by_script(request: web.Request, session: Session) -> web.Strea
     if not session.may_submit:
         log.info("page_viewer_refused")
         raise ApiError(403, "ROLE_REFUSED", texts.VIEWER["body"])
-    request[PRINCIPAL] = Principal(
-        session.ato_id, session.default_policy, session.key_id, session.person
-    )
+    request[PRINCIPAL] = session.principal()
     return await handlers.create_upload(request)
 
 
@@ -386,7 +383,7 @@ async def _upload_by_form(request: web.Request, session: Session) -> web.StreamR
     token = await _leading_csrf_field(request)
     if not sessions.same_token(session.csrf_token, token):
         return csrf_refused(request)
-    who = Principal(session.ato_id, session.default_policy, session.key_id, session.person)
+    who = session.principal()
     try:
         received = await receive_upload(request, who)
     except DomainError as error:
