@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 
 from aiohttp import web
 
-from services.core.logging import configure_logging, get_logger
+from services.core.logging import configure_logging
+from services.core.serving import serve_until_stopped
 from services.core.settings import load_settings
 from services.grant_standin.app import create_app
 from services.grant_standin.settings import Settings
 from services.grant_standin.tls import TlsSettings
-
-log = get_logger()
 
 
 async def serve(settings: Settings, tls: TlsSettings | None = None) -> None:
@@ -23,28 +21,13 @@ async def serve(settings: Settings, tls: TlsSettings | None = None) -> None:
         handle_signals=False,
         shutdown_timeout=settings.shutdown_timeout_s,
     )
-    await runner.setup()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    try:
-        ssl_context = tls.server_context() if tls is not None else None
-        site = web.TCPSite(runner, settings.host, settings.port, ssl_context=ssl_context)
-        await site.start()
-        log.info(
-            "server_started",
-            host=settings.host,
-            port=settings.port,
-            tls=ssl_context is not None,
-            faults=settings.fault_config().model_dump(mode="json"),
-        )
-        await stop.wait()
-        log.info("server_stopping")
-    finally:
-        # Stops accepting, lets in-flight requests end (up to shutdown_timeout_s), closes the pool.
-        await runner.cleanup()
-    log.info("server_stopped")
+    await serve_until_stopped(
+        runner,
+        settings.host,
+        settings.port,
+        tls.server_context() if tls is not None else None,
+        faults=settings.fault_config().model_dump(mode="json"),
+    )
 
 
 def main() -> None:

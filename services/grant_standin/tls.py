@@ -10,6 +10,8 @@ from pathlib import Path
 from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.core.serving import server_tls_context
+
 
 class TlsSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GRANT_STANDIN_TLS_", extra="ignore")
@@ -27,9 +29,4 @@ class TlsSettings(BaseSettings):
 
     def server_context(self) -> ssl.SSLContext | None:
         """The server side of TLS 1.2 or later, or None for plain HTTP."""
-        if self.cert_file is None or self.key_file is None:
-            return None
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(self.cert_file, self.key_file)
-        return context
+        return server_tls_context(self.cert_file, self.key_file)

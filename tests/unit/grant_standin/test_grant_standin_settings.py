@@ -16,6 +16,7 @@ SAFE_URL = "postgresql://u:pw-1@db/grant_standin?sslmode=verify-full"
 ALLOWED_PIPELINE_MODULES = {
     "services.core.db",
     "services.core.logging",
+    "services.core.serving",
     "services.core.scheme.reference",
     "services.core.settings",
 }
