@@ -412,6 +412,22 @@ async def send_upload(
             return str(answer["upload_id"])
 
 
+async def outcome(
+    session: aiohttp.ClientSession, gateway_url: str, api_key: str, upload_id: str
+) -> dict[str, Any]:
+    """The upload as `GET /v1/uploads/{id}` shows it once final, read every 10 ms as a client
+    waiting on a small upload would."""
+    headers = {"Authorization": f"Bearer {api_key}"}
+    while True:
+        async with session.get(
+            f"{gateway_url}/v1/uploads/{upload_id}", headers=headers
+        ) as response:
+            upload: dict[str, Any] = await response.json()
+        if upload.get("status") in FINAL:
+            return upload
+        await asyncio.sleep(0.01)
+
+
 # --- The run: one file per ATO at once ----------------------------------------------------------
 
 
@@ -520,15 +536,7 @@ async def probe_uploads(
         await asyncio.sleep(max(0.0, started + n * every_s - time.monotonic()))
         sent = time.perf_counter()
         upload_id = await send_upload(session, stack.gateway_url, api_key, generated.path)
-        while True:
-            async with session.get(
-                f"{stack.gateway_url}/v1/uploads/{upload_id}",
-                headers={"Authorization": f"Bearer {api_key}"},
-            ) as response:
-                upload = await response.json()
-            if upload.get("status") in FINAL:
-                break
-            await asyncio.sleep(0.01)
+        upload = await outcome(session, stack.gateway_url, api_key, upload_id)
         figures.seconds.append(time.perf_counter() - sent)
         if (upload["status"], upload["rows_valid"]) != (report.status, report.rows_valid):
             figures.wrong.append(f"{generated.path.name}: {upload['status']} != offline")

@@ -56,6 +56,7 @@ from bench_load import (
     LoadStack,
     Probe,
     free_port,
+    outcome,
     percentiles,
     probe,
     send_upload,
@@ -300,15 +301,7 @@ async def probe_every(
         sent_at = time.perf_counter()
         upload_id = await send_upload(session, stack.gateway_url, api_key, generated.path)
         generated.path.unlink(missing_ok=True)
-        while True:
-            async with session.get(
-                f"{stack.gateway_url}/v1/uploads/{upload_id}",
-                headers={"Authorization": f"Bearer {api_key}"},
-            ) as response:
-                status = (await response.json()).get("status")
-            if status in FINAL:
-                break
-            await asyncio.sleep(0.01)
+        await outcome(session, stack.gateway_url, api_key, upload_id)
         load.probe_s.append(time.perf_counter() - sent_at)
         await asyncio.sleep(max(0.0, every_s - (time.monotonic() - began)))
 
