@@ -47,7 +47,8 @@ PROBLEMS = {
 }
 
 
-def _selected(tmp_path: Path) -> RowsToFix:
+def _selected(tmp_path: Path, accepted: list[int], problems: dict[int, list[Problem]]) -> RowsToFix:
+    """The rows to fix of UPLOAD, stored in `tmp_path`, with these rows accepted."""
     path = tmp_path / "upload.csv"
     path.write_bytes(UPLOAD.encode("utf-8"))
     opener = path_opener(path)
@@ -56,11 +57,11 @@ def _selected(tmp_path: Path) -> RowsToFix:
     assert isinstance(layout.header, HeaderMap)
     assert layout.header_row == 2
     records = RecordReader(opener, Encoding.UTF_8, layout.delimiter).records(layout.header_row)
-    return select_rows(records, layout.header, RowNumbers([3]), PROBLEMS)
+    return select_rows(records, layout.header, RowNumbers(accepted), problems)
 
 
 def test_the_rows_not_accepted_in_template_order_duplicates_left_out(tmp_path: Path) -> None:
-    selected = _selected(tmp_path)
+    selected = _selected(tmp_path, [3], PROBLEMS)
     assert [row.source_row for row in selected.rows] == [4, 7]
     assert selected.duplicates == (5,)
     assert selected.rows[0].cells == (
@@ -112,11 +113,11 @@ def test_the_csv_file(tmp_path: Path) -> None:
         ' ""late""\r\nsecond line"\r\n'
         "R5,sd-waH-101,2026-13-01,Noah,Clarke,2/2/1980,5555555554,,,,=1+1,extra\r\n"
     )
-    assert to_csv(_selected(tmp_path)).decode("utf-8") == expected
+    assert to_csv(_selected(tmp_path, [3], PROBLEMS)).decode("utf-8") == expected
 
 
 def test_the_workbook_carries_the_problems_as_comments(tmp_path: Path) -> None:
-    workbook = load_workbook(io.BytesIO(to_workbook(_selected(tmp_path))))
+    workbook = load_workbook(io.BytesIO(to_workbook(_selected(tmp_path, [3], PROBLEMS))))
     assert workbook.sheetnames == ["Achievements"]
     assert "AchievementsTemplateVersion" in workbook.defined_names
     sheet = workbook["Achievements"]
@@ -158,15 +159,8 @@ def test_the_workbook_carries_the_problems_as_comments(tmp_path: Path) -> None:
 
 
 def test_a_row_whose_problems_the_capped_report_left_out_says_so(tmp_path: Path) -> None:
-    path = tmp_path / "upload.csv"
-    path.write_bytes(UPLOAD.encode("utf-8"))
-    opener = path_opener(path)
-    layout = detect_layout(opener, Encoding.UTF_8)
-    assert isinstance(layout, Layout)
-    assert isinstance(layout.header, HeaderMap)
-    records = RecordReader(opener, Encoding.UTF_8, layout.delimiter).records(layout.header_row)
     # No stored problem at all: every row not accepted is a row to fix.
-    selected = select_rows(records, layout.header, RowNumbers([3, 4]), {})
+    selected = _selected(tmp_path, [3, 4], {})
     assert [row.source_row for row in selected.rows] == [5, 7]
     assert [row.problems_kept for row in selected.rows] == [False, False]
     sheet = load_workbook(io.BytesIO(to_workbook(selected)))["Achievements"]
