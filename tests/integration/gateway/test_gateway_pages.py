@@ -6,102 +6,22 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
 import asyncpg
 import openpyxl
-import pytest
-from aiohttp import ClientResponse, CookieJar, web
-from aiohttp.test_utils import TestClient, TestServer
-from gateway_helpers import VALID_CSV, Client, bearer, gateway_settings_for, insert_upload
+from gateway_helpers import VALID_CSV, Client, bearer, insert_upload
+from page_helpers import START, FakeClock, hidden_csrf, session_csrf, set_cookies, sign_in
 
 from services.core.scheme.codes import MESSAGES, Code
 from services.core.scheme.columns import COLUMNS
 from services.core.scheme.scheme_document import template_csv
-from services.upload_gateway.app import create_app
 from services.upload_gateway.appkeys import SETTINGS
 from services.upload_gateway.keys import NewKey, revoke_key
 from services.upload_gateway.pages.guidance import guided_csv
-from services.upload_gateway.pages.site import PAGES_CLOCK
 from services.upload_gateway.pages.workbook import BLUE, YELLOW
 
-START = datetime(2026, 6, 15, 9, 0, tzinfo=UTC)
 XLSX_SIGNATURE = b"PK\x03\x04"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> None:
-        self.now += delta
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-async def browser(database_url: str, storage_root: Path, clock: FakeClock) -> AsyncIterator[Client]:
-    """The gateway with an injected clock, and a client whose cookie jar behaves as a browser's
-    on a secure origin (it keeps and sends the Secure cookies). The pages' API-key sign-in is
-    turned on (as for an ATO without the portal): these tests sign in with a key; the portal's
-    sign-in has its own (test_gateway_portal_sign_in.py)."""
-    app = create_app(gateway_settings_for(database_url, storage_root, pages_api_key_sign_in=True))
-    app[PAGES_CLOCK] = clock
-    port = _free_port()
-    jar = CookieJar(unsafe=True, treat_as_secure_origin=f"http://127.0.0.1:{port}")
-    client: TestClient[web.Request, web.Application] = TestClient(
-        TestServer(app, host="127.0.0.1", port=port), cookie_jar=jar
-    )
-    await client.start_server()
-    yield client
-    await client.close()
-
-
-def hidden_csrf(html: str) -> str:
-    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert found is not None, html
-    return found.group(1)
-
-
-def set_cookies(response: ClientResponse) -> dict[str, str]:
-    """Each Set-Cookie header of a response, by cookie name."""
-    return {header.split("=", 1)[0]: header for header in response.headers.getall("Set-Cookie", [])}
-
-
-async def sign_in(client: Client, key: NewKey) -> ClientResponse:
-    form = await client.get("/ato/sign-in")
-    assert form.status == 200
-    csrf = hidden_csrf(await form.text())
-    return await client.post(
-        "/ato/sign-in",
-        data={"csrf_token": csrf, "api_key": key.api_key},
-        allow_redirects=False,
-    )
-
-
-async def session_csrf(client: Client) -> str:
-    page = await client.get("/ato/submit", allow_redirects=False)
-    assert page.status == 200
-    return hidden_csrf(await page.text())
-
-
-SignedIn = Callable[[Client, NewKey], Awaitable[ClientResponse]]
 
 
 async def test_signing_in_exchanges_the_key_for_a_hashed_session_in_a_strict_cookie(

@@ -8,22 +8,10 @@ from pathlib import Path
 
 import asyncpg
 from gateway_helpers import insert_achievement, insert_upload
-from test_gateway_portal_sign_in import (
-    PRIYA,
-    TOM,
-    MakeBrowser,
-    Portal,
-    clock,
-    make_browser,
-    portal,
-    signed_in_as,
-)
+from page_helpers import PRIYA, TOM, MakeBrowser, Portal, signed_in_as
 
 from services.core.people import Role
 from services.upload_gateway.keys import NewKey
-
-# The fixtures this module uses, defined with the portal's sign-in tests.
-__all__ = ["clock", "make_browser", "portal"]
 
 HEADER = (
     "ProviderReference,CourseCode,AchievementDate,LearnerForename,LearnerSurname,DateOfBirth,"

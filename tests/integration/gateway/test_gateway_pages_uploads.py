@@ -9,17 +9,13 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
-import test_gateway_pages
 from gateway_helpers import VALID_CSV, Client, insert_achievement, insert_upload, outbox_events
-from test_gateway_pages import hidden_csrf, session_csrf, sign_in
+from page_helpers import hidden_csrf, session_csrf, sign_in, upload_by_form
 
 from services.upload_gateway.keys import NewKey
 from services.upload_gateway.pages.my_uploads import UPLOADS_PER_PAGE
 
 PAST = timedelta(days=-1)
-# The pages' fixtures: the gateway with an injected clock, and a client that keeps cookies.
-browser = test_gateway_pages.browser
-clock = test_gateway_pages.clock
 
 
 def upload_ids_listed(html: str) -> list[str]:
@@ -310,16 +306,7 @@ async def test_without_script_the_form_uploads_and_redirects_to_a_result_page_th
     csrf = hidden_csrf(form_page)
     assert 'name="terms_accepted"' in form_page  # inside <noscript>: shown with script off
 
-    response = await browser.post(
-        "/ato/upload",
-        data={
-            "csrf_token": csrf,
-            "file": io.BytesIO(VALID_CSV),
-            "policy": "valid_rows",
-            "terms_accepted": "true",
-        },
-        allow_redirects=False,
-    )
+    response = await upload_by_form(browser, csrf)
 
     assert response.status == 303
     row = await pool.fetchrow("SELECT upload_id, ato_id, policy FROM uploads")

@@ -5,141 +5,42 @@ audit trail, the uploads and their withdrawals. A viewer sees and changes nothin
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
-import pytest
-import test_gateway_pages
-from aiohttp import ClientResponse, CookieJar, web
 from aiohttp.test_utils import TestClient, TestServer
 from gateway_helpers import (
     VALID_CSV,
-    Client,
     gateway_settings_for,
     insert_achievement,
     insert_upload,
 )
-from test_gateway_pages import START, FakeClock, hidden_csrf, set_cookies
+from page_helpers import (
+    AUDIENCE,
+    ISSUER,
+    PRIYA,
+    START,
+    TOM,
+    FakeClock,
+    MakeBrowser,
+    Portal,
+    free_port,
+    hand_off,
+    hidden_csrf,
+    set_cookies,
+    signed_in_as,
+    upload_by_form,
+)
 
-from services.core.people import Person, Role
-from services.portal_standin.tokens import SigningKey, jwks, mint, new_signing_key
+from services.core.people import Role
+from services.portal_standin.tokens import SigningKey, mint, new_signing_key
 from services.upload_gateway.app import create_app
 from services.upload_gateway.keys import NewKey
 from services.upload_gateway.pages import sessions
-from services.upload_gateway.pages.site import PAGES_CLOCK
 from services.upload_gateway.portal_settings import PortalSettings
-
-ISSUER = "http://127.0.0.1/portal"
-AUDIENCE = "achievements-upload-gateway"
-PRIYA = Person("p-0001", "Priya Shah")
-TOM = Person("p-0002", "Tom Evans")
-
-clock = test_gateway_pages.clock
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class Portal:
-    """The portal's JWKS served over HTTP (its key can be rotated), and its tokens."""
-
-    def __init__(self) -> None:
-        self.key = new_signing_key("k1")
-        self.reads = 0
-
-    async def serve_jwks(self, request: web.Request) -> web.Response:
-        self.reads += 1
-        return web.json_response(jwks([self.key]))
-
-    def token(self, person: Person, role: Role, ato_id: str, **changes: object) -> str:
-        arguments: dict[str, object] = {
-            "issuer": ISSUER,
-            "audience": AUDIENCE,
-            "person": person,
-            "role": role,
-            "ato_id": ato_id,
-            "now": START,
-            "lifetime_s": 60,
-        }
-        arguments.update(changes)
-        return mint(self.key, **arguments)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-async def portal() -> AsyncIterator[tuple[Portal, str]]:
-    found = Portal()
-    app = web.Application()
-    app.router.add_get("/.well-known/jwks.json", found.serve_jwks)
-    server = TestServer(app, host="127.0.0.1", port=_free_port())
-    await server.start_server()
-    yield found, str(server.make_url("/.well-known/jwks.json"))
-    await server.close()
-
-
-MakeBrowser = Callable[..., Awaitable[Client]]
-
-
-@pytest.fixture
-async def make_browser(
-    database_url: str, storage_root: Path, clock: FakeClock, portal: tuple[Portal, str]
-) -> AsyncIterator[MakeBrowser]:
-    """Browsers on one gateway whose pages take the portal's hand-off (API-key sign-in off,
-    as by default)."""
-    _, jwks_url = portal
-    settings = gateway_settings_for(
-        database_url,
-        storage_root,
-        portal=PortalSettings(
-            jwks_url=jwks_url,
-            issuer=ISSUER,
-            audience=AUDIENCE,
-            sign_in_url="http://127.0.0.1/portal/sign-in",
-            # An unknown key id reads the keys again at once (rotation, tried below).
-            jwks_refetch_min_interval_s=0,
-            deployment_mode="local",
-        ),
-    )
-    app = create_app(settings)
-    app[PAGES_CLOCK] = clock
-    port = _free_port()
-    server = TestServer(app, host="127.0.0.1", port=port)
-    await server.start_server()
-    clients: list[Client] = []
-
-    async def make() -> Client:
-        jar = CookieJar(unsafe=True, treat_as_secure_origin=f"http://127.0.0.1:{port}")
-        client: Client = TestClient(server, cookie_jar=jar)
-        await client.start_server()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.close()
-    await server.close()
-
-
-async def hand_off(browser: Client, token: str) -> ClientResponse:
-    return await browser.post("/ato/sign-in/portal", data={"token": token}, allow_redirects=False)
-
-
-async def signed_in_as(
-    make_browser: MakeBrowser, portal: tuple[Portal, str], person: Person, role: Role, ato: NewKey
-) -> Client:
-    browser = await make_browser()
-    response = await hand_off(browser, portal[0].token(person, role, ato.ato_id))
-    assert response.status == 200, await response.text()
-    return browser
 
 
 async def test_a_person_handed_off_by_the_portal_gets_a_session_naming_them(
@@ -293,16 +194,7 @@ async def test_an_upload_and_its_withdrawal_name_the_person_in_the_trail_and_my_
 ) -> None:
     browser = await signed_in_as(make_browser, portal, PRIYA, Role.SUBMITTER, ato)
     csrf = hidden_csrf(await (await browser.get("/ato/upload")).text())
-    posted = await browser.post(
-        "/ato/upload",
-        data={
-            "csrf_token": csrf,
-            "file": io.BytesIO(VALID_CSV),
-            "policy": "valid_rows",
-            "terms_accepted": "true",
-        },
-        allow_redirects=False,
-    )
+    posted = await upload_by_form(browser, csrf)
     assert posted.status == 303
     uploaded = await pool.fetchrow(
         "SELECT upload_id, uploaded_by_subject, uploaded_by_name FROM uploads"
@@ -415,7 +307,7 @@ async def test_a_session_opened_with_an_api_key_ends_when_that_sign_in_is_off(
 async def test_while_the_portals_keys_cannot_be_read_the_sign_in_says_to_try_later(
     database_url: str, storage_root: Path, ato: NewKey, pool: asyncpg.Pool
 ) -> None:
-    closed_port = _free_port()  # nothing listens there
+    closed_port = free_port()  # nothing listens there
     settings = gateway_settings_for(
         database_url,
         storage_root,
