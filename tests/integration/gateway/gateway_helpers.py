@@ -29,11 +29,12 @@ Client = TestClient[web.Request, web.Application]
 # make_client(app=None, **settings_overrides): the gateway started on a free port.
 ClientFactory = Callable[..., Awaitable[Client]]
 
-VALID_CSV = (
-    b"ProviderReference,CourseCode,AchievementDate,LearnerForename,LearnerSurname,DateOfBirth,"
-    b"ULN,NINumber,CITBIndividualId,EmployerLevyNumber,Notes\r\n"
-    b"R1,SMSTS-R,01/03/2026,Ann,Smith,01/01/1990,1000000043,,,,\r\n"
+# The template's header row, as the scheme names the columns.
+HEADER = (
+    "ProviderReference,CourseCode,AchievementDate,LearnerForename,LearnerSurname,DateOfBirth,"
+    "ULN,NINumber,CITBIndividualId,EmployerLevyNumber,Notes"
 )
+VALID_CSV = f"{HEADER}\r\nR1,SMSTS-R,01/03/2026,Ann,Smith,01/01/1990,1000000043,,,,\r\n".encode()
 
 
 def gateway_settings_for(

@@ -7,16 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import asyncpg
-from gateway_helpers import insert_achievement, insert_upload
+from gateway_helpers import HEADER, insert_achievement, insert_upload
 from page_helpers import PRIYA, TOM, MakeBrowser, Portal, signed_in_as
 
 from services.core.people import Role
 from services.upload_gateway.keys import NewKey
 
-HEADER = (
-    "ProviderReference,CourseCode,AchievementDate,LearnerForename,LearnerSurname,DateOfBirth,"
-    "ULN,NINumber,CITBIndividualId,EmployerLevyNumber,Notes"
-)
 # Row 2 was accepted, row 3 was not (ULN_03).
 STORED = (
     f"{HEADER}\r\n"

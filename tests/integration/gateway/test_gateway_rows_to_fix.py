@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from gateway_helpers import bearer
+from gateway_helpers import HEADER, bearer
 from openpyxl import load_workbook
 
 from services.core.events import Topics
@@ -29,10 +29,6 @@ from services.validator.planner import plan_upload
 from services.validator.settings import ValidatorSettings
 
 Client = TestClient[web.Request, web.Application]
-HEADER = (
-    "ProviderReference,CourseCode,AchievementDate,LearnerForename,LearnerSurname,DateOfBirth,"
-    "ULN,NINumber,CITBIndividualId,EmployerLevyNumber,Notes"
-)
 RAW = {"file_name": "june.csv", "terms_accepted": "true", "policy": "valid_rows"}
 
 
