@@ -20,24 +20,13 @@ from typing import IO, Final
 from services.core.logging import get_logger
 from services.core.scheme.codes import FileError
 from services.core.scheme.file_inspection import Encoding
-from services.core.scheme.workbook_records import (
-    SIGNATURE_BYTES,
-    WorkbookEncoding,
-    has_workbook_signature,
-    write_sheet_csv,
-)
+from services.core.scheme.workbook_records import WorkbookEncoding, write_sheet_csv
 from services.core.storage import Storage, sheet_csv_key
 
 # Each read of the written records on their way to storage.
 COPY_CHUNK_BYTES: Final = 1024 * 1024
 
 log = get_logger()
-
-
-def is_workbook(storage: Storage, storage_key: str) -> bool:
-    """Blocking: whether the stored file starts with a workbook signature (ZIP or OLE)."""
-    with storage.opener(storage_key)() as stream:
-        return has_workbook_signature(stream.read(SIGNATURE_BYTES))
 
 
 async def store_sheet_csv(
