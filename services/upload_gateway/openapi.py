@@ -281,7 +281,8 @@ def _rows_to_fix(form: str, media_type: str) -> Schema:
             "The rows that were not accepted, exactly as sent, in template column order, while"
             " the uploaded file is kept (scheme section 9). Rows whose only errors are DUP_01 or"
             " DUP_02 are left out: a guidance record above the header names them. Uploading the"
-            " file checks its rows afresh."
+            " file checks its rows afresh. A guided workbook's rows are read from its sheet as"
+            " stored. Each download is recorded in the audit trail (rows_to_fix_downloaded)."
         ),
         "tags": ["uploads"],
         "parameters": [_path_id("upload_id")],
@@ -366,7 +367,8 @@ OPERATIONS: dict[str, Schema] = {
         "responses": {"200": _json("OpenAPI 3.", {"type": "object"})},
     },
     "template_csv": {
-        "summary": "The blank CSV template (the scheme's headers).",
+        "summary": "The CSV template's header row only (the scheme's headers), for an ATO's own"
+        " system's export.",
         "tags": ["documents"],
         "responses": {
             "200": {
@@ -396,7 +398,7 @@ OPERATIONS: dict[str, Schema] = {
         "responses": {"200": _json("JSON Schema.", {"type": "object"})},
     },
     "create_upload": {
-        "summary": "Upload a CSV file of learner achievements.",
+        "summary": "Upload a CSV file, or the guided workbook, of learner achievements.",
         "description": (
             "The body is the CSV (text/csv) with file_name, policy and terms_accepted as query"
             " parameters, or multipart/form-data with a `file` part and those as fields (before"
@@ -585,6 +587,8 @@ def build_document(app: web.Application) -> Schema:
             "description": (
                 "The front door for ATOs. Every query is scoped to the API key's ATO. Files up to"
                 f" {settings.limits.max_upload_bytes} bytes; errors are JSON {{code, message}}."
+                " The ATO's own pages under /ato, where each person signs in through CITB's"
+                " portal, are not part of this API."
             ),
         },
         "paths": paths,
