@@ -479,11 +479,7 @@ async def run(args: argparse.Namespace) -> int:
                     session, stack.gateway_url, keys, upload_ids, stack.services
                 )
                 validated_s = time.monotonic() - started
-                eligible = sum(
-                    len(f.eligible_rows)
-                    for f, u in zip(files, upload_ids, strict=True)
-                    if statuses[u] in FINAL
-                )
+                eligible = claims_due(files, upload_ids, statuses)
                 await wait_claims(stack.pipeline_dsn, eligible, stack.services)
                 settled_s = time.monotonic() - started
             finally:
@@ -615,11 +611,9 @@ async def run_spread(args: argparse.Namespace) -> int:
                     stack.services,
                 )
                 validated_s = time.monotonic() - started
-                eligible = sum(
-                    len(f.eligible_rows)
-                    for f, u in zip(files, upload_ids, strict=True)
-                    if statuses[u] in FINAL
-                ) + sum(len(f.eligible_rows) for f in probes)
+                eligible = claims_due(files, list(upload_ids), statuses) + sum(
+                    len(f.eligible_rows) for f in probes
+                )
                 await wait_claims(stack.pipeline_dsn, eligible, stack.services)
                 settled_s = time.monotonic() - started
             finally:
@@ -670,6 +664,13 @@ async def wait_final(
         services.check_alive()
         await asyncio.sleep(0.5)
     return statuses
+
+
+def claims_due(files: list[File], upload_ids: list[str], statuses: dict[str, str]) -> int:
+    """The claims the bridge owes: one per eligible row of each file whose upload ended."""
+    return sum(
+        len(f.eligible_rows) for f, u in zip(files, upload_ids, strict=True) if statuses[u] in FINAL
+    )
 
 
 async def wait_claims(dsn: str, eligible: int, services: Services) -> None:
