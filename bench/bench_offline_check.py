@@ -2,7 +2,7 @@
 few quoted cells, with the quoted cells spreadsheets write, and with the shapes they do not.
 
     .venv/bin/python bench/bench_offline_check.py [--rows 1000000] [--shares 0.02,0.2]
-        [--styles plain,quoted,mixed] [--valid] [--keep]
+        [--styles plain,quoted,mixed] [--valid] [--keep] [--file PATH ...]
 
 For each quoting style and share of invalid rows it writes a realistic file
 (`bench_files.write_mixed_file`: spaced and lower-case identifiers, `="…"` cells, both date
@@ -12,8 +12,13 @@ note and text after a closing quote; `--valid`: the all-valid file below instead
 `check_file` (inspection, record scan, both passes of the rules, in-file duplicates) and prints
 rows per second by the wall clock and by CPU time (the fairer figure on a shared machine), the
 share of rows whose record the bulk pass's reading left to the csv module and why (each reason
-on its own, never folded into an average), and the process's peak RSS. One core: Polars runs on
-one thread and the process pins itself to one CPU (as `taskset -c 0` would).
+on its own, never folded into an average), the start of the report's SHA-256 (two versions of
+the code gave the same answers when it is the same), and the process's peak RSS. One core:
+Polars runs on one thread and the process pins itself to one CPU (as `taskset -c 0` would).
+
+`--file` checks files kept by an earlier `--keep` run instead of writing new ones (their rows
+counted from the report): the same bytes for two versions of the code, back to back, as in
+`PYTHONPATH=<other worktree> .venv/bin/python bench/bench_offline_check.py --file ...`.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ if __name__ == "__main__":
     os.environ["POLARS_MAX_THREADS"] = "1"
 
 import argparse
+import hashlib
 import resource
 import sys
 import tempfile
@@ -90,6 +96,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--styles", default="plain,quoted,mixed", help="quoting styles")
     parser.add_argument("--valid", action="store_true", help="the all-valid file instead")
     parser.add_argument("--keep", action="store_true", help="print and keep the generated files")
+    parser.add_argument("--file", action="append", type=Path, help="check this kept file instead")
     args = parser.parse_args(argv)
     cpu = _pin_to_one_cpu()
     shares = [0.0] if args.valid else [float(share) for share in args.shares.split(",")]
@@ -102,10 +109,13 @@ def main(argv: list[str]) -> int:
     )
     print(
         f"{'file':>7} {'invalid':>8} {'size MB':>8} {'wall s':>7} {'cpu s':>7} {'rows/s':>9}"
-        f" {'rows/cpu s':>11} {'invalid rows':>13} {'warned':>7}  left the fast path (why)"
+        f" {'rows/cpu s':>11} {'invalid rows':>13} {'warned':>7} {'issues':>7} {'report':>12}"
+        "  left the fast path (why)"
     )
     failed = False
-    for style in styles:
+    for path in args.file or []:
+        failed |= _check_one(path, path.stem, None, None, keep=True)
+    for style in [] if args.file else styles:
         for share in shares:
             failed |= _one_file(folder, style, share, args.rows, keep=args.keep)
     if not args.keep:
@@ -132,6 +142,14 @@ def _one_file(folder: Path, style: str, share: float, rows: int, *, keep: bool) 
         write_valid_file(path, rows)
     else:
         write_mixed_file(path, rows, error_share=share, style=style)
+    return _check_one(path, style, share, rows, keep=keep)
+
+
+def _check_one(
+    path: Path, style: str, share: float | None, rows: int | None, *, keep: bool
+) -> bool:
+    """Checks and reports one file (`rows` rows expected, None: any); True when its outcome is
+    not the expected one. Removes the file unless `keep`."""
     size_mb = path.stat().st_size / 1e6
     fallbacks: Counter[str] = Counter()
     started, started_cpu = time.perf_counter(), time.process_time()
@@ -139,13 +157,18 @@ def _one_file(folder: Path, style: str, share: float, rows: int, *, keep: bool) 
     elapsed_s = time.perf_counter() - started
     cpu_s = time.process_time() - started_cpu
     failed = False
-    if report.rows_total != rows or (style == "valid" and report.status is not UploadStatus.PASSED):
+    if (rows is not None and report.rows_total != rows) or (
+        style == "valid" and report.status is not UploadStatus.PASSED
+    ):
         print(f"unexpected outcome: {report.status} {report.rows_total}", file=sys.stderr)
         failed = True
+    rows = report.rows_total
+    invalid = "-" if share is None else f"{share:.0%}"
     print(
-        f"{style:>7} {share:>8.0%} {size_mb:>8.1f} {elapsed_s:>7.2f} {cpu_s:>7.2f}"
+        f"{style:>7} {invalid:>8} {size_mb:>8.1f} {elapsed_s:>7.2f} {cpu_s:>7.2f}"
         f" {rows / elapsed_s:>9,.0f} {rows / cpu_s:>11,.0f}"
-        f" {report.rows_invalid:>13,} {report.rows_warned:>7,}"
+        f" {report.rows_invalid:>13,} {report.rows_warned:>7,} {len(report.issues):>7,}"
+        f" {hashlib.sha256(report.to_json().encode()).hexdigest()[:12]}"
         f"  {fallback_shares(fallbacks, rows)}"
     )
     if keep:
