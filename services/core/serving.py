@@ -9,6 +9,7 @@ import ssl
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.log import access_logger
 
 from services.core.logging import get_logger
 
@@ -27,15 +28,24 @@ def server_tls_context(cert_file: Path | None, key_file: Path | None) -> ssl.SSL
 
 
 async def serve_until_stopped(
-    runner: web.AppRunner,
+    app: web.Application,
+    *,
     host: str,
     port: int,
     ssl_context: ssl.SSLContext | None,
+    shutdown_timeout_s: float,
+    access_log: bool = True,
     **started: object,
 ) -> None:
-    """Serves `runner`'s application until SIGTERM or SIGINT, then lets in-flight requests end
-    (the runner's `shutdown_timeout`) and cleans up. `started` adds to the `server_started`
-    line."""
+    """Serves `app` until SIGTERM or SIGINT, then stops accepting, lets in-flight requests end
+    (up to `shutdown_timeout_s`) and runs the app's cleanup. `access_log=False` for an app that
+    logs its requests itself; `started` adds to the `server_started` line."""
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=shutdown_timeout_s,
+        access_log=access_logger if access_log else None,
+    )
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-from aiohttp import web
-
 from services.core.logging import configure_logging
 from services.core.serving import serve_until_stopped
 from services.core.settings import load_settings
@@ -15,17 +13,13 @@ from services.grant_standin.tls import TlsSettings
 
 
 async def serve(settings: Settings, tls: TlsSettings | None = None) -> None:
-    runner = web.AppRunner(
-        create_app(settings),
-        access_log=None,  # `request_handled` lines replace it
-        handle_signals=False,
-        shutdown_timeout=settings.shutdown_timeout_s,
-    )
     await serve_until_stopped(
-        runner,
-        settings.host,
-        settings.port,
-        tls.server_context() if tls is not None else None,
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        ssl_context=tls.server_context() if tls is not None else None,
+        shutdown_timeout_s=settings.shutdown_timeout_s,
+        access_log=False,  # `request_handled` lines replace it
         faults=settings.fault_config().model_dump(mode="json"),
     )
 

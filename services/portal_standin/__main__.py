@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-from aiohttp import web
-
 from services.core.logging import configure_logging
 from services.core.serving import serve_until_stopped, server_tls_context
 from services.core.settings import load_settings
@@ -16,16 +14,12 @@ from services.portal_standin.tokens import load_or_create_key, new_signing_key
 
 async def serve(settings: Settings) -> None:
     key = load_or_create_key(settings.key_file) if settings.key_file else new_signing_key()
-    runner = web.AppRunner(
-        create_app(settings, [key]),
-        handle_signals=False,
-        shutdown_timeout=settings.shutdown_timeout_s,
-    )
     await serve_until_stopped(
-        runner,
-        settings.host,
-        settings.port,
-        server_tls_context(settings.tls_cert_file, settings.tls_key_file),
+        create_app(settings, [key]),
+        host=settings.host,
+        port=settings.port,
+        ssl_context=server_tls_context(settings.tls_cert_file, settings.tls_key_file),
+        shutdown_timeout_s=settings.shutdown_timeout_s,
         kid=key.kid,
     )
 
