@@ -199,8 +199,15 @@ async def measure(
         seen = time.time()
     cpu_after = cpu_by_role(run_dir)
     facts = await upload_facts(database_url, upload_id)
-    received, started, validated = (
-        facts.pop(k).timestamp() for k in ("received_at", "validation_started_at", "validated_at")
+    received, started, planned, done, validated = (
+        facts.pop(k).timestamp()
+        for k in (
+            "received_at",
+            "validation_started_at",
+            "last_planned_at",
+            "last_done_at",
+            "validated_at",
+        )
     )
     total_s = seen - requested
     return {
@@ -213,7 +220,9 @@ async def measure(
         "split_s": {
             "upload (body sent and stored, 202)": round(responded - requested, 1),
             "waiting for a validator": round(started - received, 1),
-            "validating (chunks, outcome)": round(validated - started, 1),
+            "planning (file read, chunks planned)": round(planned - started, 1),
+            "chunks validated and written, after the last was planned": round(done - planned, 1),
+            "deciding the outcome": round(validated - done, 1),
             "outcome seen by the client": round(seen - validated, 1),
         },
         "cpu_s": {
@@ -230,7 +239,12 @@ async def upload_facts(database_url: str, upload_id: uuid.UUID) -> dict[str, Any
     try:
         row = await connection.fetchrow(
             "SELECT status, rows_total, rows_valid, rows_invalid, rows_warned, chunks_total,"
-            " received_at, validation_started_at, validated_at FROM uploads WHERE upload_id = $1",
+            " received_at, validation_started_at, validated_at,"
+            " (SELECT max(planned_at) FROM validation_chunks c WHERE c.upload_id = u.upload_id)"
+            "   AS last_planned_at,"
+            " (SELECT max(done_at) FROM validation_chunks c WHERE c.upload_id = u.upload_id)"
+            "   AS last_done_at"
+            " FROM uploads u WHERE upload_id = $1",
             upload_id,
         )
         assert row is not None
