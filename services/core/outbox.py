@@ -42,8 +42,14 @@ async def enqueue_many(
         event_type = event.model_dump(include={"event_type"})["event_type"]
         rows.append((topic, key, event_type, event.model_dump_json()))
     if rows:
-        await connection.executemany(
-            "INSERT INTO outbox (topic, key, event_type, payload) VALUES ($1, $2, $3, $4)", rows
+        # One statement for the lot (a batch of claims writes two events each); the ids follow
+        # the events' order, which is the order each key's events are relayed in.
+        await connection.execute(
+            "INSERT INTO outbox (topic, key, event_type, payload)"
+            " SELECT topic, key, event_type, payload"
+            " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) WITH ORDINALITY"
+            " AS event(topic, key, event_type, payload, position) ORDER BY position",
+            *(list(column) for column in zip(*rows, strict=True)),
         )
         await announce_written(connection)
 
