@@ -199,8 +199,8 @@ async def measure(
         seen = time.time()
     cpu_after = cpu_by_role(run_dir)
     facts = await upload_facts(database_url, upload_id)
-    received, started, planned, done, validated = (
-        facts.pop(k).timestamp()
+    stamps = {
+        k: facts.pop(k)
         for k in (
             "received_at",
             "validation_started_at",
@@ -208,7 +208,21 @@ async def measure(
             "last_done_at",
             "validated_at",
         )
+    }
+    received, started, validated = (
+        stamps[k].timestamp() for k in ("received_at", "validation_started_at", "validated_at")
     )
+    # The chunks' stamps are gone when the chunks were cleared with the outcome: no split then.
+    planned = stamps["last_planned_at"].timestamp() if stamps["last_planned_at"] else None
+    done = stamps["last_done_at"].timestamp() if stamps["last_done_at"] else None
+    if planned is not None and done is not None:
+        validating = {
+            "planning (file read, chunks planned)": round(planned - started, 1),
+            "chunks validated and written, after the last was planned": round(done - planned, 1),
+            "deciding the outcome": round(validated - done, 1),
+        }
+    else:
+        validating = {"validating (chunks, outcome)": round(validated - started, 1)}
     total_s = seen - requested
     return {
         "name": name,
@@ -220,9 +234,7 @@ async def measure(
         "split_s": {
             "upload (body sent and stored, 202)": round(responded - requested, 1),
             "waiting for a validator": round(started - received, 1),
-            "planning (file read, chunks planned)": round(planned - started, 1),
-            "chunks validated and written, after the last was planned": round(done - planned, 1),
-            "deciding the outcome": round(validated - done, 1),
+            **validating,
             "outcome seen by the client": round(seen - validated, 1),
         },
         "cpu_s": {
