@@ -44,7 +44,10 @@ async def test_signing_in_exchanges_the_key_for_a_hashed_session_in_a_strict_coo
     assert rows[0]["expires_at"] == START + timedelta(minutes=30)
     page = await browser.get("/ato/submit")
     assert page.status == 200
-    assert ato.ato_id in await page.text()
+    # The pages name the organisation, not its internal id.
+    text = await page.text()
+    assert "Training Co" in text
+    assert ato.ato_id not in text
 
 
 async def test_a_wrong_key_is_refused_with_an_error_summary_and_no_session(
@@ -459,7 +462,7 @@ async def test_a_capped_report_says_how_many_problems_it_leaves_out_on_the_page_
     html = await (await browser.get(f"/ato/uploads/{upload_id}")).text()
 
     assert (
-        "There are 30 problems in all. The report keeps the first 1, by row; 29 more are not"
+        "There are 30 problems in all. The list keeps the first 1, by row; 29 more are not"
         " listed." in html
     )
     report = await browser.get(f"/ato/uploads/{upload_id}/errors.csv")

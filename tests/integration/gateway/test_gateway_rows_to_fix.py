@@ -106,7 +106,7 @@ async def test_download_fix_and_upload_again_accepts_every_row_once(
     day = _day()
     lines = text.removeprefix("\ufeff").split("\r\n")
     assert lines[1] == (
-        '"# In your file these were rows 3 and 4, in this order. The problems are in the error'
+        '"# In your file these were rows 3-4, in this order. The problems are in the error'
         ' report, by those row numbers."'
     )
     assert lines[2] == (
