@@ -72,4 +72,6 @@ def test_a_small_chunk_judged_by_the_row_validator_finds_what_both_passes_find(
     assert row_validator.counts_by_code == both_passes.counts_by_code
     assert row_validator.issues == both_passes.issues
     assert row_validator.valid.equals(both_passes.valid)
-    assert row_validator.stored_keys() == both_passes.stored_keys()
+    # The keys as stored, compared as tables: Arrow may lay the same values out differently
+    # (a validity buffer present or not), so the bytes need not match.
+    assert row_validator.all_keys().equals(both_passes.all_keys())
