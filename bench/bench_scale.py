@@ -1832,11 +1832,12 @@ async def _run_held(
                     # other validators' workers wait behind them: the services start afresh.
                     pipeline = await restart_pipeline(pipeline, dsn, scratch)
                     await warm_up(session, pipeline, dsn, scratch, today)
-        if args.storage_rows:
-            report["storage"], pipeline = await storage_side_by_side(
-                args.storage_rows, dsn, pipeline, session, scratch, today
-            )
-            report["problems"] += report["storage"]["problems"]
+            # Inside the session: the storage stage sends its uploads with it too.
+            if args.storage_rows:
+                report["storage"], pipeline = await storage_side_by_side(
+                    args.storage_rows, dsn, pipeline, session, scratch, today
+                )
+                report["problems"] += report["storage"]["problems"]
         report["offline"] = await offline_figures(report, largest, scratch, today)
     except BaseException:
         args.keep = True  # the service logs explain a failure
