@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -73,6 +74,27 @@ class Operator:
             lines = [json.loads(done.stdout)] if done.stdout.strip() else []
         return Run(done.returncode, lines, done.stderr)
 
+    def until_first_line(self, *argv: str) -> Run:
+        """A long-running command (`purge --every`): its first JSON line, then Ctrl-C."""
+        process = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", *argv, "--json"],
+            cwd=REPO_ROOT,
+            env=service_env(self.env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert process.stdout is not None
+            first = process.stdout.readline()
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=PROCESS_LIMIT_S)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        return Run(process.returncode, [json.loads(first)], stderr)
+
 
 async def wait_for_claims(pipeline: Pipeline, upload_id: str, count: int) -> None:
     for _ in range(600):
@@ -99,6 +121,8 @@ async def test_every_command_prints_one_json_object_and_exits_as_documented(
     second = run("operator", "create", "Night Purge")
     assert (second.status, second.only["operator"]) == (0, "Night Purge")
 
+    migrate = run("admin", "migrate")  # already migrated: nothing to do, still one object
+    assert migrate.status == 0, migrate
     migrated = run("admin", "migrated")
     assert migrated.status == 0, migrated
     topics = run("admin", "topics")
@@ -136,6 +160,8 @@ async def test_every_command_prints_one_json_object_and_exits_as_documented(
     await wait_for_claims(pipeline, upload_id, 8)
     reconciled = run("reconcile", upload_id)
     assert (reconciled.status, reconciled.only["differences"]) == (0, [])
+    repaired = run("reconcile", upload_id, "--repair")
+    assert (repaired.status, repaired.only["requeued"]) == (0, [])
     watched = run(
         "watch", "--topic", "grant-claims", "--from-beginning", "--limit", "1", streaming=True
     )
@@ -145,12 +171,19 @@ async def test_every_command_prints_one_json_object_and_exits_as_documented(
     assert dead_letters.status == 0, dead_letters
     no_such = run("dlq", "show", "0:999999")
     assert (no_such.status, no_such.only["exit_code"]) == (3, 3)
+    not_replayed = run("dlq", "replay", "0:999999")
+    assert (not_replayed.status, not_replayed.only["exit_code"]) == (3, 3)
 
     found = run("learner", "find", "--ato", ato_id, "--stdin", "uln", stdin=learner_uln + "\n")
     assert found.status == 0, found
     exported = run("learner", "export", "--ato", ato_id, "--stdin", "uln", stdin=learner_uln + "\n")
     assert exported.status == 0, exported
 
+    purged = run("purge", streaming=True)
+    assert (purged.status, len(purged.lines), purged.lines[0]["dry_run"]) == (0, 1, False)
+    every = run.until_first_line("purge", "--every", "60")
+    # One object per run; Ctrl-C ends the schedule with the documented INTERRUPTED status.
+    assert (every.status, every.lines[0]["dry_run"]) == (130, False)
     dry = run("purge", "--dry-run", streaming=True)
     assert (dry.status, len(dry.lines), dry.lines[0]["dry_run"]) == (0, 1, True), dry
     # Its claims were sent: the gateway refuses (409), which is exit 3 with the API's code.
@@ -175,8 +208,11 @@ async def test_every_command_prints_one_json_object_and_exits_as_documented(
         "ato_created",
         "key_created",  # `ato create` makes the ATO's first key
         "key_created",
+        "claims_repaired",
         "learner_found",
         "learner_exported",
+        "purge_ran",
+        "purge_ran",
         # The dry run changed nothing and is not recorded.
         "learner_erased",
         "key_revoked",
