@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import openpyxl
 import pytest
 
 from services.demo import random_uln, write_sample
@@ -134,20 +135,6 @@ async def page_without_script() -> AsyncIterator[Any]:
         yield page
 
 
-def failing_file(folder: Path, today: date) -> Path:
-    """Two rows: one valid, one whose ULN has a wrong check digit."""
-    day = today.strftime("%d/%m/%Y")
-    path = folder / "june-with-problems.csv"
-    path.write_text(
-        "ProviderReference,CourseCode,AchievementDate,LearnerForename,LearnerSurname,"
-        "DateOfBirth,ULN,NINumber,CITBIndividualId,EmployerLevyNumber,Notes\r\n"
-        f"R1,SD-WAH-101,{day},Ann,Smith,01/01/1990,,,CITB123456,M1286101,\r\n"
-        f"R2,SD-WAH-101,{day},Bob,Jones,02/02/1991,1000000044,,,M1286101,\r\n",
-        encoding="utf-8",
-    )
-    return path
-
-
 # The portal stand-in's people (services/portal_standin/people.py).
 SUBMITTER = ("portal-user-1001", "Priya Shah")
 VIEWER = ("portal-user-1002", "Tom Evans")
@@ -180,12 +167,41 @@ async def audit_trail(pipeline: Pipeline, ato_id: str) -> list[tuple[str, Any, A
     return [(row["kind"], row["key_id"], row["person_subject"], row["person_name"]) for row in rows]
 
 
-def corrected_rows(downloaded: Path, folder: Path, wrong_uln: str) -> Path:
-    """The downloaded rows to fix with the wrong ULN corrected, saved to upload again."""
-    fixed = folder / "rows-to-fix-corrected.csv"
-    text = downloaded.read_bytes().decode("utf-8-sig")
-    assert wrong_uln in text
-    fixed.write_text(text.replace(wrong_uln, random_uln()), encoding="utf-8")
+def filled_workbook(guided: Path, folder: Path, today: date) -> Path:
+    """The guided workbook as downloaded, filled in as a person would in Excel: two rows typed
+    below the header (one valid, one whose ULN has a wrong check digit), the notes above it
+    left where they are."""
+    day = today.strftime("%d/%m/%Y")
+    workbook = openpyxl.load_workbook(guided)
+    sheet = workbook["Achievements"]
+    header_row = next(
+        row[0].row for row in sheet.iter_rows(max_col=1) if row[0].value == "ProviderReference"
+    )
+    assert header_row > 1  # the guidance notes stand above the columns
+    for offset, cells in enumerate(
+        (
+            ["R1", "SD-WAH-101", day, "Ann", "Smith", "01/01/1990", "", "", "CITB123456"],
+            ["R2", "SD-WAH-101", day, "Bob", "Jones", "02/02/1991", "1000000044", "", ""],
+        ),
+        start=1,
+    ):
+        for column, value in enumerate([*cells, "M1286101"], start=1):
+            sheet.cell(row=header_row + offset, column=column, value=value or None)
+    path = folder / "june-with-problems.xlsx"
+    workbook.save(path)
+    return path
+
+
+def corrected_workbook(downloaded: Path, folder: Path, wrong_uln: str) -> Path:
+    """The downloaded rows to fix (the guided workbook) with the wrong ULN corrected."""
+    workbook = openpyxl.load_workbook(downloaded)
+    sheet = workbook["Achievements"]
+    wrong = [cell for row in sheet.iter_rows() for cell in row if cell.value == wrong_uln]
+    assert len(wrong) == 1
+    assert wrong[0].comment is not None  # the problem, as a cell comment
+    wrong[0].value = random_uln()
+    fixed = folder / "rows-to-fix-corrected.xlsx"
+    workbook.save(fixed)
     return fixed
 
 
@@ -285,6 +301,8 @@ async def test_an_ato_follows_the_guide_from_sign_in_to_the_data_is_valid(
     async with page.expect_download() as guided:
         await page.get_by_role("link", name="Download guided template (Excel workbook)").click()
     assert (await guided.value).suggested_filename.endswith(".xlsx")
+    guided_workbook = tmp_path / "guided-template.xlsx"
+    await (await guided.value).save_as(guided_workbook)
 
     # Steps 8 to 10: upload, accept the terms, watch it pass.
     sample = write_sample(tmp_path, date.today())
@@ -324,15 +342,20 @@ async def test_an_ato_follows_the_guide_from_sign_in_to_the_data_is_valid(
 
     # A file with a problem: the problems table, with the value partly hidden.
     await page.get_by_role("link", name="Back to Submit Bulk Achievements").click()
+    # The guided workbook, filled in and uploaded as it is (scheme section 9): its notes stand
+    # above the header (rows 1-2), so the row in error is the sheet's row 5.
     await upload_through_the_page(
-        steps, failing_file(tmp_path, date.today()), "valid_rows", "terms-again"
+        steps,
+        filled_workbook(guided_workbook, tmp_path, date.today()),
+        "valid_rows",
+        "terms-again",
     )
     await page.wait_for_url("**/ato/uploads/*", timeout=120_000)
     table = page.locator("#problems")
     await table.wait_for()
     row = table.locator("tbody tr").first
     cells = [await cell.inner_text() for cell in await row.locator("td").all()]
-    assert cells[:4] == ["3", "G ULN", "Error", "ULN_03"]
+    assert cells[:4] == ["5", "G ULN", "Error", "ULN_03"]
     assert cells[5] != "1000000044"
     assert "*" in cells[5]
     assert await page.locator("#upload-status").inner_text() == "Partly accepted"
@@ -344,9 +367,10 @@ async def test_an_ato_follows_the_guide_from_sign_in_to_the_data_is_valid(
     # The rows to fix (scheme section 9): only the row in error, corrected and uploaded on its
     # own, so the row already accepted is not sent again (no DUP_02).
     async with page.expect_download() as rows_to_fix:
-        await page.get_by_role("link", name="Download the rows to fix (CSV file)").click()
-    downloaded = Path(await (await rows_to_fix.value).path())
-    fixed = corrected_rows(downloaded, tmp_path, "1000000044")
+        await page.get_by_role("link", name="Download the rows to fix (Excel workbook)").click()
+    downloaded = tmp_path / "rows-to-fix.xlsx"
+    await (await rows_to_fix.value).save_as(downloaded)
+    fixed = corrected_workbook(downloaded, tmp_path, "1000000044")
     await page.get_by_role("link", name="Back to Submit Bulk Achievements").click()
     await upload_through_the_page(steps, fixed, "all_or_nothing", "terms-fixed")
     await page.wait_for_url("**/ato/uploads/*", timeout=120_000)
