@@ -26,6 +26,7 @@ the sheet leaves out become empty records, so record numbers are the sheet's row
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import re
 import tempfile
@@ -636,6 +637,10 @@ def write_sheet_csv(
             return refused.error
         except _UNREADABLE_ERRORS:
             return FileError(Code.FILE_01, FILE_01_UNREADABLE)
+        except OSError as error:
+            if not _damaged(error):
+                raise  # the storage's own failure (an outage): not the file's
+            return FileError(Code.FILE_01, FILE_01_UNREADABLE)
         finally:
             workbook.close()
     return None
@@ -660,6 +665,12 @@ _UNREADABLE_ERRORS: Final = (
 )
 
 
+def _damaged(error: OSError) -> bool:
+    """zipfile seeking to an offset a damaged directory gives (before the file's start):
+    EINVAL, the file's fault; any other OSError is the storage's."""
+    return error.errno == errno.EINVAL
+
+
 def screen_workbook(open_binary: Opener, *, size_limit_bytes: int) -> FileError | None:
     """The screen alone (what the gateway runs before it records an upload): None for the
     guided workbook within every bound, else the file error."""
@@ -670,6 +681,10 @@ def screen_workbook(open_binary: Opener, *, size_limit_bytes: int) -> FileError 
         except _Refused as refused:
             return refused.error
         except _UNREADABLE_ERRORS:
+            return FileError(Code.FILE_01, FILE_01_UNREADABLE)
+        except OSError as error:
+            if not _damaged(error):
+                raise  # the storage's own failure (an outage): not the file's
             return FileError(Code.FILE_01, FILE_01_UNREADABLE)
         finally:
             workbook.close()

@@ -378,3 +378,23 @@ class TestTheCommand:
         report = json.loads(capsys.readouterr().out)
         assert status == 1
         assert report["file_errors"] == [{"code": "FILE_01", "message": FILE_01_MACROS}]
+
+
+def test_a_directory_pointing_before_the_file_is_unreadable_not_a_crash(tmp_path: Path) -> None:
+    """A directory whose declared offset puts its entries before the file's start makes
+    zipfile seek to a negative offset (EINVAL): the file's fault, so FILE_01 (found by the
+    tier-2 fuzz)."""
+    built = io.BytesIO()
+    with zipfile.ZipFile(built, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+    data = bytearray(built.getvalue())
+    end = data.rfind(b"PK\x05\x06")
+    declared = int.from_bytes(data[end + 16 : end + 20], "little")
+    data[end + 16 : end + 20] = (declared + 1000).to_bytes(4, "little")
+    path = tmp_path / "damaged.xlsx"
+    path.write_bytes(bytes(data))
+
+    refused = screen_workbook(path_opener(path), size_limit_bytes=LIMIT)
+
+    assert refused == FileError(Code.FILE_01, FILE_01_UNREADABLE)
