@@ -159,7 +159,9 @@ up() {
     wait_for_port 127.0.0.1 "${PORTAL_STANDIN_PORT:-8070}" 30 \
         || { tail -n 30 "$LOG_DIR/portal-standin.log" >&2; exit 1; }
     wait_for_port 127.0.0.1 8080 30 || { tail -n 30 "$LOG_DIR/gateway.log" >&2; exit 1; }
-    "${CTL[@]}" status
+    # supervisorctl exits 3 when any program is not running: the S3 server is one, stopped
+    # unless STORAGE_BACKEND=s3. The ports waited for above are what says the stack is up.
+    "${CTL[@]}" status || true
 }
 
 down() {
