@@ -33,7 +33,7 @@ import tempfile
 import zipfile
 import zlib
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -621,18 +621,30 @@ def write_sheet_csv(
     one per sheet row (an empty record for each row the sheet leaves out), quoted as
     csv.writer quotes. Returns the file error that refuses the workbook, or None; on an error
     `out` may hold part of the records and must be discarded."""
+
+    def write(workbook: WorkbookFile) -> None:
+        guided = workbook.screen()
+        csv_out = _CsvOut(out, size_limit_bytes)
+        record = 1
+        for row_number, cells in workbook.rows(guided):
+            if row_number > record:
+                csv_out.write_blank_records(row_number - record)
+            csv_out.write_record(cells)
+            record = row_number + 1
+        csv_out.flush()
+
+    return _read(open_binary, size_limit_bytes, write)
+
+
+def _read(
+    open_binary: Opener, size_limit_bytes: int, step: Callable[[WorkbookFile], object]
+) -> FileError | None:
+    """Runs `step` on the open workbook; a refusal or a damaged file is its file error, found
+    here once for every reader of workbooks."""
     with open_binary() as stream:
         workbook = WorkbookFile(stream, size_limit_bytes=size_limit_bytes)
         try:
-            guided = workbook.screen()
-            csv_out = _CsvOut(out, size_limit_bytes)
-            record = 1
-            for row_number, cells in workbook.rows(guided):
-                if row_number > record:
-                    csv_out.write_blank_records(row_number - record)
-                csv_out.write_record(cells)
-                record = row_number + 1
-            csv_out.flush()
+            step(workbook)
         except _Refused as refused:
             return refused.error
         except _UNREADABLE_ERRORS:
@@ -674,18 +686,4 @@ def _damaged(error: OSError) -> bool:
 def screen_workbook(open_binary: Opener, *, size_limit_bytes: int) -> FileError | None:
     """The screen alone (what the gateway runs before it records an upload): None for the
     guided workbook within every bound, else the file error."""
-    with open_binary() as stream:
-        workbook = WorkbookFile(stream, size_limit_bytes=size_limit_bytes)
-        try:
-            workbook.screen()
-        except _Refused as refused:
-            return refused.error
-        except _UNREADABLE_ERRORS:
-            return FileError(Code.FILE_01, FILE_01_UNREADABLE)
-        except OSError as error:
-            if not _damaged(error):
-                raise  # the storage's own failure (an outage): not the file's
-            return FileError(Code.FILE_01, FILE_01_UNREADABLE)
-        finally:
-            workbook.close()
-    return None
+    return _read(open_binary, size_limit_bytes, WorkbookFile.screen)
