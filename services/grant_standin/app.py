@@ -121,7 +121,17 @@ async def _count_calls(request: web.Request, handler: Handler) -> web.StreamResp
         refs = claim_refs(parse_json(await request.read()))
     except InvalidClaim:
         refs = []
-    response = await handler(request)
+    calls = request.app[AppKeys.calls]
+    try:
+        response = await handler(request)
+    except Exception:
+        # The store failed (the database went away, perhaps after its commit): `_observe`
+        # answers 500. The call still happened, and a later replay of a claim committed here
+        # is only explained by it, so it is logged with no answer from the store.
+        delivered = request.transport is not None and not request.transport.is_closing()
+        for claim_id, upload_id in refs:
+            calls.record(claim_id, upload_id, Call(500, None, delivered))
+        raise
     stored = request.get(AppKeys.stored_answer)
     answered = statuses_by_claim(response.status, _json_body(response))
     decided = {} if stored is None else statuses_by_claim(stored.status, _json_body(stored))
@@ -133,7 +143,7 @@ async def _count_calls(request: web.Request, handler: Handler) -> web.StreamResp
             stored_status=None if stored is None else decided.get(claim_id, stored.status),
             delivered=delivered,
         )
-        request.app[AppKeys.calls].record(claim_id, upload_id, call)
+        calls.record(claim_id, upload_id, call)
     return response
 
 

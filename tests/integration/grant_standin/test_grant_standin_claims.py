@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient
 from standin_helpers import (
+    ADMIN_AUTH,
     AUTH,
     COURSE_GRANT_PENCE,
     INELIGIBLE_LEVY,
@@ -336,3 +337,18 @@ async def test_a_database_failure_answers_500_without_logging_learner_data(
     assert answer == {"code": "INTERNAL_ERROR"}
     assert any(entry["event"] == "request_failed" for entry in logs)
     assert "Unloggable" not in json.dumps(logs, default=str)
+
+
+async def test_a_call_whose_store_failed_is_logged_with_no_stored_answer(
+    client: Client, db: asyncpg.Connection
+) -> None:
+    # The database can fail after its commit: a later replay (200) of a claim no call created
+    # is explained only by this entry, so the failed call must be in the log too.
+    await db.execute("ALTER TABLE idempotency_records RENAME TO records_gone")
+    body = claim_body(upload_id="upload-store-failed")
+    status, _ = await post(client, body, key=body["claim_id"])
+    assert status == 500
+    response = await client.get("/admin/calls?upload_id=upload-store-failed", headers=ADMIN_AUTH)
+    assert await response.json() == {
+        "calls": {body["claim_id"]: [{"status": 500, "stored_status": None, "delivered": True}]}
+    }
