@@ -65,6 +65,7 @@ SERVICES = ("gateway", "validator-1", "validator-2", "bridge", "grant-standin")
 WORKERS = ("gateway", "validator-1", "validator-2", "bridge")
 ROWS = 900
 BATCH_SIZE = 25  # claims per request to the grant API
+MAX_IN_FLIGHT = 4  # batches the bridge has out at once, their answers not yet recorded
 TOKEN = "restart-grant-token"
 ADMIN_TOKEN = "restart-standin-admin-token"
 # Variables of the calling environment that would point the stack elsewhere.
@@ -266,6 +267,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "GRANT_BRIDGE_AMENDMENT_WINDOW_S": "2",
             "GRANT_BRIDGE_POLL_INTERVAL_S": "0.2",
             "GRANT_BRIDGE_BATCH_SIZE": str(BATCH_SIZE),
+            "GRANT_BRIDGE_MAX_IN_FLIGHT": str(MAX_IN_FLIGHT),
             "GRANT_BRIDGE_BACKOFF_CAP_S": "2",
             "GRANT_BRIDGE_BREAKER_COOLDOWN_S": "1",
             "GRANT_BRIDGE_CLIENT_TIMEOUT_S": "2",
@@ -492,9 +494,10 @@ async def test_a_postmaster_killed_alone_under_load_is_restarted_and_nothing_is_
         await asyncio.gather(spinning, return_exceptions=True)
         busy.terminate()
     await eventually(lambda: is_ready(uploads.pipeline), "the gateway to be ready", stack, 120)
-    # The answers of the request out when the database went away cannot be recorded: that
-    # one batch (the bridge leases nothing more until it is back) goes again, as replays.
-    figures = await check_everything(stack, uploads, resent_at_most=BATCH_SIZE)
+    # The answers of the requests out when the database went away cannot be recorded: those
+    # batches, at most the in-flight limit of them (the bridge leases nothing more until it is
+    # back), go again, as replays.
+    figures = await check_everything(stack, uploads, resent_at_most=BATCH_SIZE * MAX_IN_FLIGHT)
 
     check_nothing_exited(stack, before, "the database")
     log = (stack.log_dir / "postgres.log").read_text(errors="replace")
