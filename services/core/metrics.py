@@ -118,6 +118,11 @@ UPLOADS_DECIDED: Final = Counter(
     ["status"],
     registry=REGISTRY,
 )
+DECISIONS_DEFERRED: Final = Counter(
+    "validator_decisions_deferred",
+    "Decisions left to the worker deciding another upload of the same ATO (never waited for).",
+    registry=REGISTRY,
+)
 UPLOAD_DURATION: Final = Histogram(
     "validator_upload_duration_seconds",
     "From an upload received by the gateway to its outcome decided, by final status.",

@@ -39,7 +39,6 @@ from services.core.scheme.columns import HeaderMap
 from services.core.scheme.record_scanner import read_chunk_bytes
 from services.core.scheme.records import detect_layout
 from services.core.scheme.reference import InMemoryReference
-from services.core.states import UploadState
 from services.core.storage import Storage, StorageUnavailable, open_storage
 from services.core.wakeups import CHUNKS_QUEUED, Wakeups
 from services.validator import chunk_queue, duplicates, upload_outcome, workbook_sheet
@@ -58,6 +57,10 @@ INFRASTRUCTURE_ERRORS = TRANSIENT_ERRORS
 # texts) and plans: two keep a big upload's readers while small ones come and go, and a miss
 # only costs building them again (tens of milliseconds).
 KEPT_READERS = 2
+# Uploads of its ATO a worker decides in a row after its own decision: those whose workers
+# deferred theirs while it held the ATO's outcome lock. Bounded, so that a burst of one ATO's
+# uploads does not keep the worker out of the chunk queue for long; the sweep takes the rest.
+FOLLOW_ON_DECISIONS = 16
 
 T = TypeVar("T")
 
@@ -106,6 +109,26 @@ class ChunkReaders:
     validator: BulkValidator
 
 
+class SweepSchedule:
+    """When a busy worker next looks for uploads left undecided: every `interval_s` on `clock`,
+    counted from the last look, whether that look was due or made because the worker was idle."""
+
+    def __init__(self, interval_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._interval_s = interval_s
+        self._clock = clock
+        self._last = clock()
+
+    def due(self) -> bool:
+        """True (and the look counted as made now) once `interval_s` has passed since the last."""
+        if self._clock() - self._last < self._interval_s:
+            return False
+        self.swept()
+        return True
+
+    def swept(self) -> None:
+        self._last = self._clock()
+
+
 def validate_leased_chunk(
     storage: Storage,
     chunk: LeasedChunk,
@@ -150,10 +173,12 @@ class ChunkWorker:
         *,
         wakeups: Wakeups | None = None,
         express: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`wakeups` (listening on `CHUNKS_QUEUED`) may be shared by the workers of a process;
         each makes its own otherwise. An `express` worker takes only the chunks of uploads of
-        at most `express_max_bytes`: a small upload then never waits for a big one's chunk."""
+        at most `express_max_bytes`: a small upload then never waits for a big one's chunk.
+        `clock` times the sweep for uploads left undecided (`decide_sweep_s`)."""
         self.settings = settings
         self.pool = pool
         self.topics = topics
@@ -164,6 +189,7 @@ class ChunkWorker:
         self._readers: dict[tuple[uuid.UUID, int], ChunkReaders] = {}
         self._wakeups = wakeups
         self._max_upload_bytes = settings.express_max_bytes if express else None
+        self._sweep = SweepSchedule(settings.decide_sweep_s, clock)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Works until `stop`. When there is nothing to do it sleeps until chunks are queued
@@ -197,15 +223,24 @@ class ChunkWorker:
         return steps
 
     async def work_once(self) -> bool:
-        """One chunk, or one upload whose chunks are all done decided; False when idle."""
+        """One chunk, or one upload whose chunks are all done decided; False when idle. While
+        chunks keep coming, the sweep for undecided uploads still runs every `decide_sweep_s`:
+        a deferred decision the lock's holder missed is not left until the queue is empty."""
         async with self.pool.acquire(timeout=self._acquire_s) as connection:
             chunk = await chunk_queue.lease_next(
                 connection, self.settings.chunk_lease_s, self._max_upload_bytes
             )
         if chunk is not None:
             await self.process(chunk)
+            if not self._stopping and self._sweep.due():
+                await self.decide_waiting_upload()
             return True
+        self._sweep.swept()
         return await self.decide_waiting_upload()
+
+    @property
+    def _stopping(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
 
     async def process(self, chunk: LeasedChunk) -> None:
         structlog.contextvars.bind_contextvars(upload_id=str(chunk.upload_id))
@@ -317,6 +352,25 @@ class ChunkWorker:
         return result
 
     async def decide(self, upload_id: object) -> bool:
+        """Decides the upload (False when it was not to be decided now, or was deferred); once
+        it is, the uploads of its ATO whose decisions were deferred meanwhile, up to
+        `FOLLOW_ON_DECISIONS` of them."""
+        if not await self._decide_one(upload_id):
+            return False
+        for _ in range(FOLLOW_ON_DECISIONS):
+            if self._stopping:  # a decision may outlast the drain: another process's sweep
+                break
+            async with self.pool.acquire(timeout=self._acquire_s) as connection:
+                following = await upload_outcome.decidable(
+                    connection,
+                    same_ato_as=upload_id,  # type: ignore[arg-type]
+                )
+            # None, or another worker took the ATO's lock first: it looks for the next itself.
+            if following is None or not await self._decide_one(following):
+                break
+        return True
+
+    async def _decide_one(self, upload_id: object) -> bool:
         structlog.contextvars.bind_contextvars(upload_id=str(upload_id))
         try:
             async with self.pool.acquire(timeout=self._acquire_s) as connection:
@@ -334,14 +388,13 @@ class ChunkWorker:
             structlog.contextvars.unbind_contextvars("upload_id")
 
     async def decide_waiting_upload(self) -> bool:
-        """An upload whose last chunk's worker died before deciding it is decided here (or,
-        when it died just after, the decided upload's tasks are forgotten)."""
+        """An upload left undecided is decided here: its last chunk's worker died before
+        deciding it, or deferred its decision and the lock's holder looked before that worker
+        let go of the upload (or, when a worker died just after an outcome, the decided
+        upload's tasks are forgotten). Only an upload that can be decided now is taken, so an
+        ATO with many uploads being decided one by one does not hold up another's."""
         async with self.pool.acquire(timeout=self._acquire_s) as connection:
-            upload_id = await connection.fetchval(
-                "SELECT upload_id FROM uploads WHERE status = $1"
-                " AND chunks_total IS NOT NULL AND chunks_done >= chunks_total LIMIT 1",
-                UploadState.VALIDATING,
-            )
+            upload_id = await upload_outcome.decidable(connection)
             if upload_id is None:
                 return await chunk_queue.forget_one_decided(connection, upload_outcome.UNDECIDED)
         return await self.decide(upload_id)

@@ -42,6 +42,9 @@ class ValidatorSettings(BaseSettings):
     # An idle chunk worker is woken when chunks are queued (PostgreSQL LISTEN/NOTIFY); it
     # also looks every `idle_poll_s`, for leases that ran out and uploads left undecided.
     idle_poll_s: float = Field(default=2.0, gt=0)
+    # A busy chunk worker still looks this often for uploads whose chunks are all done and that
+    # nobody decides (a decision deferred behind its ATO's lock whose holder had looked already).
+    decide_sweep_s: float = Field(default=2.0, gt=0)
     # Stored issues per upload for the error report; counts per code stay exact beyond it.
     max_stored_issues: int = 10_000
     progress_interval_s: float = 1.0

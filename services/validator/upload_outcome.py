@@ -4,7 +4,9 @@ Every transition is guarded in SQL by the status it leaves (`received` or `valid
 second worker deciding the same upload, or a redelivered message, changes nothing; the outcome
 is decided with the upload row locked, once, after the last chunk. Outcomes of one ATO are
 serialised by an advisory lock, so DUP_02 between two uploads finishing at once is decided in
-one order.
+one order. A worker never waits for that lock: when another upload of the ATO is being decided,
+the decision is deferred, and the worker holding the lock decides it after its own (the sweep
+takes any the holder missed).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from services.core.events import (
     topic_for,
 )
 from services.core.logging import get_logger
-from services.core.metrics import record_upload_outcome
+from services.core.metrics import DECISIONS_DEFERRED, record_upload_outcome
 from services.core.outbox import announce_written, enqueue
 from services.core.scheme.codes import Code, FileError, Policy, UploadStatus
 from services.core.scheme.outcome import (
@@ -50,6 +52,12 @@ UNDECIDED = sorted(state.value for state in IN_PROGRESS)
 # and still have been invisible to them: the outcome re-checks the uploads accepted since
 # validation started, less this margin (a commit follows its last statement at once).
 _ACCEPTANCE_COMMIT_MARGIN = timedelta(minutes=5)
+
+
+def _outcome_lock(ato_id: str) -> str:
+    """The key of the advisory lock that serialises the outcomes of the ATO `ato_id` (an SQL
+    expression: a parameter or a column)."""
+    return f"hashtextextended('upload-outcome:' || {ato_id}, 0)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,10 +283,16 @@ async def _decide(
         )
         if done < upload.chunks_total:
             return False
-        await connection.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended('upload-outcome:' || $1, 0))",
-            upload.ato_id,
-        )
+        # Not waiting for the ATO either: another of its uploads is being decided (seconds, for
+        # a big one), and with many of them finishing at once every worker of every validator
+        # would wait here, in a transaction, out of the chunk queue, while other ATOs' chunks
+        # queued. The holder decides this upload after its own (`decidable`).
+        if not await connection.fetchval(
+            f"SELECT pg_try_advisory_xact_lock({_outcome_lock('$1')})", upload.ato_id
+        ):
+            log.info("decision_deferred")
+            DECISIONS_DEFERRED.inc()
+            return False
         found = await chunk_queue.totals(connection, upload_id)
         encoding = await connection.fetchval(
             "SELECT encoding FROM uploads WHERE upload_id = $1", upload_id
@@ -312,6 +326,34 @@ async def _decide(
             connection, topics, upload, status, encoding, counts, None, decide_started=started
         )
     return True
+
+
+async def decidable(
+    connection: asyncpg.Connection, *, same_ato_as: uuid.UUID | None = None
+) -> uuid.UUID | None:
+    """An upload that can be decided now, the longest validating first: its chunks all done,
+    its row not locked (a worker deciding it holds it) and its ATO's outcome lock free (another
+    of its uploads is being decided: that worker decides this one next); of the ATO of the
+    upload `same_ato_as` only, when given (a worker that just decided it)."""
+    # The advisory locks held in this database, by key: pg_locks shows a bigint key as its
+    # high half in `classid` and its low half in `objid`, with `objsubid` 1.
+    upload_id: uuid.UUID | None = await connection.fetchval(
+        f"""
+        SELECT upload_id FROM uploads
+        WHERE status = $1 AND chunks_total IS NOT NULL AND chunks_done >= chunks_total
+          AND ($2::uuid IS NULL OR ato_id = (SELECT ato_id FROM uploads WHERE upload_id = $2))
+          AND {_outcome_lock("ato_id")} NOT IN (
+              SELECT (classid::bigint << 32) | objid::bigint FROM pg_locks
+              WHERE locktype = 'advisory' AND objsubid = 1
+                AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))
+        ORDER BY validation_started_at
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+        """,
+        UploadState.VALIDATING,
+        same_ato_as,
+    )
+    return upload_id
 
 
 def _file_error(found: chunk_queue.ChunkTotals, max_rows: int) -> FileError | None:

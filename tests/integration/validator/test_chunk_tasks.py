@@ -178,6 +178,9 @@ async def test_of_two_uploads_of_one_ato_finishing_together_exactly_one_gets_dup
     await process_without_deciding(pool, config, monkeypatch)
 
     await asyncio.gather(decide(pool, first), decide(pool, second))
+    # The one deferred behind the other's outcome lock is the sweep's here (a worker holding
+    # the lock would decide it after its own).
+    await ChunkWorker(config, pool, TOPICS).run_until_idle()
 
     outcomes = sorted(
         [(r["status"], dict(r["counts_by_code"])) for r in [await upload_row(pool, first)]]
