@@ -131,6 +131,7 @@ def running_s3_server(data_dir: Path, extra_args: Sequence[str] = ()) -> Iterato
             f"-master.port={master_port}",
             f"-volume.port={volume_port}",
             f"-filer.port={filer_port}",
+            "-filer.maxMB=1",  # as deploy/local/seaweedfs-lib.sh says why
             "-webdav=false",
             "-admin.ui=false",
             "-admin.port.legacy=0",

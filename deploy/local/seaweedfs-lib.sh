@@ -25,6 +25,10 @@ JSON
 
 # seaweedfs_exec_mini WEED DATA_DIR HOST IDENTITIES_FILE [FLAG...]: replaces the shell with
 # `weed mini` serving S3 on HOST only, with FLAGs added (the cluster's TLS certificate).
+# `-filer.maxMB=1`: objects are stored in chunks of 1 MB (4 by default). SeaweedFS stores text
+# compressed and answers a range GET by fetching and inflating every chunk the range touches:
+# a chunk task's range (about 2 MB) then inflates 2 or 3 MB instead of 4 to 8, which halves
+# the server's CPU for the validators' reads (docs/storage.md).
 seaweedfs_exec_mini() {
     local weed="$1" data_dir="$2" host="$3" identities="$4"
     shift 4
@@ -35,6 +39,6 @@ seaweedfs_exec_mini() {
         "$@" \
         -s3.port.iceberg=0 -s3.port.lance=0 -s3.iam=false -s3.autoCreateBucket=false \
         -master.port="$SEAWEEDFS_MASTER_PORT" -volume.port="$SEAWEEDFS_VOLUME_PORT" \
-        -filer.port="$SEAWEEDFS_FILER_PORT" \
+        -filer.port="$SEAWEEDFS_FILER_PORT" -filer.maxMB=1 \
         -webdav=false -admin.ui=false -admin.port.legacy=0 -master.telemetry=false
 }

@@ -9,6 +9,8 @@ range reads, a custom CA and retries are settings of the store.
 Uploads stream as multipart uploads: at most `s3_part_concurrency + 1` parts of
 `s3_part_bytes` are held in memory, whatever the file's size, and the object exists only once
 the upload completes. Reads are byte ranges: a chunk task fetches its segments and nothing else.
+A whole-file reader (the planner's passes, the workbook screen, the rows to fix) gets a local
+copy, fetched once with one streamed GET into the scratch folder (TMPDIR).
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ from __future__ import annotations
 import asyncio
 import atexit
 import configparser
+import contextlib
 import errno
 import io
 import os
+import tempfile
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from typing import IO, TYPE_CHECKING, Any, TypeVar
@@ -182,6 +187,49 @@ class _RangeReader(io.RawIOBase):
         return len(got)
 
 
+class _LocalCopy:
+    """An `Opener` of the object's local copy: the first open fetches the whole object with one
+    streamed GET into a scratch file; every open reads that file. The copy is removed when the
+    opener is dropped (or at exit).
+
+    Why a copy: the planner reads a file from its start three times (inspection, layout, record
+    scan). From the object store each pass would be another series of GETs of the same bytes,
+    which the server has to read and inflate again (SeaweedFS stores text compressed); on one
+    machine that server's CPU is taken from the validators. One GET and local passes cost the
+    least, and need scratch room for the largest upload (200 MB) per plan at once.
+    """
+
+    def __init__(self, store: S3Store, path: str) -> None:
+        self._store = store
+        self._path = path
+        self._copy: str | None = None
+
+    def __call__(self) -> IO[bytes]:
+        if self._copy is None:
+            self._copy = self._fetch()
+        return open(self._copy, "rb", buffering=_COPY_BUFFER_BYTES)
+
+    def _fetch(self) -> str:
+        descriptor, name = tempfile.mkstemp(prefix="achievements-object-")
+        weakref.finalize(self, _remove_quietly, name)
+        with os.fdopen(descriptor, "wb") as copy:
+
+            def fetch_into_copy() -> None:
+                for part in obstore.get(self._store, self._path):
+                    copy.write(part)
+
+            _call(fetch_into_copy)
+        return name
+
+
+_COPY_BUFFER_BYTES = 1024 * 1024
+
+
+def _remove_quietly(name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name)
+
+
 # How long the process waits at exit for obstore's runtime threads to hand back their last
 # results. Such a thread delivers a result to asyncio (a write to the loop's self-pipe, the GIL
 # let go for it), then takes the GIL again to finish: if the interpreter is finalizing by then,
@@ -210,7 +258,6 @@ class S3Storage:
         self.store = store or make_store(settings)
         self._part_bytes = settings.s3_part_bytes
         self._concurrency = settings.s3_part_concurrency
-        self._read_ahead = settings.s3_read_ahead_bytes
 
     async def start(self) -> None:
         """Lists one key of the prefix: a missing bucket or refused credentials stop the
@@ -268,13 +315,8 @@ class S3Storage:
         return int(meta["size"])
 
     def opener(self, storage_key: str) -> Opener:
-        size = self._size(storage_key)
-
-        def open_binary() -> IO[bytes]:
-            raw = _RangeReader(self.store, storage_key, size)
-            return io.BufferedReader(raw, buffer_size=self._read_ahead)
-
-        return open_binary
+        self._size(storage_key)  # a missing object or an outage is known before any pass
+        return _LocalCopy(self.store, storage_key)
 
     def range_opener(self, storage_key: str) -> Opener:
         size = self._size(storage_key)

@@ -40,8 +40,6 @@ class StorageSettings(BaseSettings):
     # (concurrency + 1) parts in memory. S3 needs parts of at least 5 MiB.
     s3_part_bytes: int = 8 * 1024 * 1024
     s3_part_concurrency: int = 2
-    # A planner's pass reads ahead this much per request.
-    s3_read_ahead_bytes: int = 8 * 1024 * 1024
     # Short, so an outage answers a request with 503 in seconds; retried by the caller later.
     s3_connect_timeout_s: float = 5.0
     s3_timeout_s: float = 60.0

@@ -6,9 +6,11 @@ stop a service at start with one line naming the setting."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import subprocess
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
@@ -71,6 +73,30 @@ async def test_a_streamed_put_is_stored_whole_with_its_size_hash_and_head(
     with storage.opener("uploads/a.csv")() as whole:
         assert hashlib.sha256(whole.read()).hexdigest() == stored.sha256
     assert s3_server.incomplete_uploads() == []
+
+
+async def test_a_whole_file_reader_passes_over_one_local_copy_removed_after_use(
+    s3_settings: StorageSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = s3(s3_settings)
+    body = 'Prénom,Notes\r\nZoë,"PO 4471, cohort B"\r\n'.encode() * 5000
+    await storage.put("uploads/w.csv", stream([body]), limit_bytes=len(body))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+
+    opener = storage.opener("uploads/w.csv")
+    assert list(scratch.iterdir()) == []  # nothing fetched before the first pass
+    with opener() as first:
+        assert first.read() == body
+    [copy] = scratch.iterdir()
+    await storage.delete("uploads/w.csv")  # later passes read the copy, not the bucket
+    with opener() as second:
+        second.seek(len(body) - 11)
+        assert second.read() == b'cohort B"\r\n'
+    del opener, first, second
+    gc.collect()
+    assert not copy.exists()
 
 
 async def test_a_range_read_fetches_exactly_the_bytes_asked_for(
@@ -152,6 +178,8 @@ async def test_an_unreachable_server_is_an_outage_everywhere(
         await storage.put("uploads/a.csv", stream([b"data"]), limit_bytes=100)
     with pytest.raises(StorageUnavailable):
         storage.range_opener("uploads/a.csv")
+    with pytest.raises(StorageUnavailable):
+        storage.opener("uploads/a.csv")
     with pytest.raises(StorageUnavailable):
         await storage.delete("uploads/a.csv")
     assert await storage.ready(timeout_s=10) is False
