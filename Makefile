@@ -6,7 +6,7 @@ STACK := deploy/local/stack.sh
 CLUSTER := deploy/cluster/cluster.sh
 
 .PHONY: run test test-tier2 up down infra status venv lint typecheck bench soak clean \
-	cluster cluster-failover cluster-rebuild-standby cluster-test
+	cluster cluster-failover cluster-rebuild-standby cluster-test bench-cluster
 
 PYTHON311 := $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
 
@@ -102,6 +102,18 @@ bench: venv
 	@$(STACK) infra
 	@$(PY) bench/bench_scale.py
 	@$(PY) bench/bench_latency.py
+
+## the cost of the production shape (docs/deploy.md): the same 1,000,000-row upload on `make
+## cluster`, then on `make up`, one after the other (never both at once on 2 cores), then the
+## table of the two side by side; stops whatever runs first and leaves the local stack up
+bench-cluster: venv
+	@$(MAKE) --no-print-directory down
+	@$(CLUSTER) up >/dev/null
+	@$(PY) bench/bench_cluster.py run cluster
+	@$(MAKE) --no-print-directory down
+	@$(STACK) up >/dev/null
+	@$(PY) bench/bench_cluster.py run single
+	@$(PY) bench/bench_cluster.py table
 
 ## an hour (DURATION=1h, or 30m, 600...) of steady load with withdrawals and purges; judges
 ## whether memory, descriptors, work tables, dead tuples or lag grow in the second half, and

@@ -155,6 +155,25 @@ def bench_file(rows: int) -> Path:
     return path
 
 
+# A stack just started: its gateways answer /readyz once Kafka and PostgreSQL do.
+READY_TIMEOUT_S = 180
+
+
+async def wait_ready(session: aiohttp.ClientSession, gateway_url: str) -> None:
+    """Waits until the stack takes uploads (`/readyz` 200), so a run may follow its start."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        try:
+            async with session.get(f"{gateway_url}/readyz") as answer:
+                if answer.status == 200:
+                    return
+        except aiohttp.ClientError:
+            pass  # not listening yet
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{gateway_url}/readyz not 200 within {READY_TIMEOUT_S}s")
+        await asyncio.sleep(1)
+
+
 async def measure(
     name: str, gateway_url: str, database_url: str, ca_file: str | None, rows: int
 ) -> dict[str, Any]:
@@ -170,6 +189,7 @@ async def measure(
     cpu_before = cpu_by_role(run_dir)
     connector = aiohttp.TCPConnector(ssl=context) if context else aiohttp.TCPConnector()
     async with aiohttp.ClientSession(connector=connector) as session:
+        await wait_ready(session, gateway_url)
         requested = time.time()
         with path.open("rb") as body:
             async with session.post(

@@ -614,6 +614,15 @@ async def run_spread(args: argparse.Namespace) -> int:
                 eligible = claims_due(files, list(upload_ids), statuses) + sum(
                     len(f.eligible_rows) for f in probes
                 )
+                # The upload window's figures now: the claims' drain can take far longer, and a
+                # run stopped during it would otherwise print nothing.
+                print(
+                    f"every upload final after {validated_s:.1f}s; {eligible:,} claims to drain;"
+                    f" so far: healthz {percentiles(figures.healthz_ms, 50.0)},"
+                    f" get_upload {percentiles(figures.upload_ms, 100.0)}, probe uploads"
+                    f" {percentiles([s * 1000 for s in probed.seconds], 2000.0)}",
+                    flush=True,
+                )
                 await wait_claims(stack.pipeline_dsn, eligible, stack.services)
                 settled_s = time.monotonic() - started
             finally:
