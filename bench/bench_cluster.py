@@ -65,18 +65,31 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def preset(name: str) -> dict[str, str | None]:
+    """The stack's endpoints; `ready_urls` (comma-separated) are its gateways' own `/readyz`,
+    which nginx does not route (the Ingress routes only `/v1`, `/ato` and `/healthz`)."""
     if name == "cluster":
         settings = exports(LOCAL_DIR / "cluster" / "env.sh")
         return {
             "gateway_url": "https://127.0.0.1:8443",
             "database_url": settings.get("DATABASE_URL"),
             "ca_file": str(LOCAL_DIR / "cluster" / "ca.crt"),
+            "ready_urls": ",".join(
+                f"http://127.0.0.1:{port}/readyz" for port in cluster_gateway_ports()
+            ),
         }
     return {
         "gateway_url": "http://127.0.0.1:8080",
         "database_url": "postgresql://achievements:achievements@127.0.0.1:55432/achievements",
         "ca_file": None,
+        "ready_urls": "http://127.0.0.1:8080/readyz",
     }
+
+
+def cluster_gateway_ports() -> list[str]:
+    """The cluster's gateway ports, as deploy/cluster/env.sh sets them (`GATEWAY_PORTS=(…)`)."""
+    text = (REPO_ROOT / "deploy" / "cluster" / "env.sh").read_text()
+    found = re.search(r"^GATEWAY_PORTS=\(([^)]*)\)", text, re.MULTILINE)
+    return found.group(1).split() if found else []
 
 
 def exports(path: Path) -> dict[str, str]:
@@ -159,19 +172,22 @@ def bench_file(rows: int) -> Path:
 READY_TIMEOUT_S = 180
 
 
-async def wait_ready(session: aiohttp.ClientSession, gateway_url: str) -> None:
-    """Waits until the stack takes uploads (`/readyz` 200), so a run may follow its start."""
+async def wait_ready(ready_urls: list[str]) -> None:
+    """Waits until every gateway of the stack can take uploads (`/readyz` 200), so that a run
+    may follow the stack's start."""
     deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
-        try:
-            async with session.get(f"{gateway_url}/readyz") as answer:
-                if answer.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass  # not listening yet
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{gateway_url}/readyz not 200 within {READY_TIMEOUT_S}s")
-        await asyncio.sleep(1)
+    async with aiohttp.ClientSession() as session:
+        for url in ready_urls:
+            while True:
+                try:
+                    async with session.get(url) as answer:
+                        if answer.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass  # not listening yet
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{url} not 200 within {READY_TIMEOUT_S}s")
+                await asyncio.sleep(1)
 
 
 async def measure(
@@ -189,7 +205,6 @@ async def measure(
     cpu_before = cpu_by_role(run_dir)
     connector = aiohttp.TCPConnector(ssl=context) if context else aiohttp.TCPConnector()
     async with aiohttp.ClientSession(connector=connector) as session:
-        await wait_ready(session, gateway_url)
         requested = time.time()
         with path.open("rb") as body:
             async with session.post(
@@ -337,6 +352,7 @@ def main(argv: list[str]) -> int:
         database_url = args.database_url or chosen["database_url"]
         if not gateway_url or not database_url:
             parser.error(f"no settings for {args.name}: is it running?")
+        asyncio.run(wait_ready([url for url in (chosen["ready_urls"] or "").split(",") if url]))
         result = asyncio.run(
             measure(
                 args.name, gateway_url, database_url, args.ca_file or chosen["ca_file"], args.rows
