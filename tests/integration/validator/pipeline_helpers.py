@@ -9,17 +9,58 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 
 from services.core.events import Topics
 from services.core.reference_store import ReferenceCache
 from services.core.settings import CommonSettings, StorageSettings
 from services.core.storage import FolderStorage
 from services.upload_gateway.keys import create_ato
+from services.validator import upload_outcome
 from services.validator.chunk_worker import ChunkWorker
 from services.validator.planner import plan_upload
 from services.validator.settings import ValidatorSettings
 
 UPLOAD_DATE = date(2026, 11, 20)
+TOPICS = Topics("unused.")
+
+
+def validator_settings(storage_root: Path, **values: Any) -> ValidatorSettings:
+    return ValidatorSettings(
+        common=CommonSettings(storage=StorageSettings(root=storage_root)), **values
+    )
+
+
+async def new_ato(pool: asyncpg.Pool, name: str) -> str:
+    async with pool.acquire() as connection:
+        return (await create_ato(connection, name)).ato_id
+
+
+async def process_without_deciding(
+    pool: asyncpg.Pool, config: ValidatorSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every queued chunk validated and written, no upload decided."""
+
+    async def not_yet(self: ChunkWorker, upload_id: object) -> bool:
+        return False
+
+    with monkeypatch.context() as patch:
+        patch.setattr(ChunkWorker, "decide", not_yet)
+        await ChunkWorker(config, pool, TOPICS).run_until_idle()
+
+
+async def decide(pool: asyncpg.Pool, upload_id: uuid.UUID) -> bool:
+    """The outcome of one upload, as a worker decides it after its last chunk."""
+    async with pool.acquire() as connection:
+        return await upload_outcome.decide(
+            connection,
+            TOPICS,
+            upload_id,
+            max_rows=1_000_000,
+            max_stored_issues=10_000,
+            amendment_window_s=3600,
+            accepted_event_chunk=1000,
+        )
 
 
 async def store_upload(
@@ -80,12 +121,9 @@ async def revalidate(
     """Plans a stored upload (as a validator does with its `upload.received`), then works its
     chunks and outcome until nothing is left; returns the upload row and its issues."""
     storage = FolderStorage(storage_root)
-    validator_settings = ValidatorSettings(
-        common=CommonSettings(storage=StorageSettings(root=storage_root)), **settings
-    )
-    topics = Topics("unused.")
-    await plan_upload(pool, storage, validator_settings, topics, upload_id)
-    await ChunkWorker(validator_settings, pool, topics, ReferenceCache(pool)).run_until_idle()
+    config = validator_settings(storage_root, **settings)
+    await plan_upload(pool, storage, config, TOPICS, upload_id)
+    await ChunkWorker(config, pool, TOPICS, ReferenceCache(pool)).run_until_idle()
     async with pool.acquire() as connection:
         row = await connection.fetchrow("SELECT * FROM uploads WHERE upload_id = $1", upload_id)
         issues = await connection.fetch(

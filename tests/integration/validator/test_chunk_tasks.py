@@ -12,25 +12,28 @@ from typing import Any
 
 import asyncpg
 import pytest
-from pipeline_helpers import revalidate, validate_stored
+from pipeline_helpers import (
+    TOPICS,
+    decide,
+    new_ato,
+    process_without_deciding,
+    revalidate,
+    validate_stored,
+)
 from pipeline_helpers import store_upload as stored
+from pipeline_helpers import validator_settings as settings
 
-from services.core.events import Topics
 from services.core.reference_store import ReferenceCache, load_into_database
-from services.core.settings import CommonSettings, StorageSettings
 from services.core.storage import FolderStorage
-from services.upload_gateway.keys import create_ato
-from services.validator import chunk_queue, upload_outcome
+from services.validator import chunk_queue
 from services.validator.chunk_worker import ChunkWorker
 from services.validator.planner import plan_upload
-from services.validator.settings import ValidatorSettings
 
 HEADER = (
     "ProviderReference,CourseCode,AchievementDate,LearnerForename,LearnerSurname,DateOfBirth,"
     "ULN,NINumber,CITBIndividualId,EmployerLevyNumber,Notes"
 )
 ULNS = ("1000000043", "1234567899", "5555555554", "1111111110", "1234567805")
-TOPICS = Topics("unused.")
 
 
 def csv_file(*rows: str) -> bytes:
@@ -41,19 +44,10 @@ def row(uln: str, course: str = "SD-WAH-101", day: str = "12/11/2026") -> str:
     return f"REF,{course},{day},Amelia,Hartley,14/03/1990,{uln},,,79049946,"
 
 
-def settings(root: Path, **values: Any) -> ValidatorSettings:
-    return ValidatorSettings(common=CommonSettings(storage=StorageSettings(root=root)), **values)
-
-
 async def store_upload(
     pool: asyncpg.Pool, root: Path, content: bytes, ato_id: str, policy: str = "all_or_nothing"
 ) -> uuid.UUID:
     return await stored(pool, root, content, ato_id=ato_id, policy=policy)
-
-
-async def new_ato(pool: asyncpg.Pool, name: str) -> str:
-    async with pool.acquire() as connection:
-        return (await create_ato(connection, name)).ato_id
 
 
 async def upload_row(pool: asyncpg.Pool, upload_id: uuid.UUID) -> asyncpg.Record:
@@ -110,30 +104,6 @@ async def test_a_chunk_taken_again_after_its_lease_ran_out_is_written_once(
             "SELECT count(*) FROM achievements WHERE upload_id = $1", upload_id
         )
     assert achievements == 10
-
-
-async def process_without_deciding(
-    pool: asyncpg.Pool, config: ValidatorSettings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async def not_yet(self: ChunkWorker, upload_id: object) -> bool:
-        return False
-
-    with monkeypatch.context() as patch:
-        patch.setattr(ChunkWorker, "decide", not_yet)
-        await ChunkWorker(config, pool, TOPICS).run_until_idle()
-
-
-async def decide(pool: asyncpg.Pool, upload_id: uuid.UUID) -> bool:
-    async with pool.acquire() as connection:
-        return await upload_outcome.decide(
-            connection,
-            TOPICS,
-            upload_id,
-            max_rows=1_000_000,
-            max_stored_issues=10_000,
-            amendment_window_s=3600,
-            accepted_event_chunk=1000,
-        )
 
 
 async def test_workers_racing_to_decide_an_upload_record_one_outcome(

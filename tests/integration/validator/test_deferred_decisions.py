@@ -14,24 +14,19 @@ from typing import Any
 
 import asyncpg
 import pytest
-from pipeline_helpers import store_upload
+from pipeline_helpers import TOPICS, decide, new_ato, process_without_deciding, store_upload
+from pipeline_helpers import validator_settings as settings
 
-from services.core.events import Topics
 from services.core.metrics import REGISTRY
-from services.core.settings import CommonSettings, StorageSettings
 from services.core.storage import FolderStorage
-from services.upload_gateway.keys import create_ato
-from services.validator import upload_outcome
 from services.validator.chunk_worker import ChunkWorker
 from services.validator.planner import plan_upload
-from services.validator.settings import ValidatorSettings
 
 HEADER = (
     "ProviderReference,CourseCode,AchievementDate,LearnerForename,LearnerSurname,DateOfBirth,"
     "ULN,NINumber,CITBIndividualId,EmployerLevyNumber,Notes"
 )
 ULNS = ("1000000043", "1234567899", "5555555554", "1111111110", "1234567805")
-TOPICS = Topics("unused.")
 # A liveness limit, not a speed target: a worker that waited on the lock would wait forever.
 LIVENESS_S = 30.0
 
@@ -43,34 +38,12 @@ def csv_file(*ulns: str) -> bytes:
     return ("\r\n".join((HEADER, *rows)) + "\r\n").encode()
 
 
-def settings(root: Path, **values: Any) -> ValidatorSettings:
-    return ValidatorSettings(common=CommonSettings(storage=StorageSettings(root=root)), **values)
-
-
-async def new_ato(pool: asyncpg.Pool, name: str) -> str:
-    async with pool.acquire() as connection:
-        return (await create_ato(connection, name)).ato_id
-
-
 async def planned(
     pool: asyncpg.Pool, root: Path, ato_id: str, *ulns: str, **values: Any
 ) -> uuid.UUID:
     upload_id = await store_upload(pool, root, csv_file(*ulns), ato_id=ato_id)
     await plan_upload(pool, FolderStorage(root), settings(root, **values), TOPICS, upload_id)
     return upload_id
-
-
-async def chunks_done_undecided(
-    pool: asyncpg.Pool, config: ValidatorSettings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Every queued chunk validated and written, no upload decided."""
-
-    async def not_yet(self: ChunkWorker, upload_id: object) -> bool:
-        return False
-
-    with monkeypatch.context() as patch:
-        patch.setattr(ChunkWorker, "decide", not_yet)
-        await ChunkWorker(config, pool, TOPICS).run_until_idle()
 
 
 @asynccontextmanager
@@ -82,19 +55,6 @@ async def ato_outcome_lock_held(pool: asyncpg.Pool, ato_id: str) -> AsyncIterato
             "SELECT pg_advisory_xact_lock(hashtextextended('upload-outcome:' || $1, 0))", ato_id
         )
         yield
-
-
-async def decide(pool: asyncpg.Pool, upload_id: uuid.UUID) -> bool:
-    async with pool.acquire() as connection:
-        return await upload_outcome.decide(
-            connection,
-            TOPICS,
-            upload_id,
-            max_rows=1_000_000,
-            max_stored_issues=10_000,
-            amendment_window_s=3600,
-            accepted_event_chunk=1000,
-        )
 
 
 async def status(pool: asyncpg.Pool, upload_id: uuid.UUID) -> str:
@@ -129,7 +89,7 @@ async def test_a_decision_behind_the_atos_lock_is_deferred_and_the_sweep_makes_i
     config = settings(tmp_path)
     first = await planned(pool, tmp_path, ato_id, ULNS[0])
     second = await planned(pool, tmp_path, ato_id, ULNS[1])
-    await chunks_done_undecided(pool, config, monkeypatch)
+    await process_without_deciding(pool, config, monkeypatch)
     worker = ChunkWorker(config, pool, TOPICS)
     deferred_before = deferrals()
 
@@ -158,7 +118,7 @@ async def test_the_worker_holding_the_atos_lock_then_decides_the_deferred_upload
     first = await planned(pool, tmp_path, ato_id, ULNS[0])
     second = await planned(pool, tmp_path, ato_id, ULNS[1])
     third = await planned(pool, tmp_path, ato_id, ULNS[2])
-    await chunks_done_undecided(pool, config, monkeypatch)
+    await process_without_deciding(pool, config, monkeypatch)
     async with ato_outcome_lock_held(pool, ato_id):
         assert not await asyncio.wait_for(decide(pool, second), LIVENESS_S)
         assert not await asyncio.wait_for(decide(pool, third), LIVENESS_S)
@@ -182,7 +142,7 @@ async def test_the_sweep_takes_an_upload_that_can_be_decided_now(
     held_row = await planned(pool, tmp_path, being_decided, ULNS[0])
     behind_lock = await planned(pool, tmp_path, busy, ULNS[1])
     decidable = await planned(pool, tmp_path, free, ULNS[2])
-    await chunks_done_undecided(pool, config, monkeypatch)
+    await process_without_deciding(pool, config, monkeypatch)
     async with pool.acquire() as connection:
         await connection.execute(
             "UPDATE uploads SET validation_started_at = now() - interval '1 hour'"
@@ -212,7 +172,7 @@ async def test_the_sweep_runs_every_decide_sweep_s_while_chunks_keep_coming(
     left, busy = await new_ato(pool, "Left"), await new_ato(pool, "Streaming")
     config = settings(tmp_path, chunk_rows=1, decide_sweep_s=2.0)
     undecided = await planned(pool, tmp_path, left, ULNS[0])
-    await chunks_done_undecided(pool, config, monkeypatch)
+    await process_without_deciding(pool, config, monkeypatch)
     streaming = await planned(pool, tmp_path, busy, ULNS[1], ULNS[2], ULNS[3], chunk_rows=1)
     now = [100.0]
     worker = ChunkWorker(config, pool, TOPICS, clock=lambda: now[0])
