@@ -124,7 +124,8 @@ async def main(settings: ValidatorSettings) -> None:
     common = settings.common
     topics = Topics(common.kafka.topic_prefix)
     # Wrong storage credentials or a missing bucket end the process here, with one line.
-    await start_storage(common.storage, "validator")
+    # One storage for the planner and the chunk workers: they share its local copies (S3).
+    storage = await start_storage(common.storage, "validator")
     await ensure_topics(common.kafka, topics, attempts=None)
     pool = await create_pool(common.postgres)
     http = None
@@ -136,7 +137,7 @@ async def main(settings: ValidatorSettings) -> None:
         )
         await http.start()
     producer = make_producer(common.kafka, settings.worker_name)
-    planner = UploadPlanner(settings, pool)
+    planner = UploadPlanner(settings, pool, storage)
     consumer_loop = ConsumerLoop(
         planner.handle,
         producer=producer,
@@ -168,14 +169,18 @@ async def main(settings: ValidatorSettings) -> None:
     wakeups = Wakeups(pool, CHUNKS_QUEUED)
     workers += [
         asyncio.create_task(
-            ChunkWorker(settings, pool, topics, reference, wakeups=wakeups).run(stop),
+            ChunkWorker(settings, pool, topics, reference, wakeups=wakeups, storage=storage).run(
+                stop
+            ),
             name=f"chunk-worker-{n}",
         )
         for n in range(settings.chunk_workers)
     ]
     workers += [
         asyncio.create_task(
-            ChunkWorker(settings, pool, topics, reference, wakeups=wakeups, express=True).run(stop),
+            ChunkWorker(
+                settings, pool, topics, reference, wakeups=wakeups, express=True, storage=storage
+            ).run(stop),
             name=f"express-chunk-worker-{n}",
         )
         for n in range(settings.express_workers)

@@ -174,15 +174,17 @@ class ChunkWorker:
         wakeups: Wakeups | None = None,
         express: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        storage: Storage | None = None,
     ) -> None:
         """`wakeups` (listening on `CHUNKS_QUEUED`) may be shared by the workers of a process;
         each makes its own otherwise. An `express` worker takes only the chunks of uploads of
         at most `express_max_bytes`: a small upload then never waits for a big one's chunk.
-        `clock` times the sweep for uploads left undecided (`decide_sweep_s`)."""
+        `clock` times the sweep for uploads left undecided (`decide_sweep_s`). `storage` is the
+        process's, shared with its planner (see `UploadPlanner`)."""
         self.settings = settings
         self.pool = pool
         self.topics = topics
-        self.storage = open_storage(settings.common.storage)
+        self.storage = storage or open_storage(settings.common.storage)
         self.reference = reference or ReferenceCache(pool)
         self._acquire_s = settings.common.postgres.db_acquire_timeout_s
         self._stop: asyncio.Event | None = None

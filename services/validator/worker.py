@@ -20,7 +20,7 @@ from services.core.consumer import DONE, Handled, RetryLater, Unusable
 from services.core.events import Topics, UploadReceived, parse_event
 from services.core.logging import get_logger
 from services.core.metrics import PIPELINE_STEP
-from services.core.storage import open_storage
+from services.core.storage import Storage, open_storage
 from services.validator import upload_outcome
 from services.validator.chunk_worker import INFRASTRUCTURE_ERRORS
 from services.validator.planner import plan_upload
@@ -33,11 +33,15 @@ DEAD_LETTER_STAGE = "validator.plan"
 class UploadPlanner:
     """The handler of `achievements.uploads.v1` records."""
 
-    def __init__(self, settings: ValidatorSettings, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self, settings: ValidatorSettings, pool: asyncpg.Pool, storage: Storage | None = None
+    ) -> None:
+        """`storage` is shared with the process's chunk workers: with S3 they then read the
+        local copy this planner made (the object store is asked again only by others)."""
         self.settings = settings
         self.pool = pool
         self.topics = Topics(settings.common.kafka.topic_prefix)
-        self.storage = open_storage(settings.common.storage)
+        self.storage = storage or open_storage(settings.common.storage)
         # Failed attempts per upload in this process (an outage does not count).
         self._failures: dict[str, int] = {}
 

@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 import weakref
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import timedelta
 from typing import IO, TYPE_CHECKING, Any, TypeVar
@@ -189,7 +190,7 @@ class _RangeReader(io.RawIOBase):
         return len(got)
 
 
-class _LocalCopy:
+class LocalCopy:
     """An `Opener` of the object's local copy: the first open starts one streamed GET of the
     whole object into a scratch file, in a thread of its own; every open reads that file, and a
     read past what has arrived waits for it. The copy is removed once the opener, its readers
@@ -206,8 +207,16 @@ class _LocalCopy:
     scan take about 0.4 s each).
     """
 
-    def __init__(self, store: S3Store, path: str, size: int) -> None:
-        self._copy = GrowingCopy(size, lambda: _parts_of(store, path))
+    def __init__(self, copy: GrowingCopy) -> None:
+        self._copy = copy
+
+    @classmethod
+    def of_object(cls, store: S3Store, path: str, size: int) -> LocalCopy:
+        return cls(GrowingCopy(size, lambda: _parts_of(store, path)))
+
+    @property
+    def failed(self) -> bool:
+        return self._copy.failed
 
     def __call__(self) -> IO[bytes]:
         self._copy.start()
@@ -283,6 +292,11 @@ class GrowingCopy:
                 self._error = error
                 self._arrived.notify_all()
 
+    @property
+    def failed(self) -> bool:
+        with self._arrived:
+            return self._error is not None
+
     def available(self, position: int) -> int:
         """Waits until bytes past `position` have arrived (or the object ends there) and
         returns how many are there to read."""
@@ -305,6 +319,76 @@ class GrowingCopy:
             name = self._name
         if name is not None:
             _remove_quietly(name)
+
+
+class KeptCopies:
+    """The local copies this process made lately, by key, kept for the chunk tasks it leases
+    next: a chunk of an upload this process planned reads the copy, not the object store (on
+    one machine, each range GET is the store's CPU taken from the validators). At most `keep`
+    copies, each dropped `idle_s` after its last read (checked by a timer thread and at every
+    use), when its fill failed, or when this process deletes the object. A dropped copy's file
+    goes once its last reader is done."""
+
+    def __init__(
+        self, keep: int, idle_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._keep = keep
+        self._idle_s = idle_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._copies: OrderedDict[str, tuple[LocalCopy, float]] = OrderedDict()
+        self._timer: threading.Timer | None = None
+
+    def add(self, key: str, copy: LocalCopy) -> None:
+        if self._keep == 0:
+            return
+        with self._lock:
+            self._copies[key] = (copy, self._clock())
+            self._copies.move_to_end(key)
+            while len(self._copies) > self._keep:
+                self._copies.popitem(last=False)
+        self._arm()
+
+    def get(self, key: str) -> LocalCopy | None:
+        self.drop_idle()
+        with self._lock:
+            found = self._copies.get(key)
+            if found is None:
+                return None
+            copy = found[0]
+            if copy.failed:
+                del self._copies[key]
+                return None
+            self._copies[key] = (copy, self._clock())
+            return copy
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self._copies.pop(key, None)
+
+    def drop_idle(self) -> None:
+        with self._lock:
+            now = self._clock()
+            for key in [k for k, (_, used) in self._copies.items() if now - used >= self._idle_s]:
+                del self._copies[key]
+
+    def keys(self) -> list[str]:
+        with self._lock:
+            return list(self._copies)
+
+    def _arm(self) -> None:
+        with self._lock:
+            if self._timer is not None or not self._copies:
+                return
+            self._timer = threading.Timer(self._idle_s, self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self._timer = None
+        self.drop_idle()
+        self._arm()
 
 
 class _CopyReader(io.RawIOBase):
@@ -375,6 +459,7 @@ class S3Storage:
         self.store = store or make_store(settings)
         self._part_bytes = settings.s3_part_bytes
         self._concurrency = settings.s3_part_concurrency
+        self.kept_copies = KeptCopies(settings.s3_kept_copies, settings.s3_copy_idle_s)
 
     async def start(self) -> None:
         """Lists one key of the prefix: a missing bucket or refused credentials stop the
@@ -432,10 +517,18 @@ class S3Storage:
         return int(meta["size"])
 
     def opener(self, storage_key: str) -> Opener:
+        kept = self.kept_copies.get(storage_key)
+        if kept is not None:
+            return kept
         # A missing object or an outage is known before any pass.
-        return _LocalCopy(self.store, storage_key, self._size(storage_key))
+        copy = LocalCopy.of_object(self.store, storage_key, self._size(storage_key))
+        self.kept_copies.add(storage_key, copy)
+        return copy
 
     def range_opener(self, storage_key: str) -> Opener:
+        kept = self.kept_copies.get(storage_key)
+        if kept is not None:
+            return kept  # the same bytes: an object is never rewritten under its key
         size = self._size(storage_key)
 
         def open_binary() -> IO[bytes]:
@@ -453,6 +546,7 @@ class S3Storage:
         return True
 
     async def delete(self, storage_key: str) -> bool:
+        self.kept_copies.drop(storage_key)
         # S3's DELETE answers the same whether the object was there: asked first, for counts.
         found = await self.exists(storage_key)
         if found:

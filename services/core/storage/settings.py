@@ -40,6 +40,11 @@ class StorageSettings(BaseSettings):
     # (concurrency + 1) parts in memory. S3 needs parts of at least 5 MiB.
     s3_part_bytes: int = 8 * 1024 * 1024
     s3_part_concurrency: int = 2
+    # A process keeps its latest local copies (made to plan an upload) this long after their
+    # last read, so the chunk tasks it leases next read the copy instead of range GETs. Each
+    # is up to the largest upload in TMPDIR; a delete by this process drops its copy at once.
+    s3_kept_copies: int = Field(default=2, ge=0)
+    s3_copy_idle_s: float = Field(default=60.0, gt=0)
     # Short, so an outage answers a request with 503 in seconds; retried by the caller later.
     s3_connect_timeout_s: float = 5.0
     s3_timeout_s: float = 60.0

@@ -99,6 +99,27 @@ async def test_a_whole_file_reader_passes_over_one_local_copy_removed_after_use(
     assert not copy.exists()
 
 
+async def test_a_process_that_planned_an_upload_reads_its_chunks_from_the_kept_copy(
+    s3_settings: StorageSettings,
+) -> None:
+    planner, other_process = s3(s3_settings), s3(s3_settings)
+    body = 'Prénom,Notes\r\nZoë,"PO 4471, cohort B"\r\n'.encode() * 5000
+    await planner.put("uploads/k.csv", stream([body]), limit_bytes=len(body))
+    with planner.opener("uploads/k.csv")() as whole:
+        assert whole.read() == body
+    # Gone from the bucket (deleted by another process): only the kept copy can answer now.
+    await other_process.delete("uploads/k.csv")
+
+    with planner.range_opener("uploads/k.csv")() as chunk:
+        chunk.seek(15)  # after "Prénom,Notes\r\n": é is two bytes
+        assert chunk.read(26) == 'Zoë,"PO 4471, cohort B"\r\n'.encode()
+    with pytest.raises(ObjectMissing):
+        other_process.range_opener("uploads/k.csv")  # no copy there: it asks the store
+    await planner.delete("uploads/k.csv")  # a delete here drops this process's copy
+    with pytest.raises(ObjectMissing):
+        planner.range_opener("uploads/k.csv")
+
+
 async def test_a_range_read_fetches_exactly_the_bytes_asked_for(
     s3_settings: StorageSettings,
 ) -> None:

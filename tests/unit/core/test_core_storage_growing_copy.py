@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from services.core.storage import StorageUnavailable
-from services.core.storage.s3 import GrowingCopy
+from services.core.storage.s3 import GrowingCopy, KeptCopies, LocalCopy
 
 BODY = 'Prénom,Notes\r\nZoë,"PO 4471, cohort B"\r\nSeán,"said ""thanks"""\r\n'.encode()
 
@@ -113,3 +113,58 @@ def test_a_reader_outlives_the_copy_it_came_from_and_the_file_goes_with_the_last
             thread.join(timeout=30)
     gc.collect()
     assert not file.exists()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def local_copy(body: bytes = BODY) -> LocalCopy:
+    return LocalCopy(GrowingCopy(len(body), lambda: iter([body])))
+
+
+def test_kept_copies_keep_the_latest_few_and_forget_the_idle_ones() -> None:
+    clock = FakeClock()
+    kept = KeptCopies(keep=2, idle_s=60.0, clock=clock)
+    first, second, third = local_copy(), local_copy(), local_copy()
+    kept.add("uploads/1.csv", first)
+    kept.add("uploads/2.csv", second)
+    kept.add("uploads/3.csv", third)
+    assert kept.keys() == ["uploads/2.csv", "uploads/3.csv"]  # the oldest went
+    assert kept.get("uploads/1.csv") is None
+
+    clock.now += 59.0
+    assert kept.get("uploads/2.csv") is second  # a read keeps it another minute
+    clock.now += 2.0
+    kept.drop_idle()
+    assert kept.keys() == ["uploads/2.csv"]
+    clock.now += 60.0
+    assert kept.get("uploads/2.csv") is None
+    assert kept.keys() == []
+
+
+def test_a_kept_copy_whose_fill_failed_is_forgotten_and_a_deleted_one_dropped() -> None:
+    kept = KeptCopies(keep=2, idle_s=60.0, clock=FakeClock())
+
+    def failing() -> Iterator[bytes]:
+        raise StorageUnavailable(errno.EIO, "object storage: GenericError")
+        yield b""
+
+    broken = LocalCopy(GrowingCopy(len(BODY), failing))
+    with broken() as reader, pytest.raises(StorageUnavailable):
+        reader.read()
+    kept.add("uploads/broken.csv", broken)
+    assert kept.get("uploads/broken.csv") is None  # the next chunk task reads the store
+    kept.add("uploads/d.csv", local_copy())
+    kept.drop("uploads/d.csv")
+    assert kept.keys() == []
+
+
+def test_keeping_none_keeps_nothing() -> None:
+    kept = KeptCopies(keep=0, idle_s=60.0, clock=FakeClock())
+    kept.add("uploads/1.csv", local_copy())
+    assert kept.get("uploads/1.csv") is None
