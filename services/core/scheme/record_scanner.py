@@ -169,19 +169,37 @@ class _Patterns:
     quoted_batch: tuple[re.Pattern[bytes], ...]  # index n: 1 to 2**n records
 
 
+def _all_bytes_but(excluded: bytes) -> bytes:
+    """The class of every byte except `excluded`, written as the ranges of bytes it holds: the
+    same bytes as `[^...]`, which Python's regex engine tests through a negation step at every
+    byte (about twice the time of a plain class, and most of a batch's time is spent in runs of
+    such bytes)."""
+    ranges: list[bytes] = []
+    start: int | None = None
+    for byte in range(257):
+        if byte < 256 and byte not in excluded:
+            start = byte if start is None else start
+        elif start is not None:
+            ranges.append(b"\\x%02x-\\x%02x" % (start, byte - 1))
+            start = None
+    return b"[" + b"".join(ranges) + b"]"
+
+
 @cache
 def _patterns(delimiter: str, blank_run_bytes: int) -> _Patterns:
     if delimiter not in DIALECTS:
         raise ValueError(f"unsupported delimiter {delimiter!r}")
     d = re.escape(delimiter.encode("ascii"))
+    delimiter_byte = delimiter.encode("ascii")
     separators = str(MAX_RECORD_CELLS - 1).encode()
     short_line = str(_SHORT_LINE_BYTES).encode()
     # Possessive quantifiers and `?+` make every match deterministic, as the csv module is: a
     # quoted field that never closes leaves the field empty at its `"` instead of being re-read
     # as an unquoted field.
     content = rb'(?:[^"]++|"")*+'  # of a quoted field: anything, `""` for a quote
-    rest = rb"[^" + d + rb"\r\n]*+"  # after the closing quote, or after an unquoted first byte
-    first = rb'[^"' + d + rb"\r\n]"  # of an unquoted field
+    # After the closing quote, or after an unquoted field's first byte.
+    rest = _all_bytes_but(delimiter_byte + b"\r\n") + rb"*+"
+    first = _all_bytes_but(b'"' + delimiter_byte + b"\r\n")  # of an unquoted field
     field = rb'(?:"' + content + rb'"' + rest + rb"|" + first + rest + rb")?+"
     # At most MAX_RECORD_CELLS cells: a delimiter right after the match means one more.
     fields = field + rb"(?:" + d + field + rb"){0," + separators + rb"}+"
@@ -199,8 +217,8 @@ def _patterns(delimiter: str, blank_run_bytes: int) -> _Patterns:
     # a field starts (after a delimiter or a line break, or at the start of the buffer, which is
     # a record's) opens a quoted field; any other `"` is an ordinary character, as in the csv
     # module. Cells are not counted: `_dense_records` counts the delimiters of a batch instead.
-    ordinary = rb'[^"\r\n]*+'
-    not_field_start = rb"[^" + d + rb"\r\n]"  # a byte after which no field starts
+    ordinary = _all_bytes_but(b'"\r\n') + rb"*+"
+    not_field_start = _all_bytes_but(delimiter_byte + b"\r\n")  # no field starts after it
     quoted_field = rb"(?<!" + not_field_start + rb')"[^"]*+(?:""[^"]*+)*+"'
     other_quote = rb"(?<=" + not_field_start + rb')"'
     loose_record = (

@@ -178,6 +178,15 @@ class TestEncodings:
         assert records(data, encoding=Encoding.WINDOWS_1252) == [(2, ["£5 café"])]
 
 
+class TestByteClasses:
+    @pytest.mark.parametrize("excluded", [b'"\r\n', b",\r\n", b'";\r\n', b"\x00\xff"])
+    def test_every_byte_but_the_excluded_ones_and_nothing_else(self, excluded: bytes) -> None:
+        # The scanner's patterns spell `[^...]` as the ranges of the bytes it holds.
+        byte_class = re.compile(record_scanner._all_bytes_but(excluded))
+        matched = [byte for byte in range(256) if byte_class.fullmatch(bytes([byte]))]
+        assert matched == [byte for byte in range(256) if byte not in excluded]
+
+
 class TestSemicolons:
     def test_the_delimiter_decides_where_quoted_fields_start(self) -> None:
         data = b'h;i\r\n"a;b";c,d\r\n'
