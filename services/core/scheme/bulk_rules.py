@@ -746,7 +746,10 @@ class InFileDuplicateKeys:
     """
 
     def __init__(self) -> None:
-        self._history: list[pl.DataFrame] = []
+        # The hashes and the texts of the earlier chunks' keys, each chunk appended as a chunk
+        # of its own: a chunk's look costs one pass over the hashes, and no copy of the texts.
+        self._hashes = pl.Series("hash", [], dtype=pl.UInt64)
+        self._keys = pl.Series("key", [], dtype=pl.String)
 
     def find(self, bulk: BulkResult, exact: Sequence[RowResult]) -> set[int]:
         """The row numbers of this chunk, of either pass, that get DUP_01. Call once per chunk,
@@ -760,11 +763,10 @@ class InFileDuplicateKeys:
         if exact_keys:
             keys = pl.concat([keys, pl.DataFrame(exact_keys, schema=keys.schema, orient="row")])
         keys = keys.with_columns(pl.col("key").hash(_HASH_SEED).alias("hash"))
-        earlier = pl.Series("key", [], dtype=pl.String)
-        if self._history:  # the keys of earlier chunks with one of this chunk's hashes
-            hashes = keys["hash"].implode()
-            earlier = pl.concat(self._history).filter(pl.col("hash").is_in(hashes))["key"]
-        self._history.append(keys.select("hash", "key"))
+        # The keys of earlier chunks with one of this chunk's hashes.
+        earlier = self._keys.filter(self._hashes.is_in(keys["hash"].implode()))
+        self._hashes.append(keys["hash"])
+        self._keys.append(keys["key"])
         repeats = keys["hash"].is_duplicated()  # computed once: it hashes every key
         if not earlier.len() and not repeats.any():
             return set()  # the usual chunk: every key new, and once
