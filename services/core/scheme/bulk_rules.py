@@ -236,6 +236,12 @@ _WARNING_ISSUE_PARTS: Final = {
     code: (COLUMN_OF_CODE[code], code, SEVERITY[code], MESSAGES[code])
     for code in (Code.ACHDATE_03, Code.LEVY_02, Code.LEVY_03, Code.NOTES_02)
 }
+# The issue parts of each list of warnings `_WARNING_LISTS` holds, keyed by its codes joined by
+# a comma: a row's warnings become issues without a Python list or a `Code` per warning.
+_WARNING_PARTS_OF_CODES: Final = {
+    ",".join(codes): tuple(_WARNING_ISSUE_PARTS[Code(code)] for code in codes)
+    for codes in _WARNING_LISTS.to_list()
+}
 
 
 def warning_issue(row_number: int, code: str) -> Issue:
@@ -323,6 +329,20 @@ class BulkResult:
         """`(row_number, warning codes)` of the proven rows that carry a warning."""
         warned = self.valid.filter(pl.col(WARNINGS).list.len() > 0)
         return list(zip(warned[ROW_NUMBER].to_list(), warned[WARNINGS].to_list(), strict=True))
+
+    def warning_issues(self) -> tuple[list[int], list[Issue]]:
+        """The row numbers of the proven rows that carry a warning, in row order, and the
+        issues of those warnings (`warning_issue` of each), in the same order."""
+        warned = self.valid.filter(pl.col(WARNINGS).list.len() > 0)
+        rows = warned[ROW_NUMBER].to_list()
+        codes = warned[WARNINGS].list.join(",").to_list()
+        parts_of = _WARNING_PARTS_OF_CODES
+        issues = [
+            Issue(row, *parts)
+            for row, joined in zip(rows, codes, strict=True)
+            for parts in parts_of[joined]
+        ]
+        return rows, issues
 
     def key_frame(self) -> pl.DataFrame:
         """Every duplicate key of the proven rows: `row_number` and `key` (the text), the ULN

@@ -17,7 +17,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict
 
-from services.core.scheme.bulk_rules import BulkValidator, InFileDuplicateKeys, warning_issue
+from services.core.scheme.bulk_rules import BulkValidator, InFileDuplicateKeys
 from services.core.scheme.codes import Code, FileError, Policy, UploadStatus
 from services.core.scheme.columns import HeaderMap
 from services.core.scheme.file_inspection import (
@@ -313,10 +313,9 @@ def _validate_chunks(
                 elif result.has_warning:
                     rows_warned += 1
         # What is left of `repeated` are proven rows: DUP_01 makes them invalid.
-        for row_number, codes in bulk.warnings():
-            issues.extend(warning_issue(row_number, code) for code in codes)
-            if row_number not in repeated:
-                rows_warned += 1
+        warned, warning_issues = bulk.warning_issues()
+        issues.extend(warning_issues)
+        rows_warned += len(warned) - len(repeated.intersection(warned))
         issues.extend(duplicate_issue(row_number, Code.DUP_01) for row_number in repeated)
         rows_invalid += len(repeated)
     if fallbacks is not None:
