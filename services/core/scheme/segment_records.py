@@ -112,16 +112,19 @@ def split_records(
     when a record of several lines has to be read the old way; `has_quote`: whether the
     segment holds a `"`; `has_return`: whether it holds a CR (of a CR LF: no other)."""
     lines = pl.DataFrame(pieces.alias(_LINE))
-    if not has_quote or not pieces.str.contains('"', literal=True).any():
+    # Each line's quotes, counted once: whether any line holds one, and the walk of `_spans`.
+    quotes = pieces.str.count_matches('"', literal=True) if has_quote else None
+    if quotes is None or not quotes.max():
         rows = pl.int_range(first_row, first_row + lines.height, dtype=pl.Int64, eager=True)
         return SegmentRecords(lines.select(rows.alias(ROW_NUMBER), _LINE))
-    return _Splitter(lines, first_row, delimiter, width, text, has_return).split()
+    return _Splitter(lines, quotes, first_row, delimiter, width, text, has_return).split()
 
 
 class _Splitter:
     def __init__(
         self,
         lines: pl.DataFrame,
+        quotes: pl.Series,
         first_row: int,
         delimiter: str,
         width: int,
@@ -134,7 +137,6 @@ class _Splitter:
         self._patterns = _patterns(delimiter, width)
         self._first_row = first_row
         self._has_return = has_return
-        quotes = pl.col(_LINE).str.count_matches('"', literal=True)
         self._lines = lines.with_row_index("_index").with_columns(quotes.alias("_quotes"))
         self.fallbacks: Counter[str] = Counter()
 
