@@ -2,13 +2,13 @@
 
 Serves the gateway app in this process on a free port as production serves it (its runner
 options; outbox relay off, so Kafka is not involved) against a fresh database migrated for the
-run and dropped afterwards, then uploads a generated CSV several times with curl, which streams
-the file from a process of its own. Before each upload it writes the same bytes straight to a
-file in the same folder (same chunk size, fsync'd like the gateway's storage), so the gateway's
-MB/s can be read as a share of what the disk allows, measured side by side; each file is removed
-once written, the raw one and the upload's stored one alike. Each upload's CPU seconds are this
-process's (the gateway's event loop and its writing threads), which on a loaded machine say
-more than the wall clock.
+run and dropped afterwards, then uploads a generated CSV (as spreadsheets write them: accented
+names, quoted cells) several times with curl, which streams the file from a process of its own.
+Before each upload it writes the same bytes straight to a file in the same folder (same chunk
+size, fsync'd like the gateway's storage), so the gateway's MB/s can be read as a share of what
+the disk allows, measured side by side; each file is removed once written, the raw one and the
+upload's stored one alike. Each upload's CPU seconds are this process's (the gateway's event
+loop and its writing threads), which on a loaded machine say more than the wall clock.
 
     .venv/bin/python bench/bench_gateway_upload.py [--mb 100] [--runs 3]
 """
@@ -28,6 +28,7 @@ from pathlib import Path
 
 import asyncpg
 from aiohttp.test_utils import TestServer
+from bench_files import write_mixed_file
 from pydantic import SecretStr
 from scratch_database import admin, database_url
 
@@ -43,10 +44,6 @@ from services.upload_gateway.keys import create_ato
 from services.upload_gateway.settings import GatewaySettings
 
 MB = 1024 * 1024
-HEADER = (
-    b"ProviderReference,CourseCode,AchievementDate,LearnerForename,LearnerSurname,DateOfBirth,"
-    b"ULN,NINumber,CITBIndividualId,EmployerLevyNumber,Notes\r\n"
-)
 
 
 def _own_cpu_s() -> float:
@@ -59,20 +56,16 @@ def _peak_rss_mb() -> float:
 
 
 def generate(path: Path, size_bytes: int) -> int:
-    """A valid-looking CSV of about `size_bytes`, written in blocks (never whole in memory)."""
-    rows = b"".join(
-        b"REF-%07d,SMSTS-R,01/03/2026,Learner,Surname,01/01/1990,1000000043,,,L1234567,\r\n" % i
-        for i in range(10_000)
-    )
-    written = 0
-    with path.open("wb") as out:
-        out.write(HEADER)
-        written += len(HEADER)
-        while written < size_bytes:
-            block = rows[: size_bytes - written]
-            out.write(block)
-            written += len(block)
-    return written
+    """A CSV of about `size_bytes` as spreadsheets write them (`bench_files`, style `quoted`:
+    accented names, half the rows with quoted cells holding commas, doubled quotes or line
+    breaks), its rows counted from a sample's bytes per row."""
+    write_mixed_file(path, SAMPLE_ROWS, style="quoted")
+    rows = max(1, round(size_bytes * SAMPLE_ROWS / path.stat().st_size))
+    write_mixed_file(path, rows, style="quoted")
+    return path.stat().st_size
+
+
+SAMPLE_ROWS = 10_000
 
 
 def raw_disk_write_s(source: Path, target: Path, chunk_bytes: int) -> float:
