@@ -95,13 +95,16 @@ typecheck: venv
 	@$(VENV)/bin/mypy services
 
 ## benchmarks that print figures (bench_scale also runs the offline check and the record
-## scanner; bench_latency a small upload's time, step by step, idle and under load); writes
+## scanner; bench_latency a small upload's time, step by step, idle and under load;
+## bench_grant_bridge the claims/s; bench_gateway_upload the gateway against a raw write); writes
 ## bench/results/latest.json, bench/results/latency.json and docs/performance.md
 bench: venv
 	@deploy/local/seaweedfs.sh build
 	@$(STACK) infra
 	@$(PY) bench/bench_scale.py
 	@$(PY) bench/bench_latency.py
+	@$(PY) bench/bench_grant_bridge.py --claims 10000
+	@$(PY) bench/bench_gateway_upload.py --mb 100 --runs 5
 
 ## the cost of the production shape (docs/deploy.md): the same 1,000,000-row upload on `make
 ## cluster`, then on `make up`, one after the other (never both at once on 2 cores), then the
