@@ -151,13 +151,10 @@ def make_store(settings: StorageSettings) -> S3Store:
     )
 
 
-class _RangeReader(io.RawIOBase):
-    """A stored object as a seekable raw stream: each `readinto` is one range GET of exactly
-    the bytes asked for (clamped to the object's end)."""
+class _SizedReader(io.RawIOBase):
+    """A seekable raw stream over `size` bytes: the position and its seeks; subclasses read."""
 
-    def __init__(self, store: S3Store, path: str, size: int) -> None:
-        self._store = store
-        self._path = path
+    def __init__(self, size: int) -> None:
         self._size = size
         self._position = 0
 
@@ -176,6 +173,16 @@ class _RangeReader(io.RawIOBase):
             raise ValueError("negative seek position")
         self._position = base + offset
         return self._position
+
+
+class _RangeReader(_SizedReader):
+    """A stored object as a seekable raw stream: each `readinto` is one range GET of exactly
+    the bytes asked for (clamped to the object's end)."""
+
+    def __init__(self, store: S3Store, path: str, size: int) -> None:
+        super().__init__(size)
+        self._store = store
+        self._path = path
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")
@@ -259,18 +266,17 @@ class GrowingCopy:
         self._arrived = threading.Condition()
         self._filled = 0
         self._error: BaseException | None = None
-        self._name: str | None = None
-        self._discarded = False
-        self._names: list[str] = []  # the file, for the finalizer (which must not hold self)
+        # The file's name once started; a list the finalizer holds (it must not hold self).
+        self._names: list[str] = []
         weakref.finalize(self, _remove_all, self._names)
 
     def start(self) -> None:
         """Creates the scratch file and starts the fill, once."""
         with self._arrived:
-            if self._name is not None or self._discarded:
+            if self._names:
                 return
-            descriptor, self._name = tempfile.mkstemp(prefix="achievements-object-")
-            self._names.append(self._name)
+            descriptor, name = tempfile.mkstemp(prefix="achievements-object-")
+            self._names.append(name)
         threading.Thread(
             target=self._fill, args=(descriptor,), name="object-copy", daemon=True
         ).start()
@@ -279,8 +285,6 @@ class GrowingCopy:
         try:
             with os.fdopen(descriptor, "wb", buffering=0) as copy:
                 for part in self._parts():
-                    if self._discarded:
-                        raise RuntimeError("the object's copy was read after it was discarded")
                     copy.write(part)
                     with self._arrived:
                         self._filled += len(part)
@@ -308,17 +312,9 @@ class GrowingCopy:
             return max(0, min(self._filled, self.size) - position)
 
     def reader(self) -> IO[bytes]:
-        if self._name is None:
+        if not self._names:
             raise RuntimeError("the copy is read before it is started")
-        return io.BufferedReader(_CopyReader(self, self._name), buffer_size=_COPY_BUFFER_BYTES)
-
-    def discard(self) -> None:
-        """Stops the fill at its next part and removes the file (open readers keep theirs)."""
-        with self._arrived:
-            self._discarded = True
-            name = self._name
-        if name is not None:
-            _remove_quietly(name)
+        return io.BufferedReader(_CopyReader(self, self._names[0]), buffer_size=_COPY_BUFFER_BYTES)
 
 
 class KeptCopies:
@@ -391,30 +387,14 @@ class KeptCopies:
         self._arm()
 
 
-class _CopyReader(io.RawIOBase):
+class _CopyReader(_SizedReader):
     """One reader of a `GrowingCopy`: positioned reads of the scratch file, each waiting for
     its first byte to have arrived."""
 
     def __init__(self, copy: GrowingCopy, name: str) -> None:
+        super().__init__(copy.size)
         self._copy = copy
         self._descriptor = os.open(name, os.O_RDONLY)
-        self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._copy.size}[whence]
-        if base + offset < 0:
-            raise ValueError("negative seek position")
-        self._position = base + offset
-        return self._position
 
     def readinto(self, buffer: Any) -> int:
         view = memoryview(buffer).cast("B")

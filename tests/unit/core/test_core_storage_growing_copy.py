@@ -73,29 +73,6 @@ def test_an_empty_object_reads_as_empty() -> None:
         assert reader.read() == b""
 
 
-def test_discarding_removes_the_file_and_stops_the_fill(scratch: Path) -> None:
-    more = threading.Event()
-
-    def parts() -> Iterator[bytes]:
-        yield BODY[:20]
-        more.wait(timeout=30)
-        yield BODY[20:]
-
-    copy = GrowingCopy(len(BODY), parts)
-    copy.start()
-    reader = copy.reader()
-    assert reader.read(20) == BODY[:20]
-    [file] = scratch.iterdir()
-    copy.discard()
-    more.set()
-    assert not file.exists()
-    with pytest.raises(RuntimeError, match="discarded"):
-        reader.read()  # a reader left behind fails; it never waits forever
-    reader.close()
-    gc.collect()
-    assert list(scratch.iterdir()) == []
-
-
 def test_a_reader_outlives_the_copy_it_came_from_and_the_file_goes_with_the_last(
     scratch: Path,
 ) -> None:
