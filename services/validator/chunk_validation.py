@@ -31,7 +31,6 @@ from services.core.scheme.bulk_rules import (
     WARNINGS,
     BulkResult,
     BulkValidator,
-    warning_issue,
 )
 from services.core.scheme.codes import Code, FileError, Severity
 from services.core.scheme.columns import Column, HeaderMap
@@ -390,19 +389,18 @@ def validate_chunk(
         to_explain = bulk.exact
     proven = bulk.valid.select(VALID_COLUMNS)
     result.rows_total = proven.height
-    warned = bulk.warnings()
-    for row_number, codes in warned:
-        result.rows_warned += 1
-        for code in codes:
-            result.counts_by_code[code] += 1
-            # Masked once the chunk's first issues are known (`_mask_warnings`).
-            result._add_issue(warning_issue(row_number, code), None)
+    warned, warning_issues = bulk.warning_issues()
+    result.rows_warned += len(warned)
+    for issue in warning_issues:
+        result.counts_by_code[issue.code.value] += 1
+        # Masked once the chunk's first issues are known (`_mask_warnings`).
+        result._add_issue(issue, None)
     cells_of = dict(to_explain)
     exact = validator.exact(to_explain)
     for row in exact:
         result._add_exact(row, cells_of[row.row_number], header)
     result._keep_first_issues()
-    result._mask_warnings(bulk, {row_number for row_number, _ in warned}, header)
+    result._mask_warnings(bulk, set(warned), header)
     found_valid = [row for row in exact if row.achievement is not None]
     if found_valid:
         proven = pl.concat([proven, _valid_frame(found_valid)]).sort(ROW_NUMBER)

@@ -325,11 +325,6 @@ class BulkResult:
             for row in self.valid.select(VALID_COLUMNS).iter_rows()
         ]
 
-    def warnings(self) -> list[tuple[int, list[str]]]:
-        """`(row_number, warning codes)` of the proven rows that carry a warning."""
-        warned = self.valid.filter(pl.col(WARNINGS).list.len() > 0)
-        return list(zip(warned[ROW_NUMBER].to_list(), warned[WARNINGS].to_list(), strict=True))
-
     def warning_issues(self) -> tuple[list[int], list[Issue]]:
         """The row numbers of the proven rows that carry a warning, in row order, and the
         issues of those warnings (`warning_issue` of each), in the same order."""
